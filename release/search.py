@@ -1,0 +1,205 @@
+"""CMA-ES over the genome (one FFN blend ratio per father layer), resumable.
+
+The search owns its random generator and hands it to `cma` as `randn`, so nothing else in the
+process (lm-eval reseeds numpy's global generator) can change which candidates it samples, and the
+generator's state travels inside cma's own pickle. After every generation the whole state is saved
+atomically; `resume=True` continues from it and ends with the same genome as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cma
+import numpy as np
+from tqdm.auto import tqdm
+
+from release.config import GenomeSpec, SearchSpec
+from release.errors import ReleaseError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pkl"
+LOG = "candidates.jsonl"
+BEST = "best.json"
+
+# fitness(genome) -> (fitness to maximise, per-task scores)
+Fitness = Callable[[list[float]], tuple[float, dict[str, float]]]
+
+
+class GenomeSpace:
+    """Maps CMA-ES's free coordinates to a full genome: frozen layers pinned at 0, bounds [0, r_max]."""
+
+    def __init__(self, n_layers: int, spec: GenomeSpec):
+        bad = [i for i in spec.frozen if i >= n_layers]
+        if bad:
+            raise ReleaseError(f"genome.frozen names layers {bad}, but the father has {n_layers} layers (0-{n_layers - 1})")
+        if spec.scales is not None and len(spec.scales) != n_layers:
+            raise ReleaseError(f"genome.scales has {len(spec.scales)} entries; give one per father layer ({n_layers})")
+        self.n_layers = n_layers
+        self.r_max = spec.r_max
+        self.free = [i for i in range(n_layers) if i not in set(spec.frozen)]
+        if not self.free:
+            raise ReleaseError("genome.frozen freezes every layer: leave at least one layer free to search")
+        self.x0 = [min(spec.init_mean, spec.r_max)] * len(self.free)
+        self.stds = None if spec.scales is None else [spec.scales[i] for i in self.free]
+
+    def full(self, x) -> list[float]:
+        genome = [0.0] * self.n_layers
+        for i, v in zip(self.free, x):
+            genome[i] = float(min(max(v, 0.0), self.r_max))
+        return genome
+
+
+class _Randn:
+    """A picklable N(0,1) source for cma (its `randn` option), seeded by the config alone."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape):
+        return self.rng.standard_normal(shape)
+
+
+@dataclass
+class SearchState:
+    fingerprint: str
+    generation: int = 0  # generations completed
+    evaluations: int = 0
+    seconds: float = 0.0
+    best_fitness: float = -math.inf
+    best_genome: list[float] = field(default_factory=list)
+    best_scores: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # per generation: best, mean, evaluations
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    genome: list[float]
+    fitness: float
+    scores: dict[str, float]
+    generations: int
+    evaluations: int
+    seconds: float
+    stop_reason: str
+    history: list[dict]
+
+
+def fingerprint(**parts) -> str:
+    """What makes a checkpoint valid: config, parents and fitness; budgets may change on resume."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(folder: Path, expected: str) -> tuple[cma.CMAEvolutionStrategy, SearchState]:
+    path = folder / CHECKPOINT
+    try:
+        saved = pickle.loads(path.read_bytes())
+        es, state = pickle.loads(saved["es"]), SearchState(**saved["state"])
+    except Exception as e:  # any damage to the file means the same thing to the user
+        raise ReleaseError(f"search checkpoint {path} is corrupt ({type(e).__name__}): delete it and run without --resume") from None
+    if state.fingerprint != expected:
+        raise ReleaseError(f"search checkpoint {path} belongs to another config or other parents: "
+                           "delete the folder or restore the config it was made with")
+    return es, state
+
+
+def _truncate_log(path: Path, generations: int) -> None:
+    """Drop candidates of a generation that was interrupted before its checkpoint."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["generation"] < generations]
+    _write_atomic(path, "".join(line + "\n" for line in keep).encode())
+
+
+def _stop_reason(es, state: SearchState, spec: SearchSpec, started: float, elapsed_before: float) -> str | None:
+    if spec.max_generations is not None and state.generation >= spec.max_generations:
+        return "max_generations"
+    if spec.max_evaluations is not None and state.evaluations >= spec.max_evaluations:
+        return "max_evaluations"
+    if spec.time_budget_s is not None and elapsed_before + time.monotonic() - started >= spec.time_budget_s:
+        return "time_budget"
+    stop = es.stop()
+    if stop:
+        return "cma:" + ",".join(sorted(stop))
+    return None
+
+
+def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: Path, fingerprint: str,
+               resume: bool = False, progress: bool = True) -> SearchResult:
+    """Search the genome with CMA-ES, maximising `fitness`; state and log go to `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / LOG
+    if resume and (folder / CHECKPOINT).exists():
+        es, state = _load_checkpoint(folder, fingerprint)
+        _truncate_log(log_path, state.generation)
+        log.info("resuming search at generation %d (%d evaluations done)", state.generation, state.evaluations)
+    else:
+        if (folder / CHECKPOINT).exists() and not resume:
+            log.info("starting a new search: the previous checkpoint in %s is discarded", folder)
+        opts = {"bounds": [0.0, space.r_max], "popsize": spec.popsize, "randn": _Randn(spec.seed),
+                "seed": np.nan, "verbose": -9, "verb_log": 0, "verb_disp": 0, "CMA_stds": space.stds}
+        es = cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
+        state = SearchState(fingerprint=fingerprint)
+        log_path.unlink(missing_ok=True)
+
+    started, elapsed_before = time.monotonic(), state.seconds
+    total = None
+    if spec.max_generations is not None:
+        total = spec.max_generations * spec.popsize
+    if spec.max_evaluations is not None:
+        total = min(total or spec.max_evaluations, spec.max_evaluations)
+    bar = tqdm(total=total, initial=state.evaluations, desc="search", unit="eval", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        while (reason := _stop_reason(es, state, spec, started, elapsed_before)) is None:
+            xs = es.ask()
+            values, lines = [], []
+            for k, x in enumerate(xs):
+                genome = space.full(x)
+                t0 = time.perf_counter()
+                value, scores = fitness(genome)
+                lines.append({"generation": state.generation, "candidate": k, "genome": genome,
+                              "scores": scores, "fitness": value, "seconds": round(time.perf_counter() - t0, 4)})
+                values.append(value)
+                if value > state.best_fitness:
+                    state.best_fitness, state.best_genome, state.best_scores = value, genome, scores
+                bar.update(1)
+                bar.set_postfix(gen=state.generation + 1, best=f"{state.best_fitness:.4f}")
+            es.tell(xs, [-v for v in values])  # cma minimises
+            state.generation += 1
+            state.evaluations += len(xs)
+            state.history.append({"generation": state.generation - 1, "best": max(values),
+                                  "mean": float(np.mean(values)), "best_so_far": state.best_fitness})
+            state.seconds = elapsed_before + time.monotonic() - started
+            with log_path.open("a") as f:
+                f.writelines(json.dumps(line) + "\n" for line in lines)
+            _write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
+            log.info("generation %d: best %.4f, mean %.4f, best so far %.4f", state.generation,
+                     max(values), np.mean(values), state.best_fitness)
+    finally:
+        bar.close()
+    state.stop_reason = reason
+    state.seconds = elapsed_before + time.monotonic() - started
+    result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,
+                          generations=state.generation, evaluations=state.evaluations,
+                          seconds=round(state.seconds, 3), stop_reason=reason, history=state.history)
+    _write_atomic(folder / BEST, (json.dumps(asdict(result), indent=2) + "\n").encode())
+    log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,
+             state.best_fitness)
+    return result

@@ -1,0 +1,56 @@
+"""Test session setup: isolated HF home, no telemetry, and no network beyond 127.0.0.1.
+
+Environment variables are set at import time, before any test module imports huggingface_hub,
+transformers or gradio, because several of their code paths read them once at import.
+"""
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="darwin-test-hf-")
+os.environ.update(
+    HF_HOME=_HOME,
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_PROGRESS_BARS="1",
+    GRADIO_ANALYTICS_ENABLED="False",
+    TOKENIZERS_PARALLELISM="false",
+    DO_NOT_TRACK="1",
+)
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    # Any test that tries to reach the internet fails loudly instead of hanging or leaking.
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+            raise ConnectionRefusedError(f"tests are offline: refused connection to {host}")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only
+
+
+@pytest.fixture(scope="session")
+def tiny_parents(tmp_path_factory):
+    """Tiny Gemma 4 father and Qwen3.5 mother checkpoints (seed 0), built once per session."""
+    from release.tiny import write_tiny_parents
+
+    return write_tiny_parents(tmp_path_factory.mktemp("parents"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real benchmark records not found at {SHARED_DATA} (../shared/data beside the checkout)")
+    return SHARED_DATA
