@@ -134,6 +134,8 @@ class ReleaseConfig(_Strict):
 
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "config"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key (check its spelling against configs/default.yaml)"
     return f"{where}: {error['msg']}"
 
 
@@ -153,6 +155,7 @@ def load_config(path: str | Path) -> ReleaseConfig:
     try:
         return ReleaseConfig.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
+        # A misspelt key also shows up as the missing one it was meant to be: name the typo first.
+        first = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")[0]
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise ReleaseError(f"config {path}: {_describe(first)}{more}") from None

@@ -1,0 +1,120 @@
+"""`darwin-release`: one subcommand per pipeline stage, and `run` for all of them.
+
+Output here is for people; logs go through `logging` (`-v` shows them). A ReleaseError is printed as
+its one line, without a traceback, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from release import __version__
+from release.config import load_config
+from release.errors import ReleaseError
+from release.stages import STAGES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="darwin-release", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"darwin-release {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every stage (skipping those already done and unchanged)")
+    for name in STAGES:
+        stage = sub.add_parser(name, help=f"run the pipeline up to and including '{name}'")
+        stage.set_defaults(only=(name,))
+    for sp in [run, *(sub.choices[s] for s in STAGES)]:
+        sp.add_argument("config", help="release config (YAML), e.g. configs/default.yaml")
+        sp.add_argument("--force", action="append", default=[], metavar="STAGE",
+                        help="redo STAGE even if it is up to date (repeatable; 'all' redoes every stage)")
+        sp.add_argument("--dry-run", action="store_true", help="do everything except writing to the Hub")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
+    run.add_argument("--plan", action="store_true", help="validate the config and list the planned stages")
+    run.set_defaults(only=STAGES)
+    sub.choices["breed"].add_argument("--resume", action="store_true",
+                                      help="continue an interrupted search from its last checkpoint")
+
+    serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
+    serve.add_argument("config")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command == "space-serve":
+            from release.space import serve_last_release
+
+            return serve_last_release(config, port=args.port)
+        if getattr(args, "plan", False):
+            return _print_plan(config, args)
+        from release.pipeline import RunOptions, run_release
+
+        # `run` resumes an interrupted search by itself; `breed` alone does so when asked.
+        resume = args.command == "run" or getattr(args, "resume", False)
+        opts = RunOptions(force=set(args.force), dry_run=args.dry_run, resume=resume,
+                          progress=not args.no_progress, only=tuple(args.only))
+        summary = run_release(config, opts)
+    except ReleaseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    _print_summary(summary)
+    return 0
+
+
+def _print_plan(config, args) -> int:
+    from release.pipeline import HUB_STAGES
+
+    print(f"config {args.config}: valid")
+    print(f"  father  {config.father.repo}@{config.father.revision}")
+    print(f"  mother  {config.mother.repo}@{config.mother.revision}")
+    print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
+    frozen = ",".join(map(str, config.genome.frozen)) or "none"
+    print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")
+    tasks = " + ".join(f"{t.name} x{t.weight}" for t in config.fitness.tasks) or config.fitness.kind
+    print(f"  fitness {tasks}; search popsize {config.search.popsize}, device {config.search.device}, "
+          f"dtype {config.search.dtype}")
+    print(f"  hub     {config.hub.endpoint or 'the Hugging Face Hub (or HF_ENDPOINT)'}")
+    print("planned stages:")
+    for stage in STAGES:
+        note = ""
+        if args.dry_run and stage in HUB_STAGES:
+            note = "  (skipped: --dry-run)"
+        elif stage == "evaluate" and not config.fitness.tasks:
+            note = "  (skipped: no benchmark tasks)"
+        elif stage == "space" and not config.space:
+            note = "  (skipped: no space in config)"
+        print(f"  {stage}{note}")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    if summary.get("dry_run"):
+        print(f"dry run done: child folder {summary['child_folder']}")
+        return
+    if "child_repo" not in summary:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
+    print(f"\nreleased {repo} @ {rev[:12]} on {endpoint}")
+    if summary.get("space_repo"):
+        print(f"Space:    {summary['space_repo']} @ {summary['space_revision'][:12]}")
+    for role, scores in summary.get("scores", {}).items():
+        print(f"  {role:<7}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print("\nload it:")
+    print(f"  HF_ENDPOINT={endpoint} python -c \"from transformers import AutoModelForCausalLM; "
+          f"AutoModelForCausalLM.from_pretrained('{repo}', revision='{rev}', trust_remote_code=True)\"")
+    print("chat with it: make space" + ("   (the local store is served again by: make hub)"
+                                         if "127.0.0.1" in endpoint else ""))

@@ -1,0 +1,141 @@
+"""Write the child repo folder: config with auto_map, modeling files, shards, tokenizer, genome record.
+
+Tensors are streamed from the parents' safetensors shards straight into the child's shards, one shard
+at a time, so peak memory stays near one shard whatever the model's size. The folder is written under a
+temporary name and renamed into place: a crash never leaves a half-written child behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+import release
+from release.errors import ReleaseError
+
+log = logging.getLogger(__name__)
+
+GENOME_FILE = "darwin_genome.json"
+# What the child takes from the father besides weights: tokenizer, chat template, generation defaults.
+FATHER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                "chat_template.jinja", "chat_template.json", "generation_config.json")
+
+
+def parse_size(size: str | int) -> int:
+    """'5GB' -> bytes, as transformers' max_shard_size (decimal units)."""
+    if isinstance(size, int):
+        return size
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
+    s = size.strip().upper()
+    for unit, factor in units.items():
+        if s.endswith(unit) and s[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(s[: -len(unit)]) * factor)
+    raise ReleaseError(f"max_shard_size {size!r} is not a size: write it like '5GB' or '500MB'")
+
+
+def _plan_shards(sizes: dict[str, int], limit: int) -> list[list[str]]:
+    shards, current, used = [], [], 0
+    for name, size in sizes.items():
+        if current and used + size > limit:
+            shards.append(current)
+            current, used = [], 0
+        current.append(name)
+        used += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _tensor_nbytes(handle, key: str) -> int:
+    sl = handle.get_slice(key)
+    n = 1
+    for d in sl.get_shape():
+        n *= d
+    itemsize = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}[sl.get_dtype()]
+    return n * itemsize
+
+
+def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: bool = True) -> int:
+    """Stream `{child_key: TensorSource(path, key)}` into safetensors shards + index; returns bytes written."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    limit = parse_size(max_shard_size)
+    with ExitStack() as stack:
+        handles: dict[Path, object] = {}
+
+        def handle(path):
+            if path not in handles:
+                handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
+            return handles[path]
+
+        sizes = {k: _tensor_nbytes(handle(src.path), src.key) for k, src in sources.items()}
+        plan = _plan_shards(sizes, limit)
+        names = (["model.safetensors"] if len(plan) == 1 else
+                 [f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))])
+        weight_map = {}
+        for name, keys in tqdm(list(zip(names, plan)), desc="write shards", unit="shard", disable=not progress):
+            shard = {k: handle(sources[k].path).get_tensor(sources[k].key).contiguous() for k in keys}
+            save_file(shard, str(out / name), metadata={"format": "pt"})
+            del shard  # one shard in memory at a time
+            weight_map.update({k: name for k in keys})
+    total = sum(sizes.values())
+    if len(plan) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return total
+
+
+def emit_child(father_dir: Path, mother_dir: Path, genome: dict, out: Path, max_shard_size: str = "5GB",
+               progress: bool = True) -> Path:
+    """Write the child folder for `genome` (see `genome_record`) at `out`, atomically."""
+    from release.hybrid import child_tensor_sources, make_child_config, modeling_files
+
+    config = make_child_config(father_dir, mother_dir, genome["ratios"], layer_map=genome["layer_map"],
+                               stored="active")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        config.save_pretrained(tmp)
+        for f in modeling_files():
+            shutil.copy2(f, tmp / f.name)
+        for name in FATHER_FILES:
+            if (father_dir / name).is_file():
+                shutil.copy2(father_dir / name, tmp / name)
+        size = write_shards(child_tensor_sources(father_dir, mother_dir, config), tmp, max_shard_size, progress)
+        (tmp / GENOME_FILE).write_text(json.dumps(genome, indent=2) + "\n")
+        old = out.with_name(out.name + ".old")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("emitted child to %s (%.1f MB of weights)", out, size / 1e6)
+    return out
+
+
+def genome_record(ratios, frozen, layer_map, r_max, mixing_rule, mixing_formula, search: dict,
+                  father: dict, mother: dict) -> dict:
+    """The `darwin_genome.json` shipped with every child: enough to reproduce and to cite it."""
+    return {
+        "ratios": [float(r) for r in ratios],
+        "frozen": list(frozen),
+        "layer_map": list(layer_map),
+        "r_max": r_max,
+        "mixing_rule": mixing_rule,
+        "mixing_formula": mixing_formula,
+        "search": search,
+        "father": father,
+        "mother": mother,
+        "tool": {"name": "darwin-release", "version": release.__version__},
+    }

@@ -1,0 +1,315 @@
+"""The release pipeline: pull -> breed -> emit -> evaluate -> card -> push -> space -> verify.
+
+Every stage reads the config and earlier stages' results and writes into `runs/<name>/`; the StageBook
+skips a stage whose inputs have not changed. `dry_run` does everything except writing to the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from release.config import ReleaseConfig
+from release.errors import ReleaseError
+from release.stages import STAGES, StageBook, digest, folder_digest
+
+log = logging.getLogger(__name__)
+
+HUB_STAGES = ("push", "space", "verify")
+LOCAL_HOST = "127.0.0.1"
+
+
+@dataclass
+class HubSession:
+    endpoint: str
+    local: object | None = None  # the embedded LocalHub, when this run serves it
+
+    @property
+    def hub(self):
+        from release.hub import Hub
+
+        return Hub()
+
+
+@contextmanager
+def open_hub(config: ReleaseConfig):
+    """Point huggingface_hub at the config's endpoint; for `local`, serve the embedded store meanwhile.
+
+    Must run before huggingface_hub or transformers are imported: both read HF_ENDPOINT at import.
+    """
+    endpoint = config.hub.endpoint
+    if endpoint != "local":
+        if endpoint:
+            os.environ["HF_ENDPOINT"] = endpoint.rstrip("/")
+        yield HubSession(endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        return
+    from release.localhub import LocalHub
+
+    token = "hf_local_" + secrets.token_hex(16)  # write access for this run only; reads need none
+    try:
+        local = LocalHub(config.hub.local_root, port=config.hub.local_port, tokens=[token], host=LOCAL_HOST)
+    except OSError as e:
+        raise ReleaseError(f"cannot serve the local hub on port {config.hub.local_port} ({e.strerror}): stop "
+                           "`make hub` or whatever holds the port, or set hub.local_port") from None
+    local.start()
+    os.environ.update(HF_ENDPOINT=local.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1")
+    try:
+        yield HubSession(endpoint=local.url, local=local)
+    finally:
+        local.stop()
+        os.environ.pop("HF_TOKEN", None)
+
+
+def pick_device(spec) -> tuple[str, "object"]:
+    import torch
+
+    device = spec.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ReleaseError("search.device is cuda but no CUDA GPU is visible: use device: auto or cpu")
+    dtype = spec.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    return device, getattr(torch, dtype)
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+
+def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool) -> tuple[dict, list[Path]]:
+    hub = session.hub
+    if config.tiny_parents:
+        publish_tiny_parents(config, hub, dry_run)
+    result = {}
+    for role in ("father", "mother"):
+        ref = getattr(config, role)
+        pulled = hub.pull(ref.repo, ref.revision)
+        result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path)}
+    return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]
+
+
+def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
+    """Embedded default: put the tiny parents on the endpoint if they are not there yet."""
+    from release.tiny import write_tiny_father, write_tiny_mother
+
+    for role, write in (("father", write_tiny_father), ("mother", write_tiny_mother)):
+        repo = getattr(config, role).repo
+        if hub.api.repo_exists(repo):
+            continue
+        if dry_run:
+            raise ReleaseError(f"--dry-run cannot publish the tiny {role} {repo}: run once without --dry-run")
+        with tempfile.TemporaryDirectory() as tmp:
+            hub.push_folder(write(Path(tmp) / role, seed=config.search.seed), repo,
+                            message=f"Tiny {role} for the darwin-release embedded default")
+        print(f"published the tiny {role} to {repo}")
+
+
+def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool) -> tuple[dict, list[Path]]:
+    from transformers import AutoTokenizer
+
+    from release.fitness import make_fitness
+    from release.hybrid import build_search_hybrid
+    from release.search import GenomeSpace, fingerprint, run_search
+
+    father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
+    device, dtype = pick_device(config.search)
+    model = build_search_hybrid(father, mother, layer_map=config.genome.layer_map, device=device, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(father)
+    space = GenomeSpace(model.config.num_hidden_layers, config.genome)
+    fitness = make_fitness(config, model, tokenizer, config.run_dir / "breed", progress=False)
+    s = config.search
+    key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
+                      search=[s.popsize, s.sigma0, s.seed, device, str(dtype)],
+                      father=pulled["father"]["revision"], mother=pulled["mother"]["revision"])
+    result = run_search(space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
+                        progress=progress)
+    bred = {
+        "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
+        "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
+        "stop_reason": result.stop_reason, "layer_map": list(model.config.layer_map),
+        "device": device, "dtype": str(dtype).removeprefix("torch."),
+    }
+    return bred, [config.run_dir / "breed" / "best.json"]
+
+
+def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) -> tuple[dict, list[Path]]:
+    from release.emit import emit_child, genome_record
+    from release.hybrid import MIXING_FORMULA, MIXING_RULE
+
+    s, f = config.search, config.fitness
+    search = {
+        "popsize": s.popsize, "sigma0": s.sigma0, "seed": s.seed, "generations": bred["generations"],
+        "evaluations": bred["evaluations"], "seconds": bred["seconds"], "best_fitness": bred["fitness"],
+        "stop_reason": bred["stop_reason"], "device": bred["device"], "dtype": bred["dtype"],
+        "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
+                    "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
+    }
+    genome = genome_record(
+        bred["genome"], config.genome.frozen, bred["layer_map"], config.genome.r_max, MIXING_RULE,
+        MIXING_FORMULA, search,
+        father={k: pulled["father"][k] for k in ("repo", "revision")},
+        mother={k: pulled["mother"][k] for k in ("repo", "revision")},
+    )
+    out = config.run_dir / "child"
+    emit_child(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
+               max_shard_size=config.child.max_shard_size, progress=progress)
+    return {"path": str(out), "digest": folder_digest(out), "genome": genome}, [out]
+
+
+def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: bool) -> tuple[dict, list[Path]]:
+    from release.fitness import evaluate_release
+
+    out = config.run_dir / "eval" / "results.json"
+    results = evaluate_release(config, pulled, Path(child["path"]), out, progress=progress)
+    return {"path": str(out), "results": results}, [out]
+
+
+def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None) -> tuple[dict, list[Path]]:
+    from release.card import render_model_card
+
+    folder = Path(child["path"])
+    results = evaluated["results"] if evaluated else None
+    render_model_card(config, child["genome"], results, config.run_dir / "breed" / "candidates.jsonl", folder)
+    return {"readme": str(folder / "README.md")}, [folder / "README.md"]
+
+
+def stage_push(config: ReleaseConfig, session: HubSession, child: dict) -> tuple[dict, list[Path]]:
+    message = config.child.commit_message or f"Release {config.name}: child of {config.father.repo} x {config.mother.repo}"
+    sha = session.hub.push_folder(child["path"], config.child.repo, message=message, private=config.hub.private)
+    return {"repo": config.child.repo, "revision": sha}, []
+
+
+def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tuple[dict, list[Path]]:
+    from release.space import prepare_space_folder
+
+    folder = prepare_space_folder(config, config.run_dir / "space")
+    variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed["revision"], **config.space.variables}
+    sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets={},
+                                   hardware=config.space.hardware, private=config.hub.private)
+    return {"repo": config.space.repo, "revision": sha, "variables": variables}, [folder]
+
+
+def stage_verify(config: ReleaseConfig, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
+    from release.verify import verify_child
+
+    return verify_child(config.child.repo, pushed["revision"], Path(child["path"])), []
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOptions:
+    force: set[str] = field(default_factory=set)
+    dry_run: bool = False
+    resume: bool = True
+    progress: bool = True
+    only: tuple[str, ...] = STAGES  # run these stages (and skip-check the ones they depend on)
+
+
+def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
+    """Run the stages in order; returns the release summary (also written to release.json)."""
+    unknown = set(opts.force) - set(STAGES) - {"all"}
+    if unknown:
+        raise ReleaseError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
+    force = set(STAGES) if "all" in opts.force else opts.force
+    started = time.monotonic()
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    book = StageBook(config.run_dir, force)
+    wanted = set(opts.only)
+    last = max(STAGES.index(s) for s in wanted)
+    needed = STAGES[: last + 1]  # a stage needs the results of those before it
+
+    with open_hub(config) as session:
+        endpoint = session.endpoint
+        pulled = book.run("pull", [config.father, config.mother, endpoint],
+                          lambda: stage_pull(config, session, opts.dry_run))
+        if "breed" not in needed:
+            return {"pull": pulled}
+        bred = book.run("breed", [pulled, config.genome, config.search, config.fitness],
+                        lambda: stage_breed(config, pulled, opts.resume, opts.progress))
+        if "emit" not in needed:
+            return {"breed": bred}
+        child = book.run("emit", [pulled, bred, config.genome, config.child.max_shard_size, config.search],
+                         lambda: stage_emit(config, pulled, bred, opts.progress))
+        evaluated = None
+        if "evaluate" in needed and config.fitness.tasks:
+            evaluated = book.run("evaluate", [pulled, child["digest"], config.fitness],
+                                 lambda: stage_evaluate(config, pulled, child, opts.progress))
+        if "card" in needed:
+            book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
+                              config.name, _templates_digest()],
+                     lambda: stage_card(config, child, evaluated))
+        if opts.dry_run:
+            skipped = [s for s in HUB_STAGES if s in needed]
+            print(f"dry run: not writing to the Hub; skipped {', '.join(skipped)}")
+            return {"dry_run": True, "child_folder": child["path"], "ran": book.ran}
+        summary = {"pushed": None}
+        if "push" in needed:
+            pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
+                                       config.hub.private], lambda: stage_push(config, session, child))
+            spaced = None
+            if config.space and "space" in needed:
+                spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
+                                  lambda: stage_space(config, session, pushed))
+            verified = None
+            if "verify" in needed:
+                verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))
+            summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
+                                      time.monotonic() - started, book.ran)
+            _write_json(config.run_dir / "release.json", summary)
+    return summary
+
+
+def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified, seconds, ran) -> dict:
+    scores = {}
+    if evaluated:
+        for role, m in evaluated["results"]["models"].items():
+            scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
+    return {
+        "name": config.name,
+        "endpoint": endpoint,
+        "child_repo": pushed["repo"],
+        "child_revision": pushed["revision"],
+        "space_repo": spaced and spaced["repo"],
+        "space_revision": spaced and spaced["revision"],
+        "father": {k: pulled["father"][k] for k in ("repo", "revision")},
+        "mother": {k: pulled["mother"][k] for k in ("repo", "revision")},
+        "genome": bred["genome"],
+        "layer_map": bred["layer_map"],
+        "frozen": config.genome.frozen,
+        "mixing_rule": child["genome"]["mixing_rule"],
+        "search": {k: bred[k] for k in ("fitness", "scores", "generations", "evaluations", "seconds", "stop_reason")},
+        "scores": scores,
+        "verify": verified,
+        "stages_run": ran,
+        "wall_seconds": round(seconds, 2),
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _templates_digest() -> str:
+    return folder_digest(_repo_root() / "cards")
+
+
+def _space_digest() -> str:
+    return digest([folder_digest(_repo_root() / "space"), _templates_digest()])

@@ -1,0 +1,71 @@
+"""Stage bookkeeping for a run folder: skip what is done and unchanged, redo what is forced or stale.
+
+Each stage records, in `runs/<name>/stages.json`, a key derived from its inputs (config sections and the
+results of the stages it reads) and its result. A rerun skips a stage whose key is unchanged and whose
+output paths still exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+STAGES = ("pull", "breed", "emit", "evaluate", "card", "push", "space", "verify")
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def folder_digest(folder: Path) -> str:
+    """Content digest of a folder (names + sha256 of bytes), for keys of stages that read it."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class StageBook:
+    def __init__(self, run_dir: Path, force: set[str] = frozenset()):
+        self.path = run_dir / "stages.json"
+        self.force = set(force)
+        self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.ran: list[str] = []
+
+    def result(self, stage: str) -> dict:
+        return self.records[stage]["result"]
+
+    def done(self, stage: str, key: str) -> bool:
+        rec = self.records.get(stage)
+        return (stage not in self.force and rec is not None and rec["key"] == key
+                and all(Path(p).exists() for p in rec.get("outputs", [])))
+
+    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[dict, list[Path]]]) -> dict:
+        """Run `fn` unless stage is done with the same inputs; `fn` returns (result, output paths)."""
+        key = digest(key_parts)
+        if self.done(stage, key):
+            log.info("%s: up to date, skipped", stage)
+            return self.result(stage)
+        t0 = time.monotonic()
+        result, outputs = fn()
+        self.records[stage] = {"key": key, "result": result, "outputs": [str(p) for p in outputs],
+                               "seconds": round(time.monotonic() - t0, 2)}
+        self._save()
+        self.ran.append(stage)
+        return result
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.records, indent=2) + "\n")
+        os.replace(tmp, self.path)

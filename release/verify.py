@@ -1,0 +1,41 @@
+"""Verify a release: the child pushed to the Hub loads with trust_remote_code, matches the emitted folder
+logit for logit, and chats."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from release.errors import ReleaseError
+
+log = logging.getLogger(__name__)
+
+PROMPT = "Hello! In one sentence, who are you?"
+
+
+def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", dtype=None) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = dtype or torch.float32
+    load = dict(trust_remote_code=True, dtype=dtype)
+    remote = AutoModelForCausalLM.from_pretrained(repo, revision=revision, **load).to(device).eval()
+    tok = AutoTokenizer.from_pretrained(repo, revision=revision)
+    inputs = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True).to(device)
+    with torch.no_grad():
+        pushed_logits = remote(**inputs).logits.float().cpu()
+        reply_ids = remote.generate(**inputs, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)
+    del remote  # the two copies are never in memory together
+    local = AutoModelForCausalLM.from_pretrained(emitted, **load).to(device).eval()
+    with torch.no_grad():
+        local_logits = local(**inputs).logits.float().cpu()
+    diff = (pushed_logits - local_logits).abs().max().item()
+    if diff != 0.0:
+        raise ReleaseError(f"verify: {repo}@{revision[:12]} gives logits that differ from the emitted child by "
+                           f"{diff:.3g}; push again with --force push")
+    reply = tok.decode(reply_ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    if not reply.strip():
+        raise ReleaseError(f"verify: {repo}@{revision[:12]} generated an empty reply to a chat prompt")
+    log.info("verified %s@%s: logits identical, reply %r", repo, revision, reply)
+    return {"repo": repo, "revision": revision, "max_abs_logit_diff": diff, "prompt": PROMPT, "reply": reply}

@@ -1,0 +1,73 @@
+"""The release config: shipped configs validate, broken ones fail in one line naming the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from release.config import load_config
+from release.errors import ReleaseError
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """name: t
+father: {repo: a/father}
+mother: {repo: a/mother}
+child: {repo: a/child}
+fitness: {kind: calibration}
+"""
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_shipped_configs_validate():
+    default = load_config(ROOT / "configs/default.yaml")
+    assert default.hub.endpoint == "local" and default.tiny_parents
+    genesis = load_config(ROOT / "configs/darwin-4b-genesis.yaml")
+    assert genesis.father.repo == "FINAL-Bench/Darwin-4B-David" and genesis.mother.repo == "Qwen/Qwen3.5-4B"
+    assert genesis.genome.frozen == [15, 16, 22, 23, 24, 25]
+    assert {t.name: t.weight for t in genesis.fitness.tasks} == {"click": 0.6, "musr": 0.4}
+    assert genesis.child.repo == "FINAL-Bench/Darwin-4B-Genesis"
+    assert (genesis.search.device, genesis.search.dtype) == ("cuda", "bfloat16")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("genome: {r_max: big}", "genome.r_max: Input should be a valid number"),
+    ("genome: {frozen: [-1]}", "genome.frozen"),
+    ("serch: {popsize: 4}", "serch: unknown key"),
+    ("search: {popsize: 1}", "search.popsize"),
+    ("search: {device: tpu}", "search.device"),
+])
+def test_broken_config_fails_in_one_line_naming_the_key(tmp_path, extra, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE + extra + "\n")
+    with pytest.raises(ReleaseError) as e:
+        load_config(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ReleaseError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ReleaseError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_plans_the_genesis_release_offline():
+    out = _cli("run", "configs/darwin-4b-genesis.yaml", "--dry-run", "--plan")
+    assert out.returncode == 0, out.stderr
+    for stage in ("pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"):
+        assert f"  {stage}" in out.stdout
+    assert "push  (skipped: --dry-run)" in out.stdout
+
+
+def test_cli_broken_config_is_one_line_with_exit_2(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE + "genome: {r_max: 7}\n")
+    out = _cli("run", str(path), "--plan")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "genome.r_max" in out.stderr
