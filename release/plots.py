@@ -1,0 +1,86 @@
+"""The model card's two charts: the genome (ratio per layer) and fitness over generations.
+
+Both are drawn with matplotlib's Agg backend on a standalone `Figure` (no pyplot, so no global figure
+state and no GUI backend), with matplotlib's default style (a user's matplotlibrc cannot change the
+picture), a fixed size and dpi, and no metadata that varies between runs: the same inputs give the
+same PNG bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the pipeline runs on servers without a display
+
+from matplotlib import style  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+FIGSIZE = (8.0, 3.6)  # inches
+DPI = 100
+# PNG text chunks matplotlib would add: "Software" carries the matplotlib version; drop it.
+_METADATA = {"Software": None}
+
+_FATHER = "#4c72b0"
+_MOTHER = "#dd8452"
+_FROZEN = "#999999"
+
+
+def plot_genome(ratios: list[float], frozen: list[int], r_max: float, path: Path) -> Path:
+    """Bar chart of the mother's share r_i per father layer; frozen layers drawn grey at 0."""
+    with style.context("default"):
+        fig = Figure(figsize=FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        layers = list(range(len(ratios)))
+        colors = [_FROZEN if i in frozen else _MOTHER for i in layers]
+        ax.bar(layers, ratios, color=colors, width=0.8)
+        for i in frozen:
+            ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=_FROZEN)
+        ax.axhline(r_max, color=_FATHER, linestyle="--", linewidth=1)
+        ax.text(-0.5, r_max * 1.01, f"r_max = {r_max:g}", va="bottom", fontsize=8, color=_FATHER)
+        ax.set_xlim(-0.6, len(ratios) - 0.4)
+        ax.set_ylim(0, r_max * 1.15)
+        ax.set_xlabel("father layer")
+        ax.set_ylabel("mother share r_i")
+        ax.set_title("Genome: mother FFN share per layer (F = frozen at 0)")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def plot_fitness(generations: list[int], best: list[float], mean: list[float], path: Path) -> Path:
+    """Best and mean fitness of each CMA-ES generation."""
+    with style.context("default"):
+        fig = Figure(figsize=FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot(generations, best, marker="o", color=_MOTHER, label="best in generation")
+        ax.plot(generations, mean, marker=".", color=_FATHER, linestyle="--", label="mean of generation")
+        ax.set_xlabel("generation")
+        ax.set_ylabel("fitness (search subset)")
+        ax.set_title("Fitness over generations")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write the PNG atomically: a temp file beside the target, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=DPI, metadata=_METADATA)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the chart is published
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
