@@ -1,0 +1,32 @@
+"""`python -m release.localhub --root DIR --port PORT --token T`: serve a local hub in the foreground."""
+
+import argparse
+import logging
+import os
+
+from release.localhub.server import LocalHub
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m release.localhub", description=__doc__)
+    p.add_argument("--root", required=True, help="folder holding the repos (created if missing)")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token", action="append", default=[],
+                   help="a token accepted for writes (repeatable; also read from LOCALHUB_TOKEN)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tokens = args.token + ([os.environ["LOCALHUB_TOKEN"]] if os.environ.get("LOCALHUB_TOKEN") else [])
+    hub = LocalHub(args.root, port=args.port, tokens=tokens, host=args.host)
+    logging.getLogger("release.localhub").info(
+        "serving %s at %s (%d write token(s)); set HF_ENDPOINT=%s", args.root, hub.url, len(tokens), hub.url)
+    try:
+        hub.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,630 @@
+"""HTTP front of the local hub: the routes huggingface_hub 2.4 calls, answered the way the Hub answers.
+
+The client's source is the spec (hf_api.py, _commit_api.py, lfs.py, file_download.py, utils/_http.py).
+Things it relies on: errors as {"error": ...} with X-Error-Code so it raises its typed errors; a quoted
+ETag and X-Repo-Commit on every resolve answer; LFS uploads through a `basic` transfer whose PUT href
+carries its own credential (the client sends no Authorization there); keep-alive connections, so every
+request body is read to the end and every answer has a Content-Length.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import shutil
+import socket
+import threading
+import time
+from fnmatch import fnmatch
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from release.localhub.store import CHUNK, SHA256_RE, HubError, Repo, Store, check_path, lfs_pointer, now, upload_mode
+
+log = logging.getLogger("release.localhub")
+
+USER = "darwin-local"
+TICKET_TTL_S = 3600
+
+
+class LocalHub:
+    """A Hub-compatible endpoint over a Store. `with serve(root, tokens=[...]) as hub: hub.url`."""
+
+    def __init__(self, root: str | Path, port: int = 0, tokens=(), host: str = "127.0.0.1", user: str = USER):
+        self.store = Store(root)
+        self.tokens = tuple(t for t in tokens if t)
+        self.user = user
+        self._tickets: dict[str, tuple[str, int, float]] = {}  # one-time LFS upload credentials
+        self._tickets_lock = threading.Lock()
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.hub = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalHub:
+        """Serve from a background thread (tests, the embedded default of `make release`)."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="localhub", daemon=True)
+        self._thread.start()
+        log.info("local hub serving %s at %s", self.store.root, self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.httpd.close_connections()  # kept-alive client connections must not reach a stopped hub
+        self.httpd.server_close()
+
+    def __enter__(self) -> LocalHub:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def check_token(self, token: str) -> bool:
+        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
+
+    def new_ticket(self, oid: str, size: int) -> str:
+        ticket = secrets.token_urlsafe(24)
+        with self._tickets_lock:
+            self._tickets[ticket] = (oid, size, time.time() + TICKET_TTL_S)
+        return ticket
+
+    def ticket_ok(self, ticket: str, oid: str, size: int) -> bool:
+        with self._tickets_lock:
+            t = self._tickets.get(ticket)
+        return t is not None and t[:2] == (oid, size) and t[2] > time.time()
+
+    def spend_ticket(self, ticket: str) -> None:
+        with self._tickets_lock:
+            self._tickets.pop(ticket, None)
+
+
+def serve(root: str | Path, port: int = 0, tokens=(), host: str = "127.0.0.1") -> LocalHub:
+    """Start a local hub in a background thread; use it as a context manager or call .stop()."""
+    return LocalHub(root, port=port, tokens=tokens, host=host).start()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # the client opens several connections at once for parallel LFS uploads
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address):
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for s in self._open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def handle_error(self, request, client_address):
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+def _take_revision(segments: list[str]) -> tuple[str, list[str]]:
+    """The client quotes revisions ('refs%2Fpr%2F1' is one segment); accept an unquoted refs/x/y too."""
+    if not segments:
+        return "main", []
+    if segments[0] == "refs" and len(segments) >= 3:
+        return "/".join(segments[:3]), segments[3:]
+    return segments[0], segments[1:]
+
+
+def _file_json(path: str, e: dict) -> dict:
+    out = {"type": "file", "path": path, "oid": e["git_sha1"], "size": e["size"]}
+    if e["lfs"]:
+        out["lfs"] = {"oid": e["sha256"], "size": e["size"], "pointerSize": len(lfs_pointer(e["sha256"], e["size"]))}
+    return out
+
+
+def _dir_json(path: str, tree: dict) -> dict:
+    inside = sorted((p, e["git_sha1"]) for p, e in tree.items() if p.startswith(path + "/"))
+    return {"type": "directory", "path": path, "oid": hashlib.sha1(json.dumps(inside).encode()).hexdigest(), "size": 0}
+
+
+def _list_tree(tree: dict, path: str, recursive: bool) -> list[dict]:
+    prefix = f"{path}/" if path else ""
+    out: dict[str, dict] = {}
+    for p, e in sorted(tree.items()):
+        if not p.startswith(prefix):
+            continue
+        parts = p[len(prefix):].split("/")
+        for i in range(1, len(parts) if recursive else min(2, len(parts))):
+            d = prefix + "/".join(parts[:i])
+            out.setdefault(d, _dir_json(d, tree))
+        if recursive or len(parts) == 1:
+            out[p] = _file_json(p, e)
+    if path and not out:
+        raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
+    return [out[k] for k in sorted(out)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
+    server_version = "darwin-localhub"
+
+    def do_GET(self):
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
+
+    @property
+    def hub(self) -> LocalHub:
+        return self.server.hub
+
+    # ---- plumbing ----
+
+    def _handle(self) -> None:
+        self._body = None
+        url = urlsplit(self.path)
+        self.query = parse_qs(url.query)
+        segments = [unquote(s) for s in url.path.strip("/").split("/")]
+        try:
+            answer = self._route(segments)
+            self._drain()
+            if answer is not None:
+                self._send(*answer)
+        except HubError as e:
+            self._drain()
+            self._error(e)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as e:  # a bug here must still answer, or the client waits forever
+            log.exception("internal error on %s %s", self.command, url.path)
+            self._drain()
+            self._error(HubError(500, f"Internal error in the local hub: {type(e).__name__}: {e}"))
+
+    def _chunks(self):
+        """The request body as chunks, read once (Content-Length or chunked encoding)."""
+        if self._body is None:
+            self._body = self._read_body()
+        return self._body
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                yield from self._read_exact(size)
+                self.rfile.readline()
+        else:
+            yield from self._read_exact(int(self.headers.get("Content-Length") or 0))
+
+    def _read_exact(self, n: int):
+        while n > 0:
+            chunk = self.rfile.read(min(CHUNK, n))
+            if not chunk:
+                raise ConnectionError("client closed the connection mid-body")
+            n -= len(chunk)
+            yield chunk
+
+    def _drain(self) -> None:
+        for _ in self._chunks():
+            pass
+
+    def _body_bytes(self) -> bytes:
+        return b"".join(self._chunks())
+
+    def _json(self) -> dict:
+        data = self._body_bytes()
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            raise HubError(400, "Request body is not valid JSON") from None
+
+    def _send(self, status: int, payload=None, headers: dict | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload if payload is not None else {}).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, e: HubError) -> None:
+        headers = {"X-Error-Message": " ".join(e.message.split())[:500], **e.headers}
+        if e.code:
+            headers["X-Error-Code"] = e.code
+        self._send(e.status, {"error": e.message}, headers)
+
+    def log_request(self, code="-", size="-"):
+        log.info("%s %s %s", self.command, urlsplit(self.path).path, code)  # no query: it may hold a ticket
+
+    def log_message(self, format, *args):
+        log.warning(re.sub(r"ticket=[^&\s\"]+", "ticket=***", format % args))
+
+    def _base(self) -> str:
+        return f"http://{self.headers.get('Host') or '%s:%s' % self.server.server_address[:2]}"
+
+    # ---- auth ----
+
+    def _user(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        if not auth:
+            return None
+        if self.hub.check_token(auth.removeprefix("Bearer ").strip()):
+            return self.hub.user
+        raise HubError(401, "Invalid credentials in Authorization header")
+
+    def _writer(self) -> str:
+        user = self._user()
+        if user is None:
+            raise HubError(401, "You must be authenticated to do this: send a write token (Authorization: Bearer ...)")
+        return user
+
+    def _repo(self, repo_type: str, repo_id: str, write: bool = False) -> Repo:
+        user = self._writer() if write else self._user()
+        repo = self.hub.store.repo(repo_type, repo_id)
+        if repo is None or (repo.meta["private"] and user is None):
+            raise HubError(404 if user else 401, f"Repository not found: {repo_id}", "RepoNotFound")
+        return repo
+
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        return f"{self._base()}/{prefix}{repo_id}"
+
+    # ---- routing ----
+
+    def _route(self, s: list[str]):
+        m = self.command
+        if s[0] == "api":
+            return self._api(s[1:])
+        repo_type = "model"
+        if s[0] in ("spaces", "datasets"):
+            repo_type, s = s[0][:-1], s[1:]
+        if len(s) == 6 and s[1].endswith(".git") and s[2:] == ["info", "lfs", "objects", "batch"] and m == "POST":
+            return self.lfs_batch(self._repo(repo_type, f"{s[0]}/{s[1][:-4]}", write=True))
+        if len(s) >= 5 and s[2] == "resolve" and m in ("GET", "HEAD"):
+            revision, rest = _take_revision(s[3:])
+            return self.resolve(self._repo(repo_type, f"{s[0]}/{s[1]}"), revision, "/".join(rest))
+        raise HubError(404, f"No such route in the local hub: {m} /{'/'.join(s)}")
+
+    def _api(self, s: list[str]):
+        m = self.command
+        match s:
+            case ["whoami-v2"] if m == "GET":
+                return self.whoami()
+            case ["repos", "create"] if m == "POST":
+                return self.create_repo()
+            case ["repos", "delete"] if m == "DELETE":
+                return self.delete_repo()
+            case ["validate-yaml"] if m == "POST":
+                return self.validate_yaml()
+            case ["lfs", "upload", oid] if m == "PUT":
+                return self.lfs_upload(oid)
+            case ["lfs", "verify"] if m == "POST":
+                return self.lfs_verify()
+            case [("models" | "datasets" | "spaces") as t, ns, name, *rest]:
+                return self._repo_api(t[:-1], f"{ns}/{name}", rest)
+        raise HubError(404, f"No such route in the local hub: {m} /api/{'/'.join(s)}")
+
+    def _repo_api(self, t: str, repo_id: str, rest: list[str]):
+        m = self.command
+        match [m, *rest[:1]]:
+            case ["GET"]:
+                return self.info(self._repo(t, repo_id), "main")
+            case ["GET", "revision"]:
+                return self.info(self._repo(t, repo_id), _take_revision(rest[1:])[0])
+            case ["GET", "tree"]:
+                revision, path = _take_revision(rest[1:])
+                return self.tree(self._repo(t, repo_id), revision, "/".join(path))
+            case ["POST", "paths-info"]:
+                return self.paths_info(self._repo(t, repo_id), _take_revision(rest[1:])[0])
+            case ["GET", "refs"]:
+                return self.refs(self._repo(t, repo_id))
+            case ["GET", "commits"]:
+                return self.commits(self._repo(t, repo_id), _take_revision(rest[1:])[0])
+            case ["POST", "preupload"]:
+                return self.preupload(self._repo(t, repo_id, write=True), _take_revision(rest[1:])[0])
+            case ["POST", "commit"]:
+                return self.commit(self._repo(t, repo_id, write=True), _take_revision(rest[1:])[0])
+            case ["POST" | "DELETE", "branch"] if len(rest) >= 2:
+                return self.branch(self._repo(t, repo_id, write=True), "/".join(rest[1:]))
+            case ["POST", "tag"]:
+                return self.tag(self._repo(t, repo_id, write=True), _take_revision(rest[1:])[0])
+            case ["PUT", "settings"]:
+                return self.settings(self._repo(t, repo_id, write=True))
+        if t == "space" and len(rest) == 1:
+            space = self._repo(t, repo_id, write=True)  # the Hub shows Space settings to writers only
+            match [m, rest[0]]:
+                case ["GET" | "POST" | "DELETE", ("variables" | "secrets") as kind]:
+                    return self.space_table(space, kind)
+                case ["GET", "runtime"] | ["POST", "restart"]:
+                    return 200, self._runtime(space)
+                case ["POST", "hardware"]:
+                    space.update_meta(hardware=self._json().get("flavor") or "cpu-basic")
+                    return 200, self._runtime(space)
+        raise HubError(404, f"No such route in the local hub: {m} /api/{t}s/{repo_id}/{'/'.join(rest)}")
+
+    # ---- account ----
+
+    def whoami(self):
+        user = self._writer()
+        return 200, {"type": "user", "id": hashlib.sha1(user.encode()).hexdigest()[:24], "name": user,
+                     "fullname": "Darwin local hub", "email": None, "emailVerified": False, "isPro": False,
+                     "canPay": False, "orgs": [], "avatarUrl": "",
+                     "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}}}
+
+    def validate_yaml(self):
+        content = self._json().get("content") or ""
+        match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.S)
+        if match:
+            try:
+                import yaml  # present with transformers; the stdlib has no YAML parser
+
+                meta = yaml.safe_load(match.group(1))
+                if meta is not None and not isinstance(meta, dict):
+                    raise ValueError("the metadata must be a YAML mapping")
+            except ImportError:
+                pass
+            except Exception as e:
+                return 400, {"errors": [{"message": f"Invalid YAML metadata: {e}"}], "warnings": []}
+        return 200, {"errors": [], "warnings": []}
+
+    # ---- repos ----
+
+    def create_repo(self):
+        user = self._writer()
+        body = self._json()
+        repo_type = body.get("type") or "model"
+        repo_id = f"{body.get('organization') or user}/{body.get('name')}"
+        private = body.get("visibility") == "private" or body.get("private") is True
+        try:
+            repo = self.hub.store.create_repo(repo_type, repo_id, user, private, body.get("sdk"))
+        except HubError as e:
+            if e.status == 409:
+                return 409, {"error": e.message, "url": self._repo_url(repo_type, repo_id)}
+            raise
+        if repo_type == "space":
+            repo.update_meta(hardware=body.get("hardware") or "cpu-basic")
+            for kind in ("variables", "secrets"):
+                for item in body.get(kind) or []:
+                    repo.set_entry(kind, item["key"], {"value": item["value"], "description": item.get("description"),
+                                                        "updatedAt": now()})
+        url = self._repo_url(repo_type, repo_id)
+        return 200, {"url": url, "name": repo_id, "id": repo_id}
+
+    def delete_repo(self):
+        user = self._writer()
+        body = self._json()
+        repo = self._repo(body.get("type") or "model", f"{body.get('organization') or user}/{body.get('name')}",
+                          write=True)
+        with repo.lock:
+            shutil.rmtree(repo.dir)  # blobs stay: other repos may share them
+        return 200, {}
+
+    def settings(self, repo: Repo):
+        body = self._json()
+        if "private" in body or "visibility" in body:
+            repo.update_meta(private=bool(body.get("private")) or body.get("visibility") == "private")
+        return 200, {}
+
+    def info(self, repo: Repo, revision: str):
+        oid, tree = repo.tree(revision)
+        meta = repo.meta
+        siblings = []
+        for path, e in sorted(tree.items()):
+            s = {"rfilename": path, "size": e["size"], "blobId": e["git_sha1"]}
+            if e["lfs"]:
+                s["lfs"] = {"size": e["size"], "sha256": e["sha256"],
+                            "pointerSize": len(lfs_pointer(e["sha256"], e["size"]))}
+            siblings.append(s)
+        out = {"_id": hashlib.sha1(repo.id.encode()).hexdigest()[:24], "id": repo.id,
+               "author": repo.id.split("/")[0], "sha": oid, "private": meta["private"], "gated": False,
+               "disabled": False, "createdAt": meta["createdAt"], "lastModified": repo.commit(oid)["date"],
+               "downloads": 0, "likes": 0, "tags": [], "siblings": siblings}
+        if repo.type == "space":
+            out.update(sdk=meta.get("sdk"), runtime=self._runtime(repo), subdomain=repo.id.replace("/", "-").lower())
+        return 200, out
+
+    def tree(self, repo: Repo, revision: str, path: str):
+        _, tree = repo.tree(revision)
+        recursive = (self.query.get("recursive") or ["false"])[0].lower() in ("1", "true")
+        return 200, _list_tree(tree, path.strip("/"), recursive)
+
+    def paths_info(self, repo: Repo, revision: str):
+        _, tree = repo.tree(revision)
+        form = parse_qs(self._body_bytes().decode())
+        out = []
+        for path in form.get("paths", []):
+            path = path.strip("/")
+            if path in tree:
+                out.append(_file_json(path, tree[path]))
+            elif any(p.startswith(path + "/") for p in tree):
+                out.append(_dir_json(path, tree))
+        return 200, out
+
+    def refs(self, repo: Repo):
+        out = {"branches": [], "tags": [], "converts": [], "pullRequests": []}
+        kinds = {"refs/heads/": "branches", "refs/tags/": "tags", "refs/pr/": "pullRequests"}
+        for ref, oid in sorted(repo.refs().items()):
+            for prefix, kind in kinds.items():
+                if ref.startswith(prefix):
+                    name = ref if kind == "pullRequests" else ref[len(prefix):]
+                    out[kind].append({"name": name, "ref": ref, "targetCommit": oid})
+        if not self.query.get("include_prs"):
+            del out["pullRequests"]
+        return 200, out
+
+    def commits(self, repo: Repo, revision: str):
+        out = []
+        for oid, c in repo.log(revision):
+            title, _, rest = c["message"].partition("\n")
+            item = {"id": oid, "title": title, "message": rest.strip(), "authors": [{"user": c["author"]}],
+                    "date": c["date"]}
+            if self.query.get("expand[]") == ["formatted"]:
+                item["formatted"] = {"title": title, "message": rest.strip()}
+            out.append(item)
+        return 200, out
+
+    def branch(self, repo: Repo, name: str):
+        if self.command == "DELETE":
+            repo.set_ref(f"refs/heads/{name}", None, "")
+        else:
+            start = repo.resolve(self._json().get("startingPoint") or "main")
+            repo.set_ref(f"refs/heads/{name}", start, f"Reference already exists: refs/heads/{name}")
+        return 200, {}
+
+    def tag(self, repo: Repo, revision: str):
+        body = self._json()
+        repo.set_ref(f"refs/tags/{body.get('tag')}", repo.resolve(revision), f"Tag already exists: {body.get('tag')}")
+        return 200, {}
+
+    # ---- uploads ----
+
+    def preupload(self, repo: Repo, revision: str):
+        body = self._json()
+        _, tree = repo.tree(revision)
+        ignore = [p.strip() for p in (body.get("gitIgnore") or "").splitlines() if p.strip() and not p.startswith("#")]
+        files = []
+        for f in body.get("files") or []:
+            path = check_path(f["path"])
+            mode = upload_mode(path, int(f.get("size") or 0), base64.b64decode(f.get("sample") or ""))
+            remote = tree.get(path)
+            oid = None if remote is None else remote["sha256"] if remote["lfs"] else remote["git_sha1"]
+            ignored = any(fnmatch(path, p) or fnmatch(path.rsplit("/", 1)[-1], p) for p in ignore)
+            files.append({"path": path, "uploadMode": mode, "shouldIgnore": ignored, "oid": oid})
+        return 200, {"files": files}
+
+    def lfs_batch(self, repo: Repo):
+        body = self._json()
+        if body.get("operation") != "upload":
+            raise HubError(400, "The local hub's LFS batch API only handles uploads")
+        objects = []
+        for obj in body.get("objects") or []:
+            oid, size = str(obj.get("oid")), obj.get("size")
+            if not SHA256_RE.match(oid) or not isinstance(size, int) or size < 0:
+                objects.append({"oid": oid, "size": size if isinstance(size, int) else 0,
+                                "error": {"code": 422, "message": "oid must be a sha256 hex digest, size an int"}})
+            elif self.hub.store.blob_size(oid) == size:
+                objects.append({"oid": oid, "size": size})  # already stored: nothing to upload
+            else:
+                ticket = self.hub.new_ticket(oid, size)
+                objects.append({"oid": oid, "size": size, "authenticated": True, "actions": {
+                    "upload": {"href": f"{self._base()}/api/lfs/upload/{oid}?size={size}&ticket={ticket}"},
+                    "verify": {"href": f"{self._base()}/api/lfs/verify"}}})
+        return 200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
+
+    def lfs_upload(self, oid: str):
+        ticket = (self.query.get("ticket") or [""])[0]
+        size = int((self.query.get("size") or ["-1"])[0])
+        if not self.hub.ticket_ok(ticket, oid, size):
+            raise HubError(403, "Invalid or expired upload link: ask the LFS batch API for a new one")
+        self.hub.store.put_stream(self._chunks(), oid, size)
+        self.hub.spend_ticket(ticket)
+        return 200, {}
+
+    def lfs_verify(self):
+        self._writer()
+        body = self._json()
+        if self.hub.store.blob_size(str(body.get("oid"))) != body.get("size"):
+            raise HubError(422, f"LFS object {body.get('oid')} of size {body.get('size')} is not stored")
+        return 200, {}
+
+    def commit(self, repo: Repo, revision: str):
+        user = self._writer()
+        try:
+            lines = [json.loads(line) for line in self._body_bytes().splitlines() if line.strip()]
+        except ValueError:
+            raise HubError(400, "Commit body is not valid NDJSON") from None
+        header = next((x["value"] for x in lines if x.get("key") == "header"), {})
+        ops = [x for x in lines if x.get("key") != "header"]
+        create_pr = (self.query.get("create_pr") or ["0"])[0] in ("1", "true")
+        oid, pr = repo.apply_commit(revision, header, ops, user, create_pr)
+        url = self._repo_url(repo.type, repo.id)
+        return 200, {"success": True, "commitOid": oid, "commitUrl": f"{url}/commit/{oid}",
+                     "pullRequestUrl": f"{url}/discussions/{pr}" if pr else None, "hookOutput": ""}
+
+    # ---- files ----
+
+    def resolve(self, repo: Repo, revision: str, path: str):
+        oid, tree = repo.tree(revision)
+        e = tree.get(path)
+        if e is None:
+            raise HubError(404, f"Entry not found: {path}", "EntryNotFound", headers={"X-Repo-Commit": oid})
+        etag = f'"{e["sha256"] if e["lfs"] else e["git_sha1"]}"'
+        headers = {"X-Repo-Commit": oid, "ETag": etag, "Accept-Ranges": "bytes"}
+        if e["lfs"]:
+            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": e["size"]})
+        size, start, end, status = e["size"], 0, e["size"] - 1, 200
+        rng = self.headers.get("Range")
+        if rng and size:
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+            if not m or not (m.group(1) or m.group(2)):
+                raise HubError(416, f"Invalid range: {rng}", headers={"Content-Range": f"bytes */{size}"})
+            if m.group(1):
+                start, end = int(m.group(1)), min(int(m.group(2) or size - 1), size - 1)
+            else:
+                start = max(0, size - int(m.group(2)))
+            if start > end:
+                raise HubError(416, f"Range not satisfiable: {rng}", headers={"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        self._drain()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        if self.command == "GET" and end >= start:
+            with open(self.hub.store.blob_path(e["sha256"]), "rb") as f:
+                self.connection.sendfile(f, start, end - start + 1)  # streamed by the kernel, never in memory
+        return None
+
+    # ---- Spaces ----
+
+    def space_table(self, space: Repo, kind: str):
+        if self.command == "GET":
+            table = space.meta[kind]
+        elif self.command == "POST":
+            body = self._json()
+            if not body.get("key"):
+                raise HubError(400, f"A Space {kind[:-1]} needs a key")
+            table = space.set_entry(kind, body["key"], {"value": str(body.get("value", "")),
+                                                        "description": body.get("description"), "updatedAt": now()})
+        else:
+            table = space.set_entry(kind, self._json().get("key", ""), None)
+        if kind == "secrets":  # like the Hub: secret values are write-only
+            table = {k: {"description": v.get("description"), "updatedAt": v["updatedAt"]} for k, v in table.items()}
+        return 200, table
+
+    def _runtime(self, space: Repo) -> dict:
+        meta = space.meta
+        _, tree = space.tree("main")
+        # The local hub stores Spaces but does not run them (the pipeline serves the app itself).
+        stage = "RUNNING" if {"app.py", "Dockerfile"} & set(tree) else "NO_APP_FILE"
+        return {"stage": stage, "hardware": {"current": meta["hardware"], "requested": meta["hardware"]},
+                "storage": None, "gcTimeout": None, "replicas": {"current": 1, "requested": 1},
+                "devMode": False, "sdk": meta.get("sdk")}
+

@@ -1,0 +1,49 @@
+"""Point huggingface_hub at a local hub for the whole test session. Import this before huggingface_hub.
+
+huggingface_hub and transformers read HF_ENDPOINT/HF_HOME once, at import, so the hub must be up and
+the variables set first. When conftest already started a session hub (HF_ENDPOINT on 127.0.0.1 and
+DARWIN_LOCALHUB_TOKEN set) it is reused; otherwise one is started here on a temp root.
+"""
+
+import atexit
+import os
+import socket
+import tempfile
+import uuid
+
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="darwin-test-hf-"))
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ["HF_HUB_DISABLE_XET"] = "1"  # the local hub speaks the LFS protocol, not Xet
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+if os.environ.get("DARWIN_LOCALHUB_TOKEN") and os.environ.get("HF_ENDPOINT", "").startswith("http://127.0.0.1:"):
+    TOKEN = os.environ["DARWIN_LOCALHUB_TOKEN"]
+else:
+    from release.localhub import serve
+
+    TOKEN = "hf_darwin_local_test_token"
+    _hub = serve(tempfile.mkdtemp(prefix="darwin-localhub-"), tokens=[TOKEN])
+    atexit.register(_hub.stop)
+    os.environ["HF_ENDPOINT"] = _hub.url
+    os.environ["DARWIN_LOCALHUB_TOKEN"] = TOKEN
+ENDPOINT = os.environ["HF_ENDPOINT"]
+
+import huggingface_hub.constants  # noqa: E402  (only now: it reads HF_ENDPOINT at import)
+
+if huggingface_hub.constants.ENDPOINT != ENDPOINT:
+    raise RuntimeError(
+        f"huggingface_hub was imported with endpoint {huggingface_hub.constants.ENDPOINT} before the local hub "
+        f"({ENDPOINT}) was set up: start the hub in tests/conftest.py, before any test module is imported")
+
+USER = "darwin-local"
+
+
+def repo_name(stem: str) -> str:
+    """A fresh repo id, so tests sharing the session hub never see each other's repos."""
+    return f"{USER}/{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
