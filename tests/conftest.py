@@ -24,6 +24,16 @@ os.environ.update(
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HF_HUB_OFFLINE", None)
 
+# One Hub-compatible endpoint for the whole session, up before huggingface_hub is first imported.
+import atexit  # noqa: E402
+
+from release.localhub import serve  # noqa: E402  (stdlib only: does not import huggingface_hub)
+
+LOCALHUB_TOKEN = "hf_darwin_local_test_token"
+_LOCAL_HUB = serve(tempfile.mkdtemp(prefix="darwin-test-hub-"), tokens=[LOCALHUB_TOKEN])
+atexit.register(_LOCAL_HUB.stop)
+os.environ.update(HF_ENDPOINT=_LOCAL_HUB.url, DARWIN_LOCALHUB_TOKEN=LOCALHUB_TOKEN)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 _real_connect = socket.socket.connect
@@ -39,6 +49,12 @@ def _loopback_only(self, address):
 
 
 socket.socket.connect = _loopback_only
+
+
+@pytest.fixture(scope="session")
+def local_hub():
+    """The session's Hub endpoint (HF_ENDPOINT points at it); writes need `local_hub.tokens[0]`."""
+    return _LOCAL_HUB
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,56 @@
+"""Helpers shared by the benchmarks: a Darwin child at chosen widths, timing, and result rows."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+
+def darwin_model(hidden: int, father_ffn: int, mother_ffn: int, layers: int, ratios=None, stored=None,
+                 vocab: int = 1024, heads: int = 8, head_dim: int = 256, dtype=torch.float32, seed: int = 0,
+                 weights_only: bool = False):
+    """A randomly initialised Darwin child (search form unless `stored` says otherwise).
+
+    `weights_only`: skip random init (slow at real widths) and fill parameters with a constant; buffers are
+    left unset, so such a model is for timing weight operations, not for forward passes.
+    """
+    from modeling.configuration_darwin import DarwinConfig
+    from modeling.modeling_darwin import DarwinForCausalLM
+
+    config = DarwinConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=father_ffn, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=max(1, heads // 4), head_dim=head_dim,
+        global_head_dim=head_dim, hidden_activation="gelu_pytorch_tanh", max_position_embeddings=4096,
+        sliding_window=512, layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
+        final_logit_softcapping=30.0, vocab_size_per_layer_input=vocab, hidden_size_per_layer_input=64,
+        num_kv_shared_layers=0, tie_word_embeddings=True, mother_intermediate_size=mother_ffn,
+        mother_hidden_act="silu", ratios=ratios or [0.0] * layers, layer_map=list(range(layers)),
+        stored_mother_layers=stored,
+    )
+    if weights_only:
+        with torch.device("meta"):
+            model = DarwinForCausalLM(config)
+        model = model.to_empty(device="cpu").to(dtype)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(0.01)
+        return model.eval()
+    torch.manual_seed(seed)
+    return DarwinForCausalLM(config).to(dtype).eval()
+
+
+def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def row(value: float, unit: str, target: str, **extra) -> dict:
+    return {"value": round(value, 4), "unit": unit, "target": target, **extra}
