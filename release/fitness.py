@@ -1,0 +1,66 @@
+"""Fitness for the search and the final evaluation, from the release config.
+
+The search's fitness switches the live hybrid's genome in place and scores it on the search subset:
+tasks, subsets and the lm-eval model wrapper are built once, so a candidate costs only forward passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from release.config import ReleaseConfig
+from release.search import Fitness
+
+log = logging.getLogger(__name__)
+
+
+def task_suite(config: ReleaseConfig):
+    from release.evals import TaskSuite
+
+    # Seeded by the search seed: the same config always splits items the same way.
+    return TaskSuite.from_spec(config.fitness, config.run_dir / "evals", config.search.seed)
+
+
+def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress: bool = False) -> Fitness:
+    """`fitness(genome) -> (value, per-task scores)` on the live hybrid `model`."""
+    spec = config.fitness
+    if spec.kind == "calibration":
+        from release.evals import calibration_fitness
+
+        text = spec.calibration_text.read_text() if spec.calibration_text else None
+
+        def calibration(genome: list[float]) -> tuple[float, dict[str, float]]:
+            model.set_ratios(genome)
+            value = calibration_fitness(model, tokenizer, text)
+            return value, {"calibration_ll": value}
+
+        return calibration
+
+    from release.evals import Evaluator
+
+    evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
+                          batch_size=spec.batch_size, progress=progress)
+
+    def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
+        model.set_ratios(genome)
+        result = evaluator.evaluate()
+        return result.fitness, result.scores
+
+    return benchmark
+
+
+def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: Path, progress: bool = True) -> dict:
+    """Child, father and mother on the same held-out items; writes results.json and returns it."""
+    from release.evals import ModelSpec, evaluate_models
+
+    models = {
+        "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None, trust_remote_code=True),
+        "father": ModelSpec(path=Path(pulled["father"]["path"]), repo=pulled["father"]["repo"],
+                            revision=pulled["father"]["revision"]),
+        "mother": ModelSpec(path=Path(pulled["mother"]["path"]), repo=pulled["mother"]["repo"],
+                            revision=pulled["mother"]["revision"]),
+    }
+    return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
+                           batch_size=config.fitness.batch_size, device=config.search.device,
+                           dtype=config.search.dtype, progress=progress)
