@@ -20,7 +20,7 @@ def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", d
     dtype = dtype or torch.float32
     load = dict(trust_remote_code=True, dtype=dtype)
     remote = AutoModelForCausalLM.from_pretrained(repo, revision=revision, **load).to(device).eval()
-    tok = AutoTokenizer.from_pretrained(repo, revision=revision)
+    tok = AutoTokenizer.from_pretrained(repo, revision=revision, trust_remote_code=True)
     inputs = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True).to(device)
     with torch.no_grad():
