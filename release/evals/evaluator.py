@@ -1,0 +1,143 @@
+"""Benchmark fitness of a live model: lm-eval's own task machinery, model wrapper built once.
+
+A candidate costs only the model's forward passes: the suite's task objects and the lm-eval model
+wrapper are built once per Evaluator and `lm_eval.evaluator.evaluate` runs on a prebuilt task dict with
+a fixed `samples=` subset. Not `simple_evaluate`: it reseeds the global random/numpy/torch generators on
+every call. lm-eval's request cache stays off (it is keyed on text and would return stale scores while
+the weights change underneath).
+
+Scores: each task's own metric as lm-eval defines it (CLIcK `acc`, MuSR `acc_norm`). A group's score is
+aggregated the way its lm-eval group config says (`weight_by_size: true` for both: the item-weighted
+mean over subtasks, i.e. the mean over all its items). Standard error of a task: lm-eval's
+`mean_stderr` over the same items. Fitness: sum of w_i * score_i with the weights normalised to sum 1
+(Genesis' 0.6/0.4 are unchanged); its stderr treats the task means as independent:
+sqrt(sum w_i^2 se_i^2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from lm_eval import evaluator as lm_evaluator
+from lm_eval.api.metrics import aggregate_subtask_metrics, mean_stderr, unweighted_mean_stderr
+
+from release.errors import ReleaseError
+from release.evals.scorer import PrefixCacheLM, StockLM
+from release.evals.suite import SuiteTask, TaskSuite, _check_split
+
+log = logging.getLogger(__name__)
+
+SCORERS = {"fast": PrefixCacheLM, "stock": StockLM}
+MIN_MAX_LENGTH = 4096  # MuSR stories run past 1k tokens; HFLM left-truncates (a log line only) beyond max_length
+
+
+@dataclass
+class EvalResult:
+    fitness: float
+    scores: dict[str, float]
+    stderr: float | None = None
+    stderrs: dict[str, float | None] = field(default_factory=dict)
+    n: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    tokens: int = 0  # token positions the model processed for this evaluation
+    # leaf task -> doc index -> per-option log-likelihoods / the item's metric value (for audits and tests)
+    loglikelihoods: dict[str, dict[int, list[float]]] = field(default_factory=dict, repr=False)
+    item_scores: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool):
+    """Hide lm-eval's per-task log lines and progress bars (one per task per call: noise in a search loop).
+
+    Its bars cannot be switched off, so stderr is muted while it runs; our logging handlers keep their
+    own stream and still print, and errors still raise.
+    """
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def weighted_fitness(weights: dict[str, float], values: dict[str, float],
+                     stderrs: dict[str, float | None]) -> tuple[float, float | None]:
+    """Normalised weighted sum and its stderr sqrt(sum w_i^2 se_i^2) (None if any task has none)."""
+    total = sum(weights.values())
+    w = {k: v / total for k, v in weights.items()}
+    value = sum(w[k] * values[k] for k in w)
+    if any(stderrs.get(k) is None for k in w):
+        return value, None
+    return value, math.sqrt(sum((w[k] * stderrs[k]) ** 2 for k in w))
+
+
+class Evaluator:
+    def __init__(self, model: torch.nn.Module, tokenizer, suite: TaskSuite, split: str = "search",
+                 scorer: str = "fast", batch_size: int = 8, progress: bool = False, verify: int = 2):
+        """`verify`: how many contexts the fast scorer also scores the stock way before trusting its cache."""
+        _check_split(split)
+        if scorer not in SCORERS:
+            raise ReleaseError(f"unknown scorer {scorer!r}: use fitness.scorer 'fast' or 'stock'")
+        self.suite, self.split, self.progress = suite, split, progress
+        model.eval()
+        extra = {"verify": verify} if scorer == "fast" else {}
+        self.lm = SCORERS[scorer](pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size,
+                                  softmax_dtype=torch.float32, progress=progress, **extra)
+        if self.lm.max_length < MIN_MAX_LENGTH and any(t.name == "musr" for t in suite.tasks):
+            log.warning("model max_length %d < %d: long MuSR prompts will be left-truncated",
+                        self.lm.max_length, MIN_MAX_LENGTH)
+        self._task_dict = suite.task_dict(split)
+        self._samples = suite.samples(split)
+
+    @property
+    def scorer(self) -> str:
+        """The scorer in use: "fast" can turn into "stock" if the prefix cache failed its check."""
+        return "fast" if isinstance(self.lm, PrefixCacheLM) and self.lm.caching else "stock"
+
+    def evaluate(self) -> EvalResult:
+        start, tokens = time.perf_counter(), self.lm.tokens_processed
+        with _quiet(not self.progress):
+            out = lm_evaluator.evaluate(lm=self.lm, task_dict=self._task_dict, samples=self._samples,
+                                        bootstrap_iters=0, log_samples=True, cache_requests=False)
+        result = EvalResult(fitness=0.0, scores={})
+        for task in self.suite.tasks:
+            value, se, n = self._score(task, out, result)
+            result.scores[task.name], result.stderrs[task.name], result.n[task.name] = value, se, n
+        weights = {t.name: t.weight for t in self.suite.tasks}
+        result.fitness, result.stderr = weighted_fitness(weights, result.scores, result.stderrs)
+        result.seconds = time.perf_counter() - start
+        result.tokens = self.lm.tokens_processed - tokens
+        return result
+
+    def _score(self, task: SuiteTask, out: dict, result: EvalResult) -> tuple[float, float | None, int]:
+        metric = task.bench.metric
+        means, sizes, per_leaf = [], [], []
+        for leaf in task.items[self.split]:
+            if leaf not in self._samples:
+                continue
+            items = out["samples"][leaf]
+            values = [float(s[metric]) for s in items]
+            means.append(float(out["results"][leaf][f"{metric},none"]))
+            sizes.append(len(values))
+            per_leaf.append(values)
+            result.item_scores[leaf] = {s["doc_id"]: float(s[metric]) for s in items}
+            result.loglikelihoods[leaf] = {s["doc_id"]: [float(r[0]) for r in s["filtered_resps"]] for s in items}
+        value = float(aggregate_subtask_metrics(means, sizes, task.weight_by_size))
+        if task.weight_by_size:  # the mean over all items: its stderr over all items
+            everything = [v for values in per_leaf for v in values]
+            se = mean_stderr(everything) if len(everything) > 1 else None
+        else:
+            se = (unweighted_mean_stderr([mean_stderr(v) for v in per_leaf])
+                  if all(len(v) > 1 for v in per_leaf) else None)
+        return value, (float(se) if se is not None else None), sum(sizes)
