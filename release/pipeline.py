@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -69,20 +67,6 @@ def open_hub(config: ReleaseConfig):
         os.environ.pop("HF_TOKEN", None)
 
 
-def pick_device(spec) -> tuple[str, "object"]:
-    import torch
-
-    device = spec.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ReleaseError("search.device is cuda but no CUDA GPU is visible: use device: auto or cpu")
-    dtype = spec.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
-    return device, getattr(torch, dtype)
-
-
 # --- stages -------------------------------------------------------------------------------------------
 
 
@@ -121,15 +105,19 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
     from release.hybrid import build_search_hybrid
     from release.search import GenomeSpace, fingerprint, run_search
 
+    from release.device import pick_device, pick_dtype, tune_cpu_threads
+
     father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
-    device, dtype = pick_device(config.search)
+    device = pick_device(config.search.device)
+    dtype = pick_dtype(config.search.dtype, device)
     model = build_search_hybrid(father, mother, layer_map=config.genome.layer_map, device=device, dtype=dtype)
+    tune_cpu_threads(model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     space = GenomeSpace(model.config.num_hidden_layers, config.genome)
     fitness = make_fitness(config, model, tokenizer, config.run_dir / "breed", progress=False)
     s = config.search
     key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
-                      search=[s.popsize, s.sigma0, s.seed, device, str(dtype)],
+                      search=[s.popsize, s.sigma0, s.seed, str(device), str(dtype)],
                       father=pulled["father"]["revision"], mother=pulled["mother"]["revision"])
     result = run_search(space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
                         progress=progress)
@@ -137,7 +125,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
         "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
         "stop_reason": result.stop_reason, "layer_map": list(model.config.layer_map),
-        "device": device, "dtype": str(dtype).removeprefix("torch."),
+        "device": device.type, "dtype": str(dtype).removeprefix("torch."),
     }
     return bred, [config.run_dir / "breed" / "best.json"]
 
@@ -200,9 +188,13 @@ def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tup
 
 
 def stage_verify(config: ReleaseConfig, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
+    from release.device import pick_device, pick_dtype
     from release.verify import verify_child
 
-    return verify_child(config.child.repo, pushed["revision"], Path(child["path"])), []
+    device = pick_device(config.search.device)
+    result = verify_child(config.child.repo, pushed["revision"], Path(child["path"]), device=device,
+                          dtype=pick_dtype(config.search.dtype, device))
+    return result, []
 
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -236,15 +228,17 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
                           lambda: stage_pull(config, session, opts.dry_run))
         if "breed" not in needed:
             return {"pull": pulled}
-        bred = book.run("breed", [pulled, config.genome, config.search, config.fitness],
+        # Later stages depend on which parent commits were pulled, not on where the cache keeps them.
+        parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
+        bred = book.run("breed", [parents, config.genome, config.search, config.fitness],
                         lambda: stage_breed(config, pulled, opts.resume, opts.progress))
         if "emit" not in needed:
             return {"breed": bred}
-        child = book.run("emit", [pulled, bred, config.genome, config.child.max_shard_size, config.search],
+        child = book.run("emit", [parents, bred, config.genome, config.child.max_shard_size, config.search],
                          lambda: stage_emit(config, pulled, bred, opts.progress))
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:
-            evaluated = book.run("evaluate", [pulled, child["digest"], config.fitness],
+            evaluated = book.run("evaluate", [parents, child["digest"], config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress))
         if "card" in needed:
             book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,

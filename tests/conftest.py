@@ -34,6 +34,11 @@ _LOCAL_HUB = serve(tempfile.mkdtemp(prefix="darwin-test-hub-"), tokens=[LOCALHUB
 atexit.register(_LOCAL_HUB.stop)
 os.environ.update(HF_ENDPOINT=_LOCAL_HUB.url, DARWIN_LOCALHUB_TOKEN=LOCALHUB_TOKEN)
 
+# Tiny models on a 2-core machine: one thread each is fastest and avoids oversubscription stalls.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 _real_connect = socket.socket.connect

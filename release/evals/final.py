@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from release.device import pick_device, pick_dtype, tune_cpu_threads
 from release.evals.evaluator import Evaluator
 from release.evals.files import write_json
 from release.evals.suite import TaskSuite
@@ -30,23 +31,14 @@ class ModelSpec:
     trust_remote_code: bool = False  # True for the child (custom modeling files)
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                        "cpu" if device == "auto" else device)
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
-
-
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code, dtype=dtype)
-    return model.to(device).eval(), tokenizer
+    model = model.to(device).eval()
+    tune_cpu_threads(model)
+    return model, tokenizer
 
 
 def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: str | Path, scorer: str = "fast",

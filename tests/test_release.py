@@ -1,0 +1,164 @@
+"""`make release` end to end: the embedded default from a clean state, served again, rerun, resumed.
+
+Each run is the real CLI in a subprocess with its own HF home and its own local Hub endpoint, exactly
+as `make release` runs it (only the run folder, the store and the port are moved into a temp dir).
+"""
+
+import json
+import os
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 400
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
+    env["HF_HOME"] = str(tmp / "hf-home")
+    return env
+
+
+def _config(tmp: Path, name: str = "tiny-default", **changes) -> Path:
+    raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    raw.update(name=name, runs_dir=str(tmp / "runs"))
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=PORT)
+    for key, value in changes.items():
+        raw[key] = value
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _release(tmp: Path, config: Path, *args, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "release", "run", str(config), "--no-progress", *args],
+                          capture_output=True, text=True, env=_env(tmp), cwd=ROOT, timeout=timeout)
+
+
+PORT = _free_port()
+
+
+@pytest.fixture(scope="module")
+def first_release(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("release")
+    config = _config(tmp)
+    t0 = time.monotonic()
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp, config, out, time.monotonic() - t0
+
+
+def test_release_json_records_the_whole_release(first_release):
+    tmp, _, out, seconds = first_release
+    release = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    assert release["endpoint"] == f"http://127.0.0.1:{PORT}"
+    assert release["child_repo"] == "darwin-local/tiny-darwin-child"
+    assert re.fullmatch(r"[0-9a-f]{40}", release["child_revision"])
+    assert release["space_repo"] == "darwin-local/tiny-darwin-chat"
+    assert re.fullmatch(r"[0-9a-f]{40}", release["space_revision"])
+    for role in ("father", "mother"):
+        assert re.fullmatch(r"[0-9a-f]{40}", release[role]["revision"])
+    assert len(release["genome"]) == len(release["layer_map"]) == 6
+    assert release["frozen"] == [4] and release["genome"][4] == 0.0
+    assert all(0.0 <= r <= 0.5 for r in release["genome"])
+    assert release["mixing_rule"] == "ffn_output_blend"
+    assert set(release["scores"]) == {"child", "father", "mother"}
+    assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
+    assert release["wall_seconds"] > 0
+    assert release["stages_run"] == ["pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"]
+    # The summary tells a person where things are and how to load and chat.
+    assert "released darwin-local/tiny-darwin-child" in out.stdout and "trust_remote_code=True" in out.stdout
+    assert "make space" in out.stdout
+    assert seconds < 300, f"the embedded default took {seconds:.0f} s (budget: 5 minutes)"
+
+
+def test_make_hub_serves_the_store_again_and_the_child_loads_and_generates(first_release):
+    tmp, _, _, _ = first_release
+    release = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    hub = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(tmp / "hub"), "--port", str(PORT)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        for _ in range(100):  # wait until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", PORT)) == 0:
+                    break
+            time.sleep(0.1)
+        script = (
+            "import sys\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "repo, rev = sys.argv[1], sys.argv[2]\n"
+            "model = AutoModelForCausalLM.from_pretrained(repo, revision=rev, trust_remote_code=True)\n"
+            "tok = AutoTokenizer.from_pretrained(repo, revision=rev, trust_remote_code=True)\n"
+            "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Hello!'}], add_generation_prompt=True,\n"
+            "                              return_tensors='pt', return_dict=True)\n"
+            "out = model.generate(**ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)\n"
+            "print('GENERATED', out.shape[1] - ids['input_ids'].shape[1], repr(tok.decode(out[0])))\n"
+        )
+        env = _env(tmp) | {"HF_ENDPOINT": release["endpoint"], "HF_HOME": str(tmp / "fresh-home")}
+        out = subprocess.run([sys.executable, "-c", script, release["child_repo"], release["child_revision"]],
+                             capture_output=True, text=True, env=env, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "GENERATED 12" in out.stdout
+    finally:
+        hub.terminate()
+        hub.wait(10)
+
+
+def test_running_again_does_no_stage_twice_and_makes_no_commit(first_release):
+    tmp, config, _, _ = first_release
+    before = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    assert after["stages_run"] == []
+    assert after["child_revision"] == before["child_revision"]
+    assert after["space_revision"] == before["space_revision"]
+    assert after["genome"] == before["genome"]
+
+
+def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
+    tmp, _, _, _ = first_release
+    reference = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    # Same parents, genome, search and fitness; another run folder and child repo, no Space.
+    config = _config(tmp, name="killed", child={"repo": "darwin-local/tiny-darwin-child-resumed",
+                                                 "max_shard_size": "500KB"}, space=None)
+    cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp), cwd=ROOT)
+    checkpoint = tmp / "runs/killed/breed/checkpoint.pkl"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    generation = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            try:
+                generation = pickle.loads(checkpoint.read_bytes())["state"]["generation"]
+            except Exception:
+                generation = 0  # caught mid-rename: look again
+            if generation >= 1:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
+    assert not (tmp / "runs/killed/release.json").exists()
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = json.loads((tmp / "runs/killed/release.json").read_text())
+    assert resumed["genome"] == reference["genome"]
+    assert resumed["search"]["evaluations"] == reference["search"]["evaluations"]
+    assert resumed["scores"]["child"] == reference["scores"]["child"]
