@@ -63,29 +63,37 @@ def _tensor_nbytes(handle, key: str) -> int:
 
 
 def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: bool = True) -> int:
-    """Stream `{child_key: TensorSource(path, key)}` into safetensors shards + index; returns bytes written."""
+    """Stream `{child_key: TensorSource(path, key)}` into safetensors shards + index; returns bytes written.
+
+    Parent files are opened per child shard and closed after it: a safetensors handle maps its file, and
+    every page read through it stays resident while it is open, so long-lived handles would grow RSS to
+    the whole child instead of one shard.
+    """
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     limit = parse_size(max_shard_size)
-    with ExitStack() as stack:
-        handles: dict[Path, object] = {}
-
-        def handle(path):
-            if path not in handles:
+    by_file: dict[Path, list[str]] = {}
+    for name, src in sources.items():
+        by_file.setdefault(src.path, []).append(name)
+    sizes: dict[str, int] = {}
+    for path, names in by_file.items():
+        with safe_open(str(path), framework="pt") as f:
+            sizes.update({n: _tensor_nbytes(f, sources[n].key) for n in names})
+    sizes = {name: sizes[name] for name in sources}  # keep the caller's order
+    plan = _plan_shards(sizes, limit)
+    names = (["model.safetensors"] if len(plan) == 1 else
+             [f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))])
+    weight_map = {}
+    for name, keys in tqdm(list(zip(names, plan)), desc="write shards", unit="shard", disable=not progress):
+        with ExitStack() as stack:
+            handles = {}
+            for path in dict.fromkeys(sources[k].path for k in keys):
                 handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
-            return handles[path]
-
-        sizes = {k: _tensor_nbytes(handle(src.path), src.key) for k, src in sources.items()}
-        plan = _plan_shards(sizes, limit)
-        names = (["model.safetensors"] if len(plan) == 1 else
-                 [f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))])
-        weight_map = {}
-        for name, keys in tqdm(list(zip(names, plan)), desc="write shards", unit="shard", disable=not progress):
-            shard = {k: handle(sources[k].path).get_tensor(sources[k].key).contiguous() for k in keys}
+            shard = {k: handles[sources[k].path].get_tensor(sources[k].key).contiguous() for k in keys}
             save_file(shard, str(out / name), metadata={"format": "pt"})
             del shard  # one shard in memory at a time
-            weight_map.update({k: name for k in keys})
+        weight_map.update({k: name for k in keys})
     total = sum(sizes.values())
     if len(plan) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}

@@ -36,6 +36,17 @@ class StockLM(HFLM):
         super().__init__(*args, **kwargs)
         self.progress = progress
         self.tokens_processed = 0
+        self._encoded: dict[tuple, list[int]] = {}
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None,
+                   **kwargs) -> list[int]:
+        # The search scores the same prompts for every candidate: tokenise each one once per run.
+        if kwargs:
+            return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+        key = (string, add_special_tokens, left_truncate_len)
+        if key not in self._encoded:
+            self._encoded[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
+        return list(self._encoded[key])
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
