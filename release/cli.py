@@ -104,12 +104,18 @@ def _print_plan(config, args) -> int:
 
 
 def _print_summary(summary: dict) -> None:
-    if summary.get("dry_run"):
-        print(f"dry run done: child folder {summary['child_folder']}")
-        return
+    ran = ", ".join(summary.get("ran", summary.get("stages_run", []))) or "none (everything was up to date)"
     if "child_repo" not in summary:
-        print(json.dumps(summary, indent=2, default=str))
+        print(f"stages run: {ran}")
+        if summary.get("dry_run"):
+            print(f"dry run: nothing written to the Hub (skipped {', '.join(summary['skipped'])})")
+        if "child_folder" in summary:
+            print(f"child folder: {summary['child_folder']}")
+        elif "breed" in summary:
+            print(f"best genome: {json.dumps([round(r, 4) for r in summary['breed']['genome']])} "
+                  f"(fitness {summary['breed']['fitness']:.4f})")
         return
+    print(f"stages run: {ran}")
     repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
     print(f"\nreleased {repo} @ {rev[:12]} on {endpoint}")
     if summary.get("space_repo"):

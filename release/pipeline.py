@@ -227,13 +227,13 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
         pulled = book.run("pull", [config.father, config.mother, endpoint],
                           lambda: stage_pull(config, session, opts.dry_run))
         if "breed" not in needed:
-            return {"pull": pulled}
+            return {"ran": book.ran, "pull": pulled}
         # Later stages depend on which parent commits were pulled, not on where the cache keeps them.
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
         bred = book.run("breed", [parents, config.genome, config.search, config.fitness],
                         lambda: stage_breed(config, pulled, opts.resume, opts.progress))
         if "emit" not in needed:
-            return {"breed": bred}
+            return {"ran": book.ran, "breed": bred}
         child = book.run("emit", [parents, bred, config.genome, config.child.max_shard_size, config.search],
                          lambda: stage_emit(config, pulled, bred, opts.progress))
         evaluated = None
@@ -244,24 +244,21 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
             book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
                               config.name, _templates_digest()],
                      lambda: stage_card(config, child, evaluated))
-        if opts.dry_run:
-            skipped = [s for s in HUB_STAGES if s in needed]
-            print(f"dry run: not writing to the Hub; skipped {', '.join(skipped)}")
-            return {"dry_run": True, "child_folder": child["path"], "ran": book.ran}
-        summary = {"pushed": None}
-        if "push" in needed:
-            pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
-                                       config.hub.private], lambda: stage_push(config, session, child))
-            spaced = None
-            if config.space and "space" in needed:
-                spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
-                                  lambda: stage_space(config, session, pushed))
-            verified = None
-            if "verify" in needed:
-                verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))
-            summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
-                                      time.monotonic() - started, book.ran)
-            _write_json(config.run_dir / "release.json", summary)
+        if opts.dry_run or "push" not in needed:
+            return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
+                    "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)]}
+        pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
+                                   config.hub.private], lambda: stage_push(config, session, child))
+        spaced = None
+        if config.space and "space" in needed:
+            spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
+                              lambda: stage_space(config, session, pushed))
+        verified = None
+        if "verify" in needed:
+            verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))
+        summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
+                                  time.monotonic() - started, book.ran)
+        _write_json(config.run_dir / "release.json", summary)
     return summary
 
 

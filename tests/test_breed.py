@@ -118,3 +118,26 @@ def test_breed_and_emit_from_the_cli_with_progress(local_hub, tmp_path):
     stages = json.loads((tmp_path / "runs" / "breed-test" / "stages.json").read_text())
     assert set(stages) == {"pull", "breed", "emit"}
     assert (tmp_path / "runs" / "breed-test" / "child" / "config.json").is_file()
+
+
+def test_force_redoes_one_stage_and_a_rerun_skips_the_rest(bred):
+    summary = run_release(bred, RunOptions(only=("emit",), progress=False))
+    assert summary["ran"] == []  # everything up to date
+    summary = run_release(bred, RunOptions(only=("emit",), force={"emit"}, progress=False))
+    assert summary["ran"] == ["emit"]
+    with pytest.raises(Exception, match="not a stage"):
+        run_release(bred, RunOptions(only=("emit",), force={"breeed"}, progress=False))
+
+
+def test_dry_run_does_everything_but_write_to_the_hub(bred, local_hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    raw = _config(local_hub, tmp_path, father=bred.father.model_dump(), mother=bred.mother.model_dump())
+    config = ReleaseConfig.model_validate(raw)  # parents already on the Hub; no token: nothing to write
+    summary = run_release(config, RunOptions(dry_run=True, progress=False))
+    assert summary["dry_run"] and summary["skipped"] == ["push", "verify"]
+    assert summary["ran"] == ["pull", "breed", "emit", "card"]  # calibration fitness: nothing to evaluate
+    card = (config.run_dir / "child" / "README.md").read_text()
+    assert "evaluation was skipped" in card.lower() or "not evaluated" in card.lower()
+    assert not HfApi().repo_exists(config.child.repo)
+    assert not (config.run_dir / "release.json").exists()
