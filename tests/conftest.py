@@ -75,3 +75,22 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real benchmark records not found at {SHARED_DATA} (../shared/data beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def space_child_repo(tiny_parents, tmp_path_factory):
+    """A tiny Darwin child (custom modeling code, darwin_genome.json, genome.png) on the session hub."""
+    import json
+    import uuid
+
+    from release.emit import emit_child
+    from release.hub import Hub
+    from release.plots import plot_genome
+
+    genome = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
+    folder = emit_child(tiny_parents.father, tiny_parents.mother, genome,
+                        tmp_path_factory.mktemp("child") / "repo", max_shard_size="300KB", progress=False)
+    plot_genome(genome["ratios"], genome["frozen"], genome["r_max"], folder / "genome.png")
+    repo = f"darwin-local/space-child-{uuid.uuid4().hex[:8]}"
+    Hub(token=LOCALHUB_TOKEN).push_folder(folder, repo)
+    return repo

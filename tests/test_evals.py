@@ -22,16 +22,6 @@ from release.evals.synthetic import make_items
 SYNTHETIC = FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=12, heldout_size=8)])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared, oversubscribed 2-core machine torch's 2-thread kernels spin and
-    run tens of times slower (measured 60x on the tiny mother). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _load(folder):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -6,23 +6,12 @@ import json
 import random
 
 import pytest
-import torch
 
 from release.config import FitnessSpec, TaskSpec
 from release.evals import Evaluator, TaskSuite
 
 MUSR_LEAVES = {"leaderboard_musr_murder_mysteries": 250, "leaderboard_musr_object_placements": 256,
                "leaderboard_musr_team_allocation": 250}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared, oversubscribed 2-core machine torch's 2-thread kernels spin and
-    run tens of times slower (measured 60x on the tiny mother). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

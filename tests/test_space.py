@@ -18,10 +18,8 @@ from gradio_client import Client
 from huggingface_hub import HfApi, SpaceCard
 
 from release.config import ReleaseConfig
-from release.emit import emit_child
 from release.errors import ReleaseError
 from release.hub import Hub
-from release.plots import plot_genome
 from release.space import (
     APP_DIR,
     SPACE_FILES,
@@ -57,14 +55,8 @@ def _wait_no_generation(timeout_s: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def child_repo(tiny_parents, tmp_path_factory):
-    """A tiny Darwin child (custom modeling code, darwin_genome.json, genome.png) on the local hub."""
-    folder = emit_child(tiny_parents.father, tiny_parents.mother, GENOME, tmp_path_factory.mktemp("child") / "repo",
-                        max_shard_size="300KB", progress=False)
-    plot_genome(GENOME["ratios"], GENOME["frozen"], GENOME["r_max"], folder / "genome.png")
-    repo = repo_name("space-child")
-    Hub(token=TOKEN).push_folder(folder, repo)
-    return repo
+def child_repo(space_child_repo):
+    return space_child_repo
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 """The Space app in a real headless Chromium: chat, streaming, Stop, and nothing fetched beyond 127.0.0.1."""
 
-from tests.localhub_fixtures import TOKEN, free_port, repo_name  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import free_port, repo_name  # first: sets HF_ENDPOINT
 
 # isort: split
-import json
 import threading
 import time
 from pathlib import Path
@@ -12,29 +11,19 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
-from release.emit import emit_child
-from release.hub import Hub
-from release.plots import plot_genome
 from release.space import load_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-GENOME = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_parents, tmp_path_factory):
-    folder = emit_child(tiny_parents.father, tiny_parents.mother, GENOME, tmp_path_factory.mktemp("child") / "repo",
-                        max_shard_size="300KB", progress=False)
-    plot_genome(GENOME["ratios"], GENOME["frozen"], GENOME["r_max"], folder / "genome.png")
-    repo = repo_name("browser-child")
-    Hub(token=TOKEN).push_folder(folder, repo)
-
-    demo = load_app().build_demo(repo)
+def app_url(space_child_repo):
+    demo = load_app().build_demo(space_child_repo)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False)
     yield f"http://127.0.0.1:{port}/"
