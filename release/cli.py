@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
+        again = "breed again with --resume" if args.command == "breed" else "the same command again"
+        print(f"interrupted: run {again} to continue where it stopped", file=sys.stderr)
         return 130
     _print_summary(summary)
     return 0

@@ -231,7 +231,8 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
         # Later stages depend on which parent commits were pulled, not on where the cache keeps them.
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
         bred = book.run("breed", [parents, config.genome, config.search, config.fitness],
-                        lambda: stage_breed(config, pulled, opts.resume, opts.progress))
+                        lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
+                                            opts.progress))
         if "emit" not in needed:
             return {"ran": book.ran, "breed": bred}
         child = book.run("emit", [parents, bred, config.genome, config.child.max_shard_size, config.search],

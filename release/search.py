@@ -112,10 +112,11 @@ def _load_checkpoint(folder: Path, expected: str) -> tuple[cma.CMAEvolutionStrat
         saved = pickle.loads(path.read_bytes())
         es, state = pickle.loads(saved["es"]), SearchState(**saved["state"])
     except Exception as e:  # any damage to the file means the same thing to the user
-        raise ReleaseError(f"search checkpoint {path} is corrupt ({type(e).__name__}): delete it and run without --resume") from None
+        raise ReleaseError(f"search checkpoint {path} is corrupt ({type(e).__name__}): start a new search "
+                           "(--force breed, or breed without --resume)") from None
     if state.fingerprint != expected:
-        raise ReleaseError(f"search checkpoint {path} belongs to another config or other parents: "
-                           "delete the folder or restore the config it was made with")
+        raise ReleaseError(f"search checkpoint {path} belongs to another config or other parents: start a new "
+                           "search (--force breed) or restore the config it was made with")
     return es, state
 
 

@@ -13,6 +13,7 @@ import yaml
 from safetensors import safe_open
 
 from release.config import ReleaseConfig
+from release.errors import ReleaseError
 from release.pipeline import RunOptions, run_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +142,12 @@ def test_dry_run_does_everything_but_write_to_the_hub(bred, local_hub, tmp_path)
     assert "evaluation was skipped" in card.lower() or "not evaluated" in card.lower()
     assert not HfApi().repo_exists(config.child.repo)
     assert not (config.run_dir / "release.json").exists()
+
+
+def test_a_checkpoint_from_another_config_is_refused_until_forced(bred):
+    changed = bred.model_copy(update={"search": bred.search.model_copy(update={"seed": 99})})
+    with pytest.raises(ReleaseError, match="another config") as e:
+        run_release(changed, RunOptions(only=("breed",), progress=False))
+    assert "--force breed" in str(e.value) and "\n" not in str(e.value)
+    summary = run_release(changed, RunOptions(only=("breed",), force={"breed"}, progress=False))
+    assert summary["ran"] == ["breed"] and summary["breed"]["evaluations"] == 8
