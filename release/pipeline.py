@@ -18,7 +18,7 @@ from pathlib import Path
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.stages import STAGES, StageBook, digest, folder_digest
+from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ class HubSession:
         from release.hub import Hub
 
         return Hub()
+
+    def has_revision(self, repo: str, revision: str) -> bool:
+        """Whether the endpoint still serves `repo` at commit `revision` (the store may have been wiped)."""
+        try:
+            return self.hub.head(repo, revision=revision) == revision
+        except ReleaseError:
+            return False
+
+    def is_head(self, repo: str, revision: str, repo_type: str = "model") -> bool:
+        """Whether `revision` is still what the repo's main points to (the store may have been wiped)."""
+        try:
+            return self.hub.head(repo, repo_type=repo_type) == revision
+        except ReleaseError:
+            return False
 
 
 @contextmanager
@@ -78,7 +92,8 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool) -> tup
     for role in ("father", "mother"):
         ref = getattr(config, role)
         pulled = hub.pull(ref.repo, ref.revision)
-        result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path)}
+        result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path),
+                        "content": snapshot_digest(pulled.path)}
     return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]
 
 
@@ -118,7 +133,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
     s = config.search
     key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
                       search=[s.popsize, s.sigma0, s.seed, str(device), str(dtype)],
-                      father=pulled["father"]["revision"], mother=pulled["mother"]["revision"])
+                      father=pulled["father"]["content"], mother=pulled["mother"]["content"])
     result = run_search(space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
                         progress=progress)
     bred = {
@@ -225,12 +240,16 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
     with open_hub(config) as session:
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint],
-                          lambda: stage_pull(config, session, opts.dry_run))
+                          lambda: stage_pull(config, session, opts.dry_run),
+                          still_valid=lambda r: all(session.has_revision(r[p]["repo"], r[p]["revision"])
+                                                    for p in ("father", "mother")))
         if "breed" not in needed:
             return {"ran": book.ran, "pull": pulled}
-        # Later stages depend on which parent commits were pulled, not on where the cache keeps them.
+        # The search depends on the parents' content; the child also records which commits they came from.
+        # Neither depends on where the cache keeps them.
+        contents = {role: pulled[role]["content"] for role in ("father", "mother")}
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
-        bred = book.run("breed", [parents, config.genome, config.search, config.fitness],
+        bred = book.run("breed", [contents, config.genome, config.search, config.fitness],
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
                                             opts.progress))
         if "emit" not in needed:
@@ -249,11 +268,13 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)]}
         pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
-                                   config.hub.private], lambda: stage_push(config, session, child))
+                                   config.hub.private], lambda: stage_push(config, session, child),
+                          still_valid=lambda r: session.is_head(r["repo"], r["revision"]))
         spaced = None
         if config.space and "space" in needed:
             spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
-                              lambda: stage_space(config, session, pushed))
+                              lambda: stage_space(config, session, pushed),
+                              still_valid=lambda r: session.is_head(r["repo"], r["revision"], "space"))
         verified = None
         if "verify" in needed:
             verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))

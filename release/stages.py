@@ -35,6 +35,15 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def snapshot_digest(folder: Path) -> str:
+    """Content digest of a pulled Hub snapshot without reading its bytes: the HF cache links each file to
+    a blob named by its ETag (sha256 for LFS files, git sha1 otherwise). Other folders are hashed."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not files or not all(p.is_symlink() for p in files):
+        return folder_digest(folder)
+    return digest([[str(p.relative_to(folder)), os.readlink(p).rsplit("/", 1)[-1]] for p in files])
+
+
 class StageBook:
     def __init__(self, run_dir: Path, force: set[str] = frozenset()):
         self.path = run_dir / "stages.json"
@@ -45,15 +54,21 @@ class StageBook:
     def result(self, stage: str) -> dict:
         return self.records[stage]["result"]
 
-    def done(self, stage: str, key: str) -> bool:
+    def done(self, stage: str, key: str, still_valid: Callable[[dict], bool] | None = None) -> bool:
         rec = self.records.get(stage)
         return (stage not in self.force and rec is not None and rec["key"] == key
-                and all(Path(p).exists() for p in rec.get("outputs", [])))
+                and all(Path(p).exists() for p in rec.get("outputs", []))
+                and (still_valid is None or still_valid(rec["result"])))
 
-    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[dict, list[Path]]]) -> dict:
-        """Run `fn` unless stage is done with the same inputs; `fn` returns (result, output paths)."""
+    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[dict, list[Path]]],
+            still_valid: Callable[[dict], bool] | None = None) -> dict:
+        """Run `fn` unless stage is done with the same inputs; `fn` returns (result, output paths).
+
+        `still_valid(result)` checks what a result points to outside the run folder (e.g. that a pushed
+        commit is still the repo's head) before a stage is skipped.
+        """
         key = digest(key_parts)
-        if self.done(stage, key):
+        if self.done(stage, key, still_valid):
             log.info("%s: up to date, skipped", stage)
             return self.result(stage)
         t0 = time.monotonic()

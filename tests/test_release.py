@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -162,3 +163,16 @@ def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
     assert resumed["genome"] == reference["genome"]
     assert resumed["search"]["evaluations"] == reference["search"]["evaluations"]
     assert resumed["scores"]["child"] == reference["scores"]["child"]
+
+
+def test_a_wiped_hub_store_is_republished_without_searching_again(first_release):
+    tmp, config, _, _ = first_release
+    before = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    shutil.rmtree(tmp / "hub")
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    assert "breed" not in after["stages_run"]  # same parent content: the search result stands
+    assert {"pull", "push", "space", "verify"} <= set(after["stages_run"])
+    assert after["genome"] == before["genome"]
+    assert after["father"]["revision"] != before["father"]["revision"]  # republished: new commits
