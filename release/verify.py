@@ -31,7 +31,11 @@ def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", d
     with torch.no_grad():
         local_logits = local(**inputs).logits.float().cpu()
     diff = (pushed_logits - local_logits).abs().max().item()
-    if diff != 0.0:
+    # Same weights, same code: on CPU in fp32 the logits must be identical. GPU kernels may pick other
+    # reduction orders between two loads, so there a bf16-sized difference with the same argmax passes.
+    exact = device == "cpu" or getattr(device, "type", None) == "cpu"
+    same_choice = torch.equal(pushed_logits.argmax(-1), local_logits.argmax(-1))
+    if (exact and diff != 0.0) or (not exact and (diff > 0.05 or not same_choice)):
         raise ReleaseError(f"verify: {repo}@{revision[:12]} gives logits that differ from the emitted child by "
                            f"{diff:.3g}; push again with --force push")
     reply = tok.decode(reply_ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
