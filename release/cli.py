@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
     for noisy in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:  # lm-eval warns on every in-memory model it is handed, which is how we use it
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
     try:
         config = load_config(args.config)
         if args.command == "space-serve":
