@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(items=args.items, data_dir=args.data_dir, threads=args.threads)
-    from release.evals.files import write_json
+    from release.files import write_json
 
     write_json(OUT, result)
     print(json.dumps(result, indent=2))

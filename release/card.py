@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.files import atomic_path
 from release.plots import plot_fitness, plot_genome
 
 log = logging.getLogger(__name__)
@@ -314,18 +315,6 @@ def _check_no_leaks(text: str, config: ReleaseConfig, out_dir: Path) -> None:
 
 # ---- the card ----
 
-def _write_atomic(card: ModelCard, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        card.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the card is published
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None, search_log: Path | None,
                       out_dir: Path) -> ModelCard:
     """Render the child's model card into out_dir/README.md (+ genome.png, fitness.png) and return it.
@@ -384,6 +373,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
                      [x["mean"] for x in generations], out_dir / FITNESS_PNG)
     else:
         (out_dir / FITNESS_PNG).unlink(missing_ok=True)  # a stale chart from an older run would mislead
-    _write_atomic(card, out_dir / "README.md")
+    with atomic_path(out_dir / "README.md") as tmp:
+        card.save(tmp)
     log.info("model card written: README.md, %s%s", GENOME_PNG, f", {FITNESS_PNG}" if generations else "")
     return card

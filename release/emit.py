@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 import release
 from release.errors import ReleaseError
+from release.files import swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,7 @@ def emit_child(father_dir: Path, mother_dir: Path, genome: dict, out: Path, max_
                 shutil.copy2(father_dir / name, tmp / name)
         size = write_shards(child_tensor_sources(father_dir, mother_dir, config), tmp, max_shard_size, progress)
         (tmp / GENOME_FILE).write_text(json.dumps(genome, indent=2) + "\n")
-        old = out.with_name(out.name + ".old")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

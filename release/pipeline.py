@@ -6,7 +6,6 @@ skips a stage whose inputs have not changed. `dry_run` does everything except wr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.files import write_json
 from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
             verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))
         summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
                                   time.monotonic() - started, book.ran)
-        _write_json(config.run_dir / "release.json", summary)
+        write_json(config.run_dir / "release.json", summary)
     return summary
 
 
@@ -308,12 +308,6 @@ def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, sp
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _repo_root() -> Path:

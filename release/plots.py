@@ -8,8 +8,6 @@ same PNG bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +17,8 @@ matplotlib.use("Agg")  # headless: the pipeline runs on servers without a displa
 from matplotlib import style  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from release.files import atomic_path  # noqa: E402
 
 FIGSIZE = (8.0, 3.6)  # inches
 DPI = 100
@@ -71,16 +71,7 @@ def plot_fitness(generations: list[int], best: list[float], mean: list[float], p
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write the PNG atomically: a temp file beside the target, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, metadata=_METADATA)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the chart is published
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the PNG atomically (a temp file beside the target, then a rename)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=_METADATA)
+    return Path(path)

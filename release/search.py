@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import pickle
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
+from release.files import write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,6 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _load_checkpoint(folder: Path, expected: str) -> tuple[cma.CMAEvolutionStrategy, SearchState]:
     path = folder / CHECKPOINT
     try:
@@ -125,7 +119,7 @@ def _truncate_log(path: Path, generations: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["generation"] < generations]
-    _write_atomic(path, "".join(line + "\n" for line in keep).encode())
+    write_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def _stop_reason(es, state: SearchState, spec: SearchSpec, started: float, elapsed_before: float) -> str | None:
@@ -190,7 +184,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
             state.seconds = elapsed_before + time.monotonic() - started
             with log_path.open("a") as f:
                 f.writelines(json.dumps(line) + "\n" for line in lines)
-            _write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
+            write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
             log.info("generation %d: best %.4f, mean %.4f, best so far %.4f", state.generation,
                      max(values), np.mean(values), state.best_fitness)
     finally:
@@ -200,7 +194,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
     result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,
                           generations=state.generation, evaluations=state.evaluations,
                           seconds=round(state.seconds, 3), stop_reason=reason, history=state.history)
-    _write_atomic(folder / BEST, (json.dumps(asdict(result), indent=2) + "\n").encode())
+    write_json(folder / BEST, asdict(result))
     log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,
              state.best_fitness)
     return result

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.files import swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def prepare_space_folder(config: ReleaseConfig, out_dir: Path) -> Path:
         for name in SPACE_FILES[:2]:
             shutil.copyfile(APP_DIR / name, staging / name)
         (staging / "README.md").write_text(render_space_readme(config), encoding="utf-8")
-        _swap_in(staging, out_dir)
+        swap_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -95,17 +96,6 @@ def _space_spec(config: ReleaseConfig):
     if config.space is None:
         raise ReleaseError("the config has no `space:` section: add `space: {repo: owner/name}` to deploy a Space")
     return config.space
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace out_dir by staging; readers see the old folder or the new one, never a half-written one."""
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    old = staging.with_name(staging.name + ".old")
-    os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_app():

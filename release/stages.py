@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from release.files import write_json
+
 log = logging.getLogger(__name__)
 
 STAGES = ("pull", "breed", "emit", "evaluate", "card", "push", "space", "verify")
@@ -80,7 +82,4 @@ class StageBook:
         return result
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.records, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        write_json(self.path, self.records)
