@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from release.errors import ReleaseError
 from release.files import write_json
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ class StageBook:
     def __init__(self, run_dir: Path, force: set[str] = frozenset()):
         self.path = run_dir / "stages.json"
         self.force = set(force)
-        self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        try:
+            self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except ValueError:
+            raise ReleaseError(f"{self.path} is corrupt: delete it and run again (every stage is redone; an "
+                               "interrupted search still resumes from its checkpoint)") from None
         self.ran: list[str] = []
 
     def result(self, stage: str) -> dict:

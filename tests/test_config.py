@@ -71,3 +71,12 @@ def test_cli_broken_config_is_one_line_with_exit_2(tmp_path):
     out = _cli("run", str(path), "--plan")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "genome.r_max" in out.stderr
+
+
+def test_a_corrupt_stage_record_is_a_one_line_error(tmp_path):
+    from release.stages import StageBook
+
+    (tmp_path / "stages.json").write_text("{not json")
+    with pytest.raises(ReleaseError, match="stages.json is corrupt") as e:
+        StageBook(tmp_path)
+    assert "\n" not in str(e.value)
