@@ -13,6 +13,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from release.config import ReleaseConfig
@@ -29,25 +30,17 @@ LOCAL_HOST = "127.0.0.1"
 @dataclass
 class HubSession:
     endpoint: str
-    local: object | None = None  # the embedded LocalHub, when this run serves it
 
-    @property
+    @cached_property
     def hub(self):
-        from release.hub import Hub
+        from release.hub import Hub  # late: open_hub has set HF_ENDPOINT by now
 
         return Hub()
 
-    def has_revision(self, repo: str, revision: str) -> bool:
-        """Whether the endpoint still serves `repo` at commit `revision` (the store may have been wiped)."""
+    def resolves(self, repo: str, ref: str, revision: str, repo_type: str = "model") -> bool:
+        """Whether `ref` of `repo` still resolves to commit `revision` (the store may have been wiped)."""
         try:
-            return self.hub.head(repo, revision=revision) == revision
-        except ReleaseError:
-            return False
-
-    def is_head(self, repo: str, revision: str, repo_type: str = "model") -> bool:
-        """Whether `revision` is still what the repo's main points to (the store may have been wiped)."""
-        try:
-            return self.hub.head(repo, repo_type=repo_type) == revision
+            return self.hub.head(repo, repo_type=repo_type, revision=ref) == revision
         except ReleaseError:
             return False
 
@@ -75,7 +68,7 @@ def open_hub(config: ReleaseConfig):
     local.start()
     os.environ.update(HF_ENDPOINT=local.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1")
     try:
-        yield HubSession(endpoint=local.url, local=local)
+        yield HubSession(endpoint=local.url)
     finally:
         local.stop()
         os.environ.pop("HF_TOKEN", None)
@@ -116,11 +109,10 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool) -> tuple[dict, list[Path]]:
     from transformers import AutoTokenizer
 
+    from release.device import pick_device, pick_dtype, tune_cpu_threads
     from release.fitness import make_fitness
     from release.hybrid import build_search_hybrid
     from release.search import GenomeSpace, fingerprint, run_search
-
-    from release.device import pick_device, pick_dtype, tune_cpu_threads
 
     father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
     device = pick_device(config.search.device)
@@ -241,8 +233,8 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint],
                           lambda: stage_pull(config, session, opts.dry_run),
-                          still_valid=lambda r: all(session.has_revision(r[p]["repo"], r[p]["revision"])
-                                                    for p in ("father", "mother")))
+                          still_valid=lambda r: all(session.resolves(p["repo"], p["revision"], p["revision"])
+                                                    for p in (r["father"], r["mother"])))
         if "breed" not in needed:
             return {"ran": book.ran, "pull": pulled}
         # The search depends on the parents' content; the child also records which commits they came from.
@@ -269,12 +261,12 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)]}
         pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
                                    config.hub.private], lambda: stage_push(config, session, child),
-                          still_valid=lambda r: session.is_head(r["repo"], r["revision"]))
+                          still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"]))
         spaced = None
         if config.space and "space" in needed:
             spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
                               lambda: stage_space(config, session, pushed),
-                              still_valid=lambda r: session.is_head(r["repo"], r["revision"], "space"))
+                              still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"], "space"))
         verified = None
         if "verify" in needed:
             verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))

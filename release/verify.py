@@ -33,7 +33,7 @@ def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", d
     diff = (pushed_logits - local_logits).abs().max().item()
     # Same weights, same code: on CPU in fp32 the logits must be identical. GPU kernels may pick other
     # reduction orders between two loads, so there a bf16-sized difference with the same argmax passes.
-    exact = device == "cpu" or getattr(device, "type", None) == "cpu"
+    exact = torch.device(device).type == "cpu"
     same_choice = torch.equal(pushed_logits.argmax(-1), local_logits.argmax(-1))
     if (exact and diff != 0.0) or (not exact and (diff > 0.05 or not same_choice)):
         raise ReleaseError(f"verify: {repo}@{revision[:12]} gives logits that differ from the emitted child by "
