@@ -22,6 +22,12 @@ from release.evals.synthetic import make_items
 SYNTHETIC = FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=12, heldout_size=8)])
 
 
+def _lm_kwargs(model, tok, **extra) -> dict:
+    """What both scorers are built with in these tests (the evaluator's settings), plus `extra`."""
+    return dict(pretrained=model, tokenizer=tok, backend="causal", softmax_dtype=torch.float32, progress=False,
+                **extra)
+
+
 def _load(folder):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -195,8 +201,7 @@ def test_prefix_cache_scorer_equals_stock_hflm(tiny_parents, which):
     """Sliding window + KV sharing (father) and GatedDeltaNet recurrent state (mother) survive the cache copy."""
     model, tok = _load(getattr(tiny_parents, which))
     requests = _random_requests(tok, seed=3)
-    kwargs = dict(pretrained=model, tokenizer=tok, backend="causal", batch_size=2, softmax_dtype=torch.float32,
-                  progress=False)
+    kwargs = _lm_kwargs(model, tok, batch_size=2)
     stock, fast = StockLM(**kwargs), PrefixCacheLM(verify=0, **kwargs)  # batch 2: several cache copies per context
     want, got = stock.loglikelihood(requests), fast.loglikelihood(requests)
     assert len(got) == len(want) == len(requests)
@@ -216,8 +221,7 @@ def test_prefix_cache_scorer_equals_stock_hflm_on_the_darwin_child(tiny_parents)
     model.set_ratios([0.3 if i % 2 else 0.0 for i in range(n)])
     tok = AutoTokenizer.from_pretrained(tiny_parents.father)
     requests = _random_requests(tok, seed=5)
-    kwargs = dict(pretrained=model, tokenizer=tok, backend="causal", batch_size=3, softmax_dtype=torch.float32,
-                  progress=False)
+    kwargs = _lm_kwargs(model, tok, batch_size=3)
     want = StockLM(**kwargs).loglikelihood(requests)
     fast = PrefixCacheLM(verify=0, **kwargs)
     got = fast.loglikelihood(requests)
@@ -228,8 +232,8 @@ def test_prefix_cache_scorer_equals_stock_hflm_on_the_darwin_child(tiny_parents)
 def test_contexts_longer_than_max_length_take_the_stock_truncating_path(father):
     model, tok = father
     requests = _random_requests(tok, seed=6)
-    kwargs = dict(pretrained=model, tokenizer=tok, backend="causal", batch_size=4, softmax_dtype=torch.float32,
-                  progress=False, max_length=24)  # shorter than every context here: HFLM left-truncates
+    # max_length shorter than every context here: HFLM left-truncates
+    kwargs = _lm_kwargs(model, tok, batch_size=4, max_length=24)
     stock, fast = StockLM(**kwargs), PrefixCacheLM(verify=0, **kwargs)
     want, got = stock.loglikelihood(requests), fast.loglikelihood(requests)
     assert max(abs(a[0] - b[0]) for a, b in zip(want, got)) < 1e-5
@@ -239,8 +243,7 @@ def test_contexts_longer_than_max_length_take_the_stock_truncating_path(father):
 def test_prefix_cache_scorer_checks_itself_and_falls_back_to_stock(tiny_parents):
     model, tok = _load(tiny_parents.father)
     requests = _random_requests(tok, seed=4)
-    kwargs = dict(pretrained=model, tokenizer=tok, backend="causal", batch_size=8, softmax_dtype=torch.float32,
-                  progress=False)
+    kwargs = _lm_kwargs(model, tok, batch_size=8)
     want = StockLM(**kwargs).loglikelihood(requests)
     checked = PrefixCacheLM(verify=2, **kwargs)
     got = checked.loglikelihood(requests)
