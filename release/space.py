@@ -132,7 +132,7 @@ def serve_last_release(config: ReleaseConfig, port: int = 7860) -> int:
     except (OSError, ValueError, KeyError):
         raise ReleaseError(f"no pushed release found in {summary_path}: run `make release` first") from None
     if config.hub.endpoint == "local" and not _answers(endpoint):
-        from release.pipeline import open_hub
+        from release.hub_session import open_hub
 
         with open_hub(config):
             serve(model_id, revision, port)
