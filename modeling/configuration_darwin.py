@@ -6,9 +6,34 @@ mother-layer map, which mother FFNs the checkpoint stores and the name of the mi
 itself is stated in `modeling_darwin.py`.
 
 This file ships in every child repository and runs under `trust_remote_code`: it imports only `transformers`.
+
+Pinned transformers: these files subclass transformers' Gemma 4 decoder layer (re-implementing its `forward` with
+the arguments the stock model passes), reuse Qwen3.5's RMSNorm and hook into `from_pretrained`'s weight
+initialisation. None of that is public API: minor releases of transformers change it without notice, while
+patch releases only fix bugs. So the installed transformers must have the same major.minor as
+`TRANSFORMERS_VERSION`, the release these files were written and tested for; the config records it as
+`darwin_transformers_version`. The check runs at import, before anything from Gemma 4 is imported, so a user on
+another version gets one line naming what to install instead of an ImportError deep inside transformers.
 """
 
-from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig
+import transformers
+
+TRANSFORMERS_VERSION = "5.24.0"
+
+
+def check_transformers_version(installed: str | None = None) -> None:
+    """Refuse a transformers whose major.minor differs from TRANSFORMERS_VERSION (see the module docstring)."""
+    installed = transformers.__version__ if installed is None else installed
+    if installed.split(".")[:2] != TRANSFORMERS_VERSION.split(".")[:2]:
+        raise ImportError(
+            f"this Darwin model's code was written for transformers {TRANSFORMERS_VERSION} but {installed} is "
+            f"installed: run `pip install transformers=={TRANSFORMERS_VERSION}`"
+        )
+
+
+check_transformers_version()
+
+from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig  # noqa: E402 (after the check)
 
 # Mixing rules this code implements, by name (explained in modeling_darwin.py's docstring).
 MIXING_RULES = {
@@ -41,6 +66,9 @@ class DarwinConfig(Gemma4TextConfig):
         layer (the search form); a shipped child stores only those with a nonzero ratio.
     mixing_rule (`str`):
         Name of the rule combining the two FFN outputs (see `modeling_darwin.py`).
+    darwin_transformers_version (`str`):
+        The transformers release this model's code was written for (`TRANSFORMERS_VERSION`); install it to run
+        the model.
     """
 
     model_type = "darwin"
@@ -53,6 +81,7 @@ class DarwinConfig(Gemma4TextConfig):
     layer_map: list[int] | None = None
     stored_mother_layers: list[int] | None = None
     mixing_rule: str = "ffn_output_blend"
+    darwin_transformers_version: str = TRANSFORMERS_VERSION
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -62,6 +91,7 @@ class DarwinConfig(Gemma4TextConfig):
             self.layer_map = [int(j) for j in self.layer_map]
         stored = self.stored_mother_layers if self.stored_mother_layers is not None else self.layer_map or []
         self.stored_mother_layers = sorted({int(j) for j in stored})
+        self.darwin_transformers_version = TRANSFORMERS_VERSION  # what the code writing this config needs
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(AUTO_MAP)
         self._check_blend()
@@ -101,4 +131,4 @@ class DarwinConfig(Gemma4TextConfig):
 
 DarwinConfig.register_for_auto_class()
 
-__all__ = ["DarwinConfig"]
+__all__ = ["TRANSFORMERS_VERSION", "DarwinConfig", "check_transformers_version"]

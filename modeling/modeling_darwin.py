@@ -33,19 +33,23 @@ This file ships in every child repository and runs under `trust_remote_code`: it
 
 import torch
 from torch import nn
-from transformers import initialization as init
-from transformers.activations import ACT2FN
-from transformers.modeling_utils import PreTrainedModel
-from transformers.models.gemma4.modeling_gemma4 import (
+
+# First: checks the installed transformers (configuration_darwin.py) before anything of Gemma 4 is imported.
+from .configuration_darwin import DarwinConfig, check_transformers_version
+
+check_transformers_version()
+
+from transformers import initialization as init  # noqa: E402
+from transformers.activations import ACT2FN  # noqa: E402
+from transformers.modeling_utils import PreTrainedModel  # noqa: E402
+from transformers.models.gemma4.modeling_gemma4 import (  # noqa: E402
     Gemma4ForCausalLM,
     Gemma4PreTrainedModel,
     Gemma4RMSNorm,
     Gemma4TextDecoderLayer,
     Gemma4TextModel,
 )
-from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5RMSNorm
-
-from .configuration_darwin import DarwinConfig
+from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5RMSNorm  # noqa: E402
 
 
 class DarwinMotherFFN(nn.Module):
@@ -150,6 +154,23 @@ class DarwinPreTrainedModel(Gemma4PreTrainedModel):
     base_model_prefix = "model"
     _no_split_modules = ["DarwinDecoderLayer"]
     input_modalities = ("text",)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a checkpoint whose shards lack a weight its config names
+        (a mother FFN listed in `stored_mother_layers`, or any father tensor): transformers would initialise it
+        at random with only a warning, and the model would load and silently compute something else."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = sorted(info["missing_keys"])
+        if missing:
+            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the checkpoint")
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ValueError(
+                f"{where}: its weights lack {len(missing)} tensor(s) that config.json needs ({shown}); refusing to "
+                "fill them with random values: re-download the model, or fix stored_mother_layers in config.json"
+            )
+        return (model, info) if wants_info else model
 
     def _init_weights(self, module):
         super()._init_weights(module)

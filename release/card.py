@@ -19,6 +19,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modeling.configuration_darwin import TRANSFORMERS_VERSION
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.files import atomic_path
@@ -363,6 +364,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
         genealogy=list(config.card.genealogy.items()),
         citation=(config.card.citation or _default_citation(config, g)).strip(),
         tool=g.tool,
+        transformers_version=TRANSFORMERS_VERSION,  # what the shipped modeling files require
     )
     _check_no_leaks(str(card), config, out_dir)  # before anything is written
 

@@ -318,3 +318,12 @@ def test_usage_snippet_runs_with_transformers(rendered, tiny_parents):
     exec(compile(code, "usage-snippet", "exec"), namespace)
     prompt = namespace["inputs"]["input_ids"].shape[-1]
     assert prompt < namespace["output"].shape[-1] <= prompt + 3  # generated, possibly stopping at eos
+
+
+def test_usage_names_the_transformers_release_the_child_code_needs(rendered):
+    from modeling.configuration_darwin import TRANSFORMERS_VERSION
+
+    _, _, text = rendered
+    usage = text.split("## Usage")[1].split("## Limitations")[0]
+    (install,) = re.findall(r"```bash\n(.*?)```", usage, re.S)
+    assert install.strip() == f"pip install transformers=={TRANSFORMERS_VERSION}"

@@ -145,3 +145,86 @@ def test_the_modeling_docstring_states_the_rule_the_config_names():
     doc = ast.get_docstring(ast.parse(modeling_files()[1].read_text()))
     assert "h = " + MIXING_RULES["ffn_output_blend"] in doc
     assert "model.mother_ffns.J.{gate,up,down}_proj.weight" in doc
+
+
+# ---- what the child needs: the transformers release it was written for, and every weight it names ----
+
+def _import_child_code(folder, tmp_path, package):
+    """Import a child folder's two files as a fresh package, as trust_remote_code does (relative import)."""
+    import importlib
+    import shutil
+    import sys
+
+    root = tmp_path / "code"
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text("")
+    for path in modeling_files():
+        shutil.copy2(folder / path.name, root / package / path.name)
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(f"{package}.modeling_darwin")
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[name]
+
+
+def test_the_child_records_and_checks_the_transformers_release_it_needs(saved, tmp_path, monkeypatch):
+    import transformers
+
+    from modeling.configuration_darwin import TRANSFORMERS_VERSION
+
+    raw = json.loads((saved / "config.json").read_text())
+    assert raw["darwin_transformers_version"] == TRANSFORMERS_VERSION == transformers.__version__
+    assert _import_child_code(saved, tmp_path, "child_same").DarwinForCausalLM.__name__ == "DarwinForCausalLM"
+
+    # A patch release is accepted (bug fixes only); another minor or major release is refused in one line.
+    monkeypatch.setattr(transformers, "__version__", TRANSFORMERS_VERSION.rsplit(".", 1)[0] + ".9")
+    _import_child_code(saved, tmp_path / "patch", "child_patch")
+    for other in ("5.25.0", "5.23.1", "4.57.1", "6.0.0.dev0"):
+        monkeypatch.setattr(transformers, "__version__", other)
+        with pytest.raises(ImportError) as error:
+            _import_child_code(saved, tmp_path / other, "child_" + other.replace(".", "_"))
+        assert str(error.value) == (f"this Darwin model's code was written for transformers {TRANSFORMERS_VERSION} "
+                                    f"but {other} is installed: run `pip install transformers=={TRANSFORMERS_VERSION}`")
+
+
+def test_the_version_check_comes_before_any_gemma4_import(saved, tmp_path, monkeypatch):
+    """An old transformers has no Gemma 4 at all: the user must see our line, not `No module named ...gemma4`."""
+    import sys
+
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    monkeypatch.setitem(sys.modules, "transformers.models.gemma4.configuration_gemma4", None)
+    monkeypatch.setitem(sys.modules, "transformers.models.gemma4.modeling_gemma4", None)
+    with pytest.raises(ImportError, match=r"written for transformers .* but 4\.57\.1 is installed"):
+        _import_child_code(saved, tmp_path, "child_old")
+
+
+def _drop_tensor(folder, name):
+    """Rewrite the child's single shard without tensor `name`."""
+    from safetensors.torch import load_file, save_file
+
+    shard = folder / "model.safetensors"
+    tensors = load_file(str(shard))
+    del tensors[name]
+    save_file(tensors, str(shard), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("name", ["model.mother_ffns.3.down_proj.weight", "model.mother_ffns.1.norm.weight",
+                                  "model.layers.2.mlp.up_proj.weight"])
+def test_a_child_missing_a_weight_it_names_refuses_to_load(saved, tmp_path, name):
+    """Without the check, transformers fills the missing tensor with random values and only logs a warning."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved, broken)
+    _drop_tensor(broken, name)
+    with pytest.raises(ValueError) as error:
+        AutoModelForCausalLM.from_pretrained(broken, trust_remote_code=True)
+    message = str(error.value)
+    assert "\n" not in message and name in message and "lack 1 tensor(s)" in message
+    assert "refusing to fill them with random values" in message
