@@ -6,32 +6,116 @@ Validated with pydantic so that a typo or a wrong type is a one-line error namin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from release.errors import ReleaseError
 
+# --- checks shared by several fields (each raises ValueError: pydantic names the key) ---------------
+
+# The Hub's repo id rule, as huggingface_hub.utils.validate_repo_id (2.4) checks it, for `owner/name`.
+# Copied rather than imported: importing huggingface_hub reads HF_ENDPOINT, which the CLI sets later.
+_REPO_PART = r"\w(?:[\w.-]{0,94}\w)?"
+_REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}", re.ASCII)
+
+
+def _repo_id(value: str) -> str:
+    if not _REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
+        raise ValueError(f"{value!r} is not a Hub repo id: write owner/name with letters, digits, '-', '_' "
+                         "or '.', not starting or ending with '-' or '.', without '--' or '..' (max 96 each)")
+    return value
+
+
+RepoId = Annotated[str, AfterValidator(_repo_id)]
+
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
+MIN_SHARD_SIZE = 100 * 10**3  # smaller shards only make one file per tensor
+
+
+def parse_size(size: str | int) -> int:
+    """'5GB' -> bytes, as transformers' max_shard_size (decimal units)."""
+    if isinstance(size, int):
+        return size
+    s = size.strip().upper()
+    for unit, factor in _SIZE_UNITS.items():
+        number = s[: -len(unit)].strip()
+        if s.endswith(unit) and number.replace(".", "", 1).isdigit():
+            return int(float(number) * factor)
+    raise ValueError(f"{size!r} is not a size: write it like '5GB' or '500MB'")
+
+
+def _shard_size(value: str) -> str:
+    if parse_size(value) < MIN_SHARD_SIZE:
+        raise ValueError(f"{value!r} is too small: give at least 100KB (real checkpoints use '5GB')")
+    return value
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value is None or value == "local":
+        return value
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ValueError(f"{value!r} is not an endpoint: write 'local' or a URL like https://huggingface.co")
+    return value
+
+
+def _run_name(value: str) -> str:
+    # "." or ".." would make the runs folder (or the checkout) itself the run folder.
+    if not value.strip("."):
+        raise ValueError(f"{value!r} is not a run name: use letters or digits, e.g. my-release")
+    return value
+
+
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"{value} not found: give the path of a text file (relative to where you run)")
+    return value
+
+
+def _existing_dir(value: Path | None) -> Path | None:
+    if value is not None and not value.is_dir():
+        raise ValueError(f"{value} is not a folder: give the folder holding the benchmark records")
+    return value
+
+
+# The tool's own folders: a run folder is written and its parts replaced whole, so it must not be one of them,
+# lie inside one, or contain the checkout.
+_TOOL_ROOT = Path(__file__).resolve().parents[1]
+_TOOL_DIRS = ("release", "modeling", "space", "cards", "configs", "tests", "bench", ".git")
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    run = run_dir.resolve()
+    own = [_TOOL_ROOT / d for d in _TOOL_DIRS]
+    if run == _TOOL_ROOT or run in _TOOL_ROOT.parents or any(run == d or d in run.parents for d in own):
+        raise ValueError(f"the run folder {run_dir} would overlap darwin-release's own files: choose runs_dir "
+                         "and name so that runs_dir/name is a folder of its own (the default is runs/<name>)")
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or infinity anywhere would make every fitness NaN: numbers must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RepoRef(_Strict):
-    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    repo: RepoId
     revision: str = "main"
 
 
 class ChildSpec(_Strict):
-    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    max_shard_size: str = "5GB"
+    repo: RepoId
+    max_shard_size: Annotated[str, AfterValidator(_shard_size)] = "5GB"
     commit_message: str | None = None
 
 
 class SpaceSpec(_Strict):
-    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    repo: RepoId
     hardware: str | None = None
     # Passed to the Space as variables (MODEL_ID is always set to the child repo).
     variables: dict[str, str] = {}
@@ -52,6 +136,19 @@ class GenomeSpec(_Strict):
         if any(i < 0 for i in v):
             raise ValueError("layer indices must be >= 0")
         return sorted(set(v))
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError("step-size scales must be > 0 (one per father layer)")
+        return v
+
+    @model_validator(mode="after")
+    def _init_within_bounds(self) -> GenomeSpec:
+        if self.init_mean > self.r_max:
+            raise ValueError(f"init_mean {self.init_mean} is above r_max {self.r_max}: start inside [0, r_max]")
+        return self
 
 
 class SearchSpec(_Strict):
@@ -77,11 +174,11 @@ class FitnessSpec(_Strict):
     kind: Literal["benchmark", "calibration"] = "benchmark"
     tasks: list[TaskSpec] = []
     # Folder with click/ and musr/ record files for offline runs; None = download from the Hub.
-    data_dir: Path | None = None
+    data_dir: Annotated[Path | None, AfterValidator(_existing_dir)] = None
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
-    calibration_text: Path | None = None
+    calibration_text: Annotated[Path | None, AfterValidator(_existing_file)] = None
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -105,15 +202,15 @@ class CardSpec(_Strict):
 
 class HubSpec(_Strict):
     # None = the real Hub (or HF_ENDPOINT); "local" = the project's endpoint on 127.0.0.1.
-    endpoint: str | None = None
+    endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None
     private: bool = False
     # Where the embedded local endpoint keeps its repos (relative to the config's folder's parent).
     local_root: Path = Path(".hub")
-    local_port: int = 8765
+    local_port: int = Field(8765, ge=1, le=65535)
 
 
 class ReleaseConfig(_Strict):
-    name: str = Field(pattern=r"^[\w.-]+$")
+    name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
     father: RepoRef
     mother: RepoRef
     child: ChildSpec
@@ -131,12 +228,18 @@ class ReleaseConfig(_Strict):
     def run_dir(self) -> Path:
         return self.runs_dir / self.name
 
+    @model_validator(mode="after")
+    def _run_dir_of_its_own(self) -> ReleaseConfig:
+        _check_run_dir(self.run_dir)
+        return self
+
 
 def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "config"
+    where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key (check its spelling against configs/default.yaml)"
-    return f"{where}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def load_config(path: str | Path) -> ReleaseConfig:
@@ -145,7 +248,9 @@ def load_config(path: str | Path) -> ReleaseConfig:
     if not path.is_file():
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import release
+from release.config import parse_size as config_parse_size
 from release.errors import ReleaseError
 from release.files import swap_folder
 
@@ -28,15 +29,11 @@ FATHER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.j
 
 
 def parse_size(size: str | int) -> int:
-    """'5GB' -> bytes, as transformers' max_shard_size (decimal units)."""
-    if isinstance(size, int):
-        return size
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
-    s = size.strip().upper()
-    for unit, factor in units.items():
-        if s.endswith(unit) and s[: -len(unit)].strip().replace(".", "", 1).isdigit():
-            return int(float(s[: -len(unit)]) * factor)
-    raise ReleaseError(f"max_shard_size {size!r} is not a size: write it like '5GB' or '500MB'")
+    """'5GB' -> bytes (the config checks sizes at load; this is for direct callers)."""
+    try:
+        return config_parse_size(size)
+    except ValueError as e:
+        raise ReleaseError(f"max_shard_size {e}") from None
 
 
 def _plan_shards(sizes: dict[str, int], limit: int) -> list[list[str]]:

@@ -180,6 +180,8 @@ def test_no_token_or_local_path_reaches_the_card(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", FAKE_TOKEN)
     local = tmp_path / "private"
+    (local / "data").mkdir(parents=True)  # the config checks that they exist
+    (local / "calib.txt").write_text("Some calibration text.")
     config = _config(
         fitness={"tasks": [{"name": "click", "weight": 0.6}, {"name": "musr", "weight": 0.4}],
                  "data_dir": str(local / "data"), "calibration_text": str(local / "calib.txt")},

@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
-from release.config import load_config
+from release.config import ReleaseConfig, load_config
 from release.errors import ReleaseError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +82,33 @@ def test_a_corrupt_stage_record_is_a_one_line_error(tmp_path):
     with pytest.raises(ReleaseError, match="stages.json is corrupt") as e:
         StageBook(tmp_path)
     assert "\n" not in str(e.value)
+
+
+REPO_IDS = ["a/b", "FINAL-Bench/Darwin-4B-Genesis", "Qwen/Qwen3.5-4B", "a_b/c.d-e", "x/" + "y" * 96,
+            "a/b--c", "a/b..c", "a/.b", "a/b.", "a/-b", "a/b-", "a/b.git", "a/" + "y" * 97, "a/b c", "a//b",
+            "a/b/c", "/b", "a/", "ab", "a/b\n", "ä/ö"]
+
+
+@pytest.mark.parametrize("repo", REPO_IDS)
+def test_repo_ids_follow_the_hubs_own_rule(repo):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+        hub_accepts = "/" in repo
+    except HFValidationError:
+        hub_accepts = False
+    try:
+        ours = ReleaseConfig.model_validate({**yaml.safe_load(BASE), "child": {"repo": repo}}).child.repo == repo
+    except ValidationError:
+        ours = False
+    assert ours == hub_accepts, repo
+
+
+def test_loading_a_config_leaves_hf_endpoint_unread():
+    # huggingface_hub reads HF_ENDPOINT once at import: the CLI sets it (embedded endpoint) after loading.
+    code = ("import sys; from release.config import load_config; load_config('configs/default.yaml'); "
+            "bad = [m for m in sys.modules if m.startswith(('huggingface_hub', 'transformers'))]; "
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr

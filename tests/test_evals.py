@@ -101,7 +101,8 @@ def test_suite_persists_its_subsets(tmp_path, suite):
 
 
 def test_config_problems_are_one_line_release_errors(tmp_path):
-    local = FitnessSpec(tasks=[TaskSpec(name="click", weight=1.0)], data_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()  # a missing folder is refused at config load; here one without the records
+    local = FitnessSpec(tasks=[TaskSpec(name="click", weight=1.0)], data_dir=tmp_path / "empty")
     with pytest.raises(ReleaseError, match=r"click/click\.jsonl not found"):
         TaskSuite.from_spec(local, tmp_path / "a", seed=0)
     with pytest.raises(ReleaseError, match="calibration_fitness"):

@@ -1,0 +1,100 @@
+"""The README's promise, checked through the real CLI: every error is one line, and nothing is done.
+
+Each broken config below once ran into a traceback, was silently accepted, or failed only after the
+whole pipeline had run. Every one must now stop at load time: exit status 2, one line on stderr that
+starts with "error:", no traceback, and nothing written to the run folder.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from release.stages import folder_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARENTS = "father: {repo: a/father}\nmother: {repo: a/mother}\n"
+CALIBRATION = "fitness: {kind: calibration}\n"
+SYNTHETIC = "fitness: {tasks: [{name: synthetic, weight: %s}]}\n"
+
+
+def _config(name="t", child="a/child", fitness=CALIBRATION, extra="", shards="5GB"):
+    return f"name: {name}\n{PARENTS}child: {{repo: {child}, max_shard_size: {shards}}}\n{fitness}{extra}"
+
+
+BROKEN = {
+    # Item 8: a name that is only dots makes the runs folder, or the checkout, the run folder.
+    "name-dotdot": _config(name='".."'),
+    "name-dot": _config(name='"."'),
+    "name-dots": _config(name='"..."'),
+    # Item 9: non-finite numbers anywhere a float is accepted.
+    "weight-inf": _config(fitness=SYNTHETIC % ".inf"),
+    "weight-nan": _config(fitness=SYNTHETIC % ".nan"),
+    "r_max-nan": _config(extra="genome: {r_max: .nan}\n"),
+    "sigma0-inf": _config(extra="search: {sigma0: .inf}\n"),
+    "time-budget-inf": _config(extra="search: {time_budget_s: .inf}\n"),
+    "scales-nan": _config(extra="genome: {scales: [1.0, .nan]}\n"),
+    # Smaller things: values that were silently accepted.
+    "scales-negative": _config(extra="genome: {scales: [1.0, -0.5]}\n"),
+    "init_mean-above-r_max": _config(extra="genome: {r_max: 0.2, init_mean: 0.5}\n"),
+    "shard-0KB": _config(shards="0KB"),
+    "shard-1B": _config(shards="1B"),
+    "shard-not-a-size": _config(shards="big"),
+    # Item 10: config and local-file problems.
+    "calibration-text-missing": _config(fitness="fitness: {kind: calibration, calibration_text: no/such.txt}\n"),
+    "data-dir-missing": _config(fitness="fitness: {tasks: [{name: click, weight: 1}], data_dir: no/such/dir}\n"),
+    "port-0": _config(extra="hub: {endpoint: local, local_port: 0}\n"),
+    "port-too-big": _config(extra="hub: {endpoint: local, local_port: 70000}\n"),
+    "endpoint-no-scheme": _config(extra="hub: {endpoint: '127.0.0.1:8765'}\n"),
+    "endpoint-ftp": _config(extra="hub: {endpoint: 'ftp://example.com'}\n"),
+    "child-repo-double-dash": _config(child="a/b--c"),
+    "child-repo-leading-dot": _config(child="a/.child"),
+    "child-repo-dot-git": _config(child="a/child.git"),
+    "child-repo-too-long": _config(child="a/" + "x" * 97),
+    "space-repo-double-dot": _config(extra="space: {repo: a/b..c}\n"),
+    "father-repo-three-parts": _config().replace("{repo: a/father}", "{repo: a/b/father}"),
+    "not-yaml": "name: [unclosed\n",
+    "unknown-key": _config(extra="serch: {popsize: 4}\n"),
+}
+
+
+def _run(config: Path, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "release", "run", str(config), "--no-progress"],
+                          capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def _assert_one_line_error(out: subprocess.CompletedProcess, runs: Path) -> str:
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert not runs.exists() or not list(runs.rglob("stages.json"))
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_config_is_one_line_and_writes_nothing(tmp_path, case):
+    runs = tmp_path / "runs"
+    path = tmp_path / "c.yaml"
+    path.write_text(BROKEN[case] + ("" if case == "not-yaml" else f"runs_dir: {runs}\n"))
+    _assert_one_line_error(_run(path), runs)
+    assert not runs.exists()
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(_config().encode() + b"card: {description: \"caf\xe9\"}\n")  # Latin-1
+    line = _assert_one_line_error(_run(path), tmp_path / "runs")
+    assert "not UTF-8" in line
+
+
+@pytest.mark.parametrize("runs_dir, name", [(ROOT / "runs", ".."), (ROOT.parent, ROOT.name), (ROOT, "space"),
+                                            (ROOT / "space", "x")])
+def test_the_projects_own_space_folder_cannot_become_or_hold_a_run(tmp_path, runs_dir, name):
+    before = folder_digest(ROOT / "space")
+    path = tmp_path / "c.yaml"
+    path.write_text(_config(name=f'"{name}"', extra=f"runs_dir: {runs_dir}\nspace: {{repo: a/chat}}\n"))
+    line = _assert_one_line_error(_run(path), tmp_path / "runs")
+    assert "name" in line or "run folder" in line
+    assert folder_digest(ROOT / "space") == before
