@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import pickle
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,9 @@ class SearchState:
     best_scores: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # per generation: best, mean, evaluations
     stop_reason: str | None = None
+    # Length of the candidate log when this state was saved: on resume the log is cut back to it, so a
+    # kill during an append (a torn line, or lines of a generation the checkpoint never saw) leaves no trace.
+    log_bytes: int | None = None  # None: a checkpoint from before this was recorded
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,25 @@ def _load_checkpoint(folder: Path, expected: str) -> tuple[cma.CMAEvolutionStrat
     return es, state
 
 
-def _truncate_log(path: Path, generations: int) -> None:
-    """Drop candidates of a generation that was interrupted before its checkpoint."""
-    if not path.exists():
+def _truncate_log(path: Path, state: SearchState) -> None:
+    """Cut the candidate log back to what the checkpoint saw: a generation interrupted before its
+    checkpoint, or a line torn by a kill during the append, is dropped."""
+    size = path.stat().st_size if path.exists() else 0
+    if state.log_bytes is not None:
+        if size < state.log_bytes:
+            raise ReleaseError(f"search log {path} is shorter than its checkpoint records: start a new search "
+                               "(--force breed, or breed without --resume)")
+        if path.exists():
+            os.truncate(path, state.log_bytes)
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["generation"] < generations]
+    keep = []  # an older checkpoint: keep whole lines of checkpointed generations, up to a torn one
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            break
+        if row["generation"] < state.generation:
+            keep.append(line)
     write_atomic(path, "".join(line + "\n" for line in keep))
 
 
@@ -142,7 +160,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
     log_path = folder / LOG
     if resume and (folder / CHECKPOINT).exists():
         es, state = _load_checkpoint(folder, fingerprint)
-        _truncate_log(log_path, state.generation)
+        _truncate_log(log_path, state)
         log.info("resuming search at generation %d (%d evaluations done)", state.generation, state.evaluations)
     else:
         if (folder / CHECKPOINT).exists() and not resume:
@@ -169,6 +187,9 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
                 genome = space.full(x)
                 t0 = time.perf_counter()
                 value, scores = fitness(genome)
+                if not math.isfinite(value):
+                    raise ReleaseError(f"the fitness of candidate {k} in generation {state.generation} is "
+                                       f"{value}: check the fitness tasks and their weights, then breed again")
                 lines.append({"generation": state.generation, "candidate": k, "genome": genome,
                               "scores": scores, "fitness": value, "seconds": round(time.perf_counter() - t0, 4)})
                 values.append(value)
@@ -182,13 +203,19 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
             state.history.append({"generation": state.generation - 1, "best": max(values),
                                   "mean": float(np.mean(values)), "best_so_far": state.best_fitness})
             state.seconds = elapsed_before + time.monotonic() - started
-            with log_path.open("a") as f:
-                f.writelines(json.dumps(line) + "\n" for line in lines)
+            with log_path.open("ab") as f:
+                f.write("".join(json.dumps(line) + "\n" for line in lines).encode())
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the checkpoint that counts these bytes
+                state.log_bytes = f.tell()
             write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
             log.info("generation %d: best %.4f, mean %.4f, best so far %.4f", state.generation,
                      max(values), np.mean(values), state.best_fitness)
     finally:
         bar.close()
+    if not state.best_genome:
+        raise ReleaseError(f"the search stopped ({reason}) before evaluating any candidate: raise "
+                           "search.max_generations, max_evaluations or time_budget_s")
     state.stop_reason = reason
     state.seconds = elapsed_before + time.monotonic() - started
     result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,

@@ -147,3 +147,65 @@ def test_genome_space_rejects_bad_specs():
         GenomeSpace(6, GenomeSpec(scales=[1.0]))
     with pytest.raises(ReleaseError, match="every layer"):
         GenomeSpace(2, GenomeSpec(frozen=[0, 1]))
+
+
+def _interrupt_in_generation(n_before: int):
+    """A fitness that raises KeyboardInterrupt at its `n_before + 1`-th call."""
+    calls = {"n": 0}
+
+    def fitness(genome):
+        calls["n"] += 1
+        if calls["n"] > n_before:
+            raise KeyboardInterrupt
+        return quadratic(genome)
+
+    return fitness
+
+
+@pytest.mark.parametrize("tail", [
+    b'{"generation": 2, "candidate": 0, "gen',  # torn: the kill came during the append
+    b"\xff\xfe garbage without a newline",
+    "whole lines of generation 2, whose checkpoint was never written",
+])
+def test_a_torn_or_unsaved_log_tail_resumes_to_the_same_genome_and_log(tmp_path, tail):
+    spec = SearchSpec(popsize=6, sigma0=0.1, max_generations=5, seed=7)
+    full = run_search(_space(), quadratic, spec, tmp_path / "full", fingerprint="f", progress=False)
+    with pytest.raises(KeyboardInterrupt):  # stops after generation 2's checkpoint
+        run_search(_space(), _interrupt_in_generation(2 * 6), spec, tmp_path / "cut", fingerprint="f",
+                   progress=False)
+    log_path = tmp_path / "cut" / LOG
+    if isinstance(tail, str):  # the next generation's lines reached the log, then the kill came
+        tail = b"".join(line + b"\n" for line in (tmp_path / "full" / LOG).read_bytes().splitlines()[12:18])
+    with log_path.open("ab") as f:
+        f.write(tail)
+    resumed = run_search(_space(), quadratic, spec, tmp_path / "cut", fingerprint="f", resume=True, progress=False)
+    assert resumed.genome == full.genome and resumed.evaluations == full.evaluations == 30
+    assert _strip_seconds(log_path) == _strip_seconds(tmp_path / "full" / LOG)
+
+
+def test_a_log_shorter_than_its_checkpoint_is_refused_in_one_line(tmp_path):
+    spec = SearchSpec(popsize=4, sigma0=0.1, max_generations=2, seed=1)
+    run_search(_space(), quadratic, spec, tmp_path, fingerprint="f", progress=False)
+    log_path = tmp_path / LOG
+    log_path.write_bytes(log_path.read_bytes()[:100])
+    with pytest.raises(ReleaseError, match="shorter than its checkpoint") as e:
+        run_search(_space(), quadratic, spec.model_copy(update={"max_generations": 3}), tmp_path,
+                   fingerprint="f", resume=True, progress=False)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_fitness_is_an_error_never_a_result(tmp_path, bad):
+    calls = {"n": 0}
+
+    def fitness(genome):
+        calls["n"] += 1
+        return (bad, {"quad": bad}) if calls["n"] == 7 else quadratic(genome)  # in generation 1
+
+    spec = SearchSpec(popsize=4, sigma0=0.1, max_generations=3, seed=1)
+    with pytest.raises(ReleaseError, match="fitness of candidate 2 in generation 1") as e:
+        run_search(_space(), fitness, spec, tmp_path, fingerprint="f", progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "best.json").exists()
+    rows = [json.loads(line) for line in (tmp_path / LOG).read_text().splitlines()]
+    assert {r["generation"] for r in rows} == {0}  # the failed generation left nothing behind
