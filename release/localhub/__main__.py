@@ -3,7 +3,9 @@
 import argparse
 import logging
 import os
+import sys
 
+from release.localhub.errors import StoreLocked
 from release.localhub.server import LocalHub
 
 
@@ -13,11 +15,17 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--token", action="append", default=[],
-                   help="a token accepted for writes (repeatable; also read from LOCALHUB_TOKEN)")
+                   help="a token accepted for writes: TOKEN (every namespace) or TOKEN:user[,org...] (only "
+                        "those namespaces, as on the Hub); repeatable; also read from LOCALHUB_TOKEN")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = args.token + ([os.environ["LOCALHUB_TOKEN"]] if os.environ.get("LOCALHUB_TOKEN") else [])
-    hub = LocalHub(args.root, port=args.port, tokens=tokens, host=args.host)
+    try:
+        hub = LocalHub(args.root, port=args.port, tokens=tokens, host=args.host)
+    except (StoreLocked, ValueError) as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:
+        sys.exit(f"error: cannot serve on {args.host}:{args.port} ({e.strerror}): pick another --port")
     logging.getLogger("release.localhub").info(
         "serving %s at %s (%d write token(s)); set HF_ENDPOINT=%s", args.root, hub.url, len(tokens), hub.url)
     try:
@@ -26,6 +34,7 @@ def main(argv=None) -> None:
         pass
     finally:
         hub.httpd.server_close()
+        hub.store.close()
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ The client's source is the spec (hf_api.py, _commit_api.py, lfs.py, file_downloa
 Things it relies on: errors as {"error": ...} with X-Error-Code so it raises its typed errors; a quoted
 ETag and X-Repo-Commit on every resolve answer; LFS uploads through a `basic` transfer whose PUT href
 carries its own credential (the client sends no Authorization there); keep-alive connections, so every
-request body is read to the end and every answer has a Content-Length.
+request body is read to the end (or the connection closed) and every answer has a Content-Length.
+Bodies are bounded and streamed (wire.py), idle sockets time out, and tokens write only their namespaces.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -25,24 +25,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from release.localhub.store import CHUNK, SHA256_RE, HubError, Repo, Store, check_path, lfs_pointer, now, upload_mode
+from release.localhub.errors import HubError
+from release.localhub.names import check_path
+from release.localhub.store import CHUNK, SHA256_RE, Repo, Store, lfs_pointer, now, upload_mode
+from release.localhub.tokens import USER, Account, Tokens
+from release.localhub.wire import COMMIT_LINE_MAX, Body
 
 log = logging.getLogger("release.localhub")
 
-USER = "darwin-local"
 TICKET_TTL_S = 3600
+IDLE_TIMEOUT_S = 120  # a connection that sends nothing for this long is closed
+LINGER_S = 1.0  # after refusing a body mid-stream: time for the client to read the answer before the close
 
 
 class LocalHub:
     """A Hub-compatible endpoint over a Store. `with serve(root, tokens=[...]) as hub: hub.url`."""
 
-    def __init__(self, root: str | Path, port: int = 0, tokens=(), host: str = "127.0.0.1", user: str = USER):
-        self.store = Store(root)
-        self.tokens = tuple(t for t in tokens if t)
+    def __init__(self, root: str | Path, port: int = 0, tokens=(), host: str = "127.0.0.1", user: str = USER,
+                 idle_timeout: float = IDLE_TIMEOUT_S):
+        """`tokens`: plain tokens (write every namespace), `TOKEN:ns1,ns2` strings, or {token: [namespaces]}."""
+        self.accounts = Tokens(tokens, user)
+        self.tokens = self.accounts.values
         self.user = user
+        self.idle_timeout = idle_timeout
         self._tickets: dict[str, tuple[str, int, float]] = {}  # one-time LFS upload credentials
         self._tickets_lock = threading.Lock()
-        self.httpd = _Server((host, port), _Handler)
+        self.store = Store(root)  # StoreLocked when another server holds the root
+        try:
+            self.httpd = _Server((host, port), _Handler)
+        except BaseException:
+            self.store.close()
+            raise
         self.httpd.hub = self
         self._thread: threading.Thread | None = None
 
@@ -65,6 +78,7 @@ class LocalHub:
             self._thread = None
         self.httpd.close_connections()  # kept-alive client connections must not reach a stopped hub
         self.httpd.server_close()
+        self.store.close()
 
     def __enter__(self) -> LocalHub:
         return self
@@ -72,8 +86,8 @@ class LocalHub:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def check_token(self, token: str) -> bool:
-        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
+    def account(self, token: str) -> Account | None:
+        return self.accounts.account(token)
 
     def new_ticket(self, oid: str, size: int) -> str:
         ticket = secrets.token_urlsafe(24)
@@ -126,6 +140,13 @@ class _Server(ThreadingHTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
+def _segments(path: str) -> list[str]:
+    try:
+        return [unquote(seg, errors="strict") for seg in path.strip("/").split("/")]
+    except UnicodeDecodeError:
+        raise HubError(400, "The request path is not valid percent-encoded UTF-8") from None
+
+
 def _take_revision(segments: list[str]) -> tuple[str, list[str]]:
     """The client quotes revisions ('refs%2Fpr%2F1' is one segment); accept an unquoted refs/x/y too."""
     if not segments:
@@ -164,6 +185,14 @@ def _list_tree(tree: dict, path: str, recursive: bool) -> list[dict]:
     return [out[k] for k in sorted(out)]
 
 
+def _repo_id(body: dict, account: Account) -> str:
+    """The repo a create/delete body names; a missing name is an error, never the repo 'None'."""
+    name, org = body.get("name"), body.get("organization")
+    if not isinstance(name, str) or not name or (org is not None and not isinstance(org, str)):
+        raise HubError(400, "The request must name the repo: {\"name\": \"...\", \"organization\": \"...\"}")
+    return f"{org or account.name}/{name}"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
     server_version = "darwin-localhub"
@@ -179,83 +208,81 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- plumbing ----
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.hub.idle_timeout)  # idle or stalled clients are let go
+
     def _handle(self) -> None:
-        self._body = None
-        url = urlsplit(self.path)
-        self.query = parse_qs(url.query)
-        segments = [unquote(s) for s in url.path.strip("/").split("/")]
+        self.body = None
         try:
-            answer = self._route(segments)
-            self._drain()
+            self.body = Body(self.rfile, self.headers)
+            url = urlsplit(self.path)
+            self.query = parse_qs(url.query, max_num_fields=50)
+            answer = self._route(_segments(url.path))
             if answer is not None:
                 self._send(*answer)
         except HubError as e:
-            self._drain()
             self._error(e)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
-        except Exception as e:  # a bug here must still answer, or the client waits forever
-            log.exception("internal error on %s %s", self.command, url.path)
-            self._drain()
-            self._error(HubError(500, f"Internal error in the local hub: {type(e).__name__}: {e}"))
-
-    def _chunks(self):
-        """The request body as chunks, read once (Content-Length or chunked encoding)."""
-        if self._body is None:
-            self._body = self._read_body()
-        return self._body
-
-    def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                yield from self._read_exact(size)
-                self.rfile.readline()
-        else:
-            yield from self._read_exact(int(self.headers.get("Content-Length") or 0))
-
-    def _read_exact(self, n: int):
-        while n > 0:
-            chunk = self.rfile.read(min(CHUNK, n))
-            if not chunk:
-                raise ConnectionError("client closed the connection mid-body")
-            n -= len(chunk)
-            yield chunk
-
-    def _drain(self) -> None:
-        for _ in self._chunks():
-            pass
-
-    def _body_bytes(self) -> bytes:
-        return b"".join(self._chunks())
+        except (KeyError, TypeError, ValueError, AttributeError):  # a field missing or of the wrong type
+            log.debug("malformed %s %s", self.command, urlsplit(self.path).path, exc_info=True)
+            self._error(HubError(400, "Malformed request: a field is missing or has the wrong type"))
+        except Exception:  # a bug here must still answer, or the client waits forever
+            log.exception("internal error on %s %s", self.command, urlsplit(self.path).path)
+            self._error(HubError(500, "Internal error in the local hub (its log has the details)"))
 
     def _json(self) -> dict:
-        data = self._body_bytes()
         try:
-            return json.loads(data) if data else {}
+            data = json.loads(self.body.read() or b"{}")
         except ValueError:
             raise HubError(400, "Request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HubError(400, "Request body must be a JSON object")
+        return data
+
+    def _start(self, status: int, headers: dict, length: int, content_type: str = "application/json") -> None:
+        """Status line and headers. The request body must be consumed first: drained if small, else the
+        connection closes after this answer (a kept-alive connection must never resume mid-body)."""
+        keep = self.body is not None and self.body.finish()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        if not keep:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
 
     def _send(self, status: int, payload=None, headers: dict | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload if payload is not None else {}).encode()
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
+        self._start(status, headers or {}, len(data))
         if self.command != "HEAD":
             self.wfile.write(data)
+        if self.close_connection and self.body is not None and not self.body.done:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Let a client that is still sending read our answer: stop writing, discard its bytes briefly."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.2)
+            deadline = time.monotonic() + LINGER_S
+            while time.monotonic() < deadline and self.connection.recv(CHUNK):
+                pass
+        except OSError:
+            pass
 
     def _error(self, e: HubError) -> None:
         headers = {"X-Error-Message": " ".join(e.message.split())[:500], **e.headers}
         if e.code:
             headers["X-Error-Code"] = e.code
-        self._send(e.status, {"error": e.message}, headers)
+        try:
+            self._send(e.status, {"error": e.message}, headers)
+        except OSError:
+            self.close_connection = True
 
     def log_request(self, code="-", size="-"):
         log.info("%s %s %s", self.command, urlsplit(self.path).path, code)  # no query: it may hold a ticket
@@ -268,25 +295,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- auth ----
 
-    def _user(self) -> str | None:
+    def _account(self) -> Account | None:
         auth = self.headers.get("Authorization", "")
         if not auth:
             return None
-        if self.hub.check_token(auth.removeprefix("Bearer ").strip()):
-            return self.hub.user
-        raise HubError(401, "Invalid credentials in Authorization header")
+        account = self.hub.account(auth.removeprefix("Bearer ").strip())
+        if account is None:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return account
 
-    def _writer(self) -> str:
-        user = self._user()
-        if user is None:
+    def _writer(self) -> Account:
+        account = self._account()
+        if account is None:
             raise HubError(401, "You must be authenticated to do this: send a write token (Authorization: Bearer ...)")
-        return user
+        return account
+
+    def _may_write(self, account: Account, repo_type: str, repo_id: str) -> None:
+        namespace = repo_id.split("/")[0]
+        if not account.may_write(namespace):
+            raise HubError(403, f"You don't have the rights to write to the {repo_type} {repo_id}: this token may "
+                                f"write only {', '.join(sorted(account.namespaces))}")
 
     def _repo(self, repo_type: str, repo_id: str, write: bool = False) -> Repo:
-        user = self._writer() if write else self._user()
+        account = self._writer() if write else self._account()
         repo = self.hub.store.repo(repo_type, repo_id)
-        if repo is None or (repo.meta["private"] and user is None):
-            raise HubError(404 if user else 401, f"Repository not found: {repo_id}", "RepoNotFound")
+        # Like the Hub: a private repo is invisible (404) to tokens that may not write its namespace.
+        visible = repo is not None and (not repo.meta["private"] or
+                                        (account is not None and account.may_write(repo_id.split("/")[0])))
+        if not visible:
+            raise HubError(404 if account else 401, f"Repository not found: {repo_id}", "RepoNotFound")
+        if write:
+            self._may_write(account, repo_type, repo_id)
         return repo
 
     def _repo_url(self, repo_type: str, repo_id: str) -> str:
@@ -369,10 +408,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- account ----
 
     def whoami(self):
-        user = self._writer()
-        return 200, {"type": "user", "id": hashlib.sha1(user.encode()).hexdigest()[:24], "name": user,
+        account = self._writer()
+        orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"} for org in account.orgs]
+        return 200, {"type": "user", "id": hashlib.sha1(account.name.encode()).hexdigest()[:24], "name": account.name,
                      "fullname": "Darwin local hub", "email": None, "emailVerified": False, "isPro": False,
-                     "canPay": False, "orgs": [], "avatarUrl": "",
+                     "canPay": False, "orgs": orgs, "avatarUrl": "",
                      "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}}}
 
     def validate_yaml(self):
@@ -394,13 +434,14 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- repos ----
 
     def create_repo(self):
-        user = self._writer()
+        account = self._writer()
         body = self._json()
         repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or user}/{body.get('name')}"
+        repo_id = _repo_id(body, account)
+        self._may_write(account, repo_type, repo_id)
         private = body.get("visibility") == "private" or body.get("private") is True
         try:
-            repo = self.hub.store.create_repo(repo_type, repo_id, user, private, body.get("sdk"))
+            repo = self.hub.store.create_repo(repo_type, repo_id, account.name, private, body.get("sdk"))
         except HubError as e:
             if e.status == 409:
                 return 409, {"error": e.message, "url": self._repo_url(repo_type, repo_id)}
@@ -415,10 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"url": url, "name": repo_id, "id": repo_id}
 
     def delete_repo(self):
-        user = self._writer()
         body = self._json()
-        repo = self._repo(body.get("type") or "model", f"{body.get('organization') or user}/{body.get('name')}",
-                          write=True)
+        repo = self._repo(body.get("type") or "model", _repo_id(body, self._writer()), write=True)
         with repo.lock:
             shutil.rmtree(repo.dir)  # blobs stay: other repos may share them
         return 200, {}
@@ -449,15 +488,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def tree(self, repo: Repo, revision: str, path: str):
         _, tree = repo.tree(revision)
+        if path.strip("/"):
+            check_path(path.strip("/"))
         recursive = (self.query.get("recursive") or ["false"])[0].lower() in ("1", "true")
         return 200, _list_tree(tree, path.strip("/"), recursive)
 
     def paths_info(self, repo: Repo, revision: str):
         _, tree = repo.tree(revision)
-        form = parse_qs(self._body_bytes().decode())
+        form = parse_qs(self.body.read().decode(), max_num_fields=10_000)
         out = []
         for path in form.get("paths", []):
-            path = path.strip("/")
+            path = check_path(path.strip("/"))
             if path in tree:
                 out.append(_file_json(path, tree[path]))
             elif any(p.startswith(path + "/") for p in tree):
@@ -509,8 +550,10 @@ class _Handler(BaseHTTPRequestHandler):
         files = []
         for f in body.get("files") or []:
             path = check_path(f["path"])
-            mode = upload_mode(path, int(f.get("size") or 0), base64.b64decode(f.get("sample") or ""))
+            mode = upload_mode(path, int(f.get("size") or 0), base64.b64decode(f.get("sample") or "", validate=True))
             remote = tree.get(path)
+            if remote is not None and not self.hub.store.blob_ok(remote["sha256"], remote["size"]):
+                remote = None  # damaged on disk: say it is absent, so the client sends it again and heals it
             oid = None if remote is None else remote["sha256"] if remote["lfs"] else remote["git_sha1"]
             ignored = any(fnmatch(path, p) or fnmatch(path.rsplit("/", 1)[-1], p) for p in ignore)
             files.append({"path": path, "uploadMode": mode, "shouldIgnore": ignored, "oid": oid})
@@ -526,7 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not SHA256_RE.match(oid) or not isinstance(size, int) or size < 0:
                 objects.append({"oid": oid, "size": size if isinstance(size, int) else 0,
                                 "error": {"code": 422, "message": "oid must be a sha256 hex digest, size an int"}})
-            elif self.hub.store.blob_size(oid) == size:
+            elif self.hub.store.blob_ok(oid, size):
                 objects.append({"oid": oid, "size": size})  # already stored: nothing to upload
             else:
                 ticket = self.hub.new_ticket(oid, size)
@@ -537,30 +580,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     def lfs_upload(self, oid: str):
         ticket = (self.query.get("ticket") or [""])[0]
-        size = int((self.query.get("size") or ["-1"])[0])
-        if not self.hub.ticket_ok(ticket, oid, size):
+        size = (self.query.get("size") or [""])[0]
+        if not size.isdigit() or not self.hub.ticket_ok(ticket, oid, int(size)):
             raise HubError(403, "Invalid or expired upload link: ask the LFS batch API for a new one")
-        self.hub.store.put_stream(self._chunks(), oid, size)
+        size = int(size)
+        if self.body.length is not None and self.body.length != size:
+            raise HubError(400, f"Content-Length {self.body.length} is not the object's size {size}")
+        self.hub.store.put_stream(self.body.chunks(limit=size), oid, size)
         self.hub.spend_ticket(ticket)
         return 200, {}
 
     def lfs_verify(self):
         self._writer()
         body = self._json()
-        if self.hub.store.blob_size(str(body.get("oid"))) != body.get("size"):
+        size = body.get("size")
+        if not isinstance(size, int) or not self.hub.store.blob_ok(str(body.get("oid")), size):
             raise HubError(422, f"LFS object {body.get('oid')} of size {body.get('size')} is not stored")
         return 200, {}
 
     def commit(self, repo: Repo, revision: str):
-        user = self._writer()
-        try:
-            lines = [json.loads(line) for line in self._body_bytes().splitlines() if line.strip()]
-        except ValueError:
-            raise HubError(400, "Commit body is not valid NDJSON") from None
-        header = next((x["value"] for x in lines if x.get("key") == "header"), {})
-        ops = [x for x in lines if x.get("key") != "header"]
+        account = self._writer()
+        header: dict = {}
+
+        def operations():  # streamed: each file is stored as its line arrives, never the whole body at once
+            for line in self.body.lines(COMMIT_LINE_MAX):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise HubError(400, "Commit body is not valid NDJSON") from None
+                if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+                    raise HubError(400, "Each line of a commit body must be {\"key\": ..., \"value\": {...}}")
+                if item.get("key") == "header":
+                    header.update(item["value"])
+                else:
+                    yield item
+
         create_pr = (self.query.get("create_pr") or ["0"])[0] in ("1", "true")
-        oid, pr = repo.apply_commit(revision, header, ops, user, create_pr)
+        oid, pr = repo.apply_commit(revision, header, operations(), account.name, create_pr)
         url = self._repo_url(repo.type, repo.id)
         return 200, {"success": True, "commitOid": oid, "commitUrl": f"{url}/commit/{oid}",
                      "pullRequestUrl": f"{url}/discussions/{pr}" if pr else None, "hookOutput": ""}
@@ -568,6 +626,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- files ----
 
     def resolve(self, repo: Repo, revision: str, path: str):
+        check_path(path)
         oid, tree = repo.tree(revision)
         e = tree.get(path)
         if e is None:
@@ -590,13 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(416, f"Range not satisfiable: {rng}", headers={"Content-Range": f"bytes */{size}"})
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        self._drain()
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.end_headers()
+        self._start(status, headers, end - start + 1, "application/octet-stream")
         if self.command == "GET" and end >= start:
             with open(self.hub.store.blob_path(e["sha256"]), "rb") as f:
                 self.connection.sendfile(f, start, end - start + 1)  # streamed by the kernel, never in memory

@@ -3,7 +3,9 @@
 Layout under the root:
 
     blobs/ab/<sha256>                  file contents, stored once per distinct content
-    tmp/                               partial uploads (same filesystem, so os.replace is atomic)
+    tmp/                               partial uploads (same filesystem, so os.replace is atomic);
+                                       emptied when the store opens: one server owns a root (.lock)
+    .lock                              flock held by the serving process, which writes its pid there
     repos/<type>s/<ns>/<name>/
         meta.json                      visibility, sdk, Space variables/secrets/hardware
         refs.json                      {"refs/heads/main": <commit id>, "refs/pr/1": ..., "refs/tags/v1": ...}
@@ -19,8 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable
@@ -28,8 +32,12 @@ from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
-REPO_TYPES = ("model", "dataset", "space")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+from release.localhub.errors import HubError
+from release.localhub.lock import RootLock
+from release.localhub.names import check_path, check_repo_id
+
+log = logging.getLogger("release.localhub")
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 CHUNK = 1 << 20
@@ -40,14 +48,6 @@ LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.
                 "*.parquet", "*.arrow", "*.tflite", "*.ot", "*.wasm")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
-
-
-class HubError(Exception):
-    """An HTTP error in the Hub's shape: status, {"error": message} and an optional X-Error-Code."""
-
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
 def now() -> str:
@@ -71,13 +71,6 @@ def upload_mode(path: str, size: int, sample: bytes) -> str:
     return "regular"
 
 
-def check_path(path: str) -> str:
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-        raise HubError(400, f"Invalid path in repo: {path!r}")
-    return path
-
-
 def write_json(path: Path, obj) -> None:
     """Atomic: readers see the old file or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -92,11 +85,25 @@ def read_json(path: Path):
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
-        (self.root / "repos").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._root_lock = RootLock(self.root)  # StoreLocked when another server holds this root
+        for sub in ("blobs", "tmp", "repos"):
+            (self.root / sub).mkdir(exist_ok=True)
+        self._remove_orphans()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        self._verified: dict[str, tuple] = {}  # sha256 -> stat signature of the blob last hashed whole
+
+    def close(self) -> None:
+        self._root_lock.release()
+
+    def _remove_orphans(self) -> None:
+        """Partial uploads and half-written JSON a killed server left: nobody else writes here (the lock)."""
+        orphans = list((self.root / "tmp").iterdir()) + list((self.root / "repos").glob("*/*/*/**/.*.tmp"))
+        for p in orphans:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        if orphans:
+            log.info("removed %d partial upload(s) left by an earlier server in %s", len(orphans), self.root)
 
     # ---- blobs ----
 
@@ -111,9 +118,34 @@ class Store:
         except OSError:
             return None
 
+    def blob_ok(self, sha256: str, size: int | None = None) -> bool:
+        """Whether a blob is stored whole: its bytes hash to its name. A damaged blob counts as absent,
+        so the client uploads it again. Hashed once per change of the file (size, mtime, inode)."""
+        if not SHA256_RE.match(sha256):
+            return False
+        path = self.blob_path(sha256)
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if size is not None and st.st_size != size:
+            return False
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._verified.get(sha256) == signature:
+            return True
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        if h.hexdigest() != sha256:
+            log.warning("stored blob %s is damaged (its bytes hash to %s): treated as absent", sha256, h.hexdigest())
+            return False
+        self._verified[sha256] = signature
+        return True
+
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self.blob_size(sha) is None:
+        if not self.blob_ok(sha, len(data)):
             self._put_file(self._tmp_write([data]), sha)
         return sha
 
@@ -147,16 +179,17 @@ class Store:
         return tmp
 
     def _put_file(self, tmp: Path, sha256: str) -> None:
+        """Move a fully written and hashed temp file into place (heals a damaged copy too)."""
         dest = self.blob_path(sha256)
         dest.parent.mkdir(exist_ok=True)
         os.replace(tmp, dest)
+        st = dest.stat()
+        self._verified[sha256] = (st.st_size, st.st_mtime_ns, st.st_ino)
 
     # ---- repos ----
 
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        ns, _, name = repo_id.partition("/")
-        if repo_type not in REPO_TYPES or not NAME_RE.match(ns) or not NAME_RE.match(name):
-            raise HubError(400, f"Invalid repo id or type: {repo_type} {repo_id!r}")
+        ns, name = check_repo_id(repo_type, repo_id)
         return self.root / "repos" / f"{repo_type}s" / ns / name
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
@@ -230,7 +263,7 @@ class Repo:
 
     def lfs_entry(self, sha256: str, size: int | None) -> dict:
         actual = self.store.blob_size(sha256)
-        if actual is None or (size is not None and size != actual):
+        if actual is None or (size is not None and size != actual) or not self.store.blob_ok(sha256, actual):
             raise HubError(422, f"LFS object {sha256} (size {size}) was not uploaded: "
                                 "upload it through the LFS batch API first")
         return {"sha256": sha256, "size": actual, "git_sha1": git_sha1(lfs_pointer(sha256, actual)), "lfs": True}
@@ -246,7 +279,8 @@ class Repo:
 
     def apply_commit(self, revision: str, header: dict, ops: list[dict], author: str, create_pr: bool
                      ) -> tuple[str, int | None]:
-        """One NDJSON commit: returns (commit id, PR number or None)."""
+        """One NDJSON commit: returns (commit id, PR number or None). `ops` may be a stream: each one is
+        applied to the store as it arrives; a commit that changes nothing (and is no PR) makes no commit."""
         # Blobs are content-addressed, so they can be written before taking the repo lock.
         changes = [self._change(op) for op in ops]
         message = header.get("summary") or "Commit"
@@ -281,6 +315,8 @@ class Repo:
                         raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
                     for p in gone:
                         del tree[p]
+            if not create_pr and tree == self.commit(parent)["tree"]:
+                return parent, None  # identical content (or a healed blob): nothing new to record
             oid = self.write_commit(parent, message, author, tree)
             refs[ref] = oid
             write_json(self.dir / "refs.json", refs)
@@ -293,7 +329,7 @@ class Repo:
         if key == "file":
             if value.get("encoding", "base64") != "base64":
                 raise HubError(400, f"Unsupported encoding for {path}: {value.get('encoding')}")
-            return "add", path, self.regular_entry(base64.b64decode(value.get("content", "")))
+            return "add", path, self.regular_entry(base64.b64decode(value.get("content", ""), validate=True))
         if key == "lfsFile":
             return "add", path, self.lfs_entry(value.get("oid", ""), value.get("size"))
         if key == "deletedFile":
