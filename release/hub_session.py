@@ -47,11 +47,13 @@ def open_hub(config: ReleaseConfig):
             os.environ["HF_ENDPOINT"] = endpoint.rstrip("/")
         yield HubSession(endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
         return
-    from release.localhub import LocalHub
+    from release.localhub import LocalHub, StoreLocked
 
     token = "hf_local_" + secrets.token_hex(16)  # write access for this run only; reads need none
     try:
         local = LocalHub(config.hub.local_root, port=config.hub.local_port, tokens=[token], host=LOCAL_HOST)
+    except StoreLocked as e:
+        raise ReleaseError(f"{e} (hub.local_root)") from None
     except OSError as e:
         raise ReleaseError(f"cannot serve the local hub on port {config.hub.local_port} ({e.strerror}): stop "
                            "`make hub` or whatever holds the port, or set hub.local_port") from None
