@@ -40,6 +40,16 @@ MIXING_RULES = {
     "ffn_output_blend": "h + (1 - r) * PostNorm_F(MLP_F(PreNorm_F(h))) + r * PostNorm_F(MLP_M(Norm_M(h)))",
 }
 
+# Layer kinds of a shipped child. A "father" layer may still blend in a mother FFN that the checkpoint stores
+# for another layer; a "mother" layer has no father FFN and runs at r = 1 only.
+LAYER_KINDS = ("father", "mother", "blend")
+
+
+def layer_kinds_for(ratios: list[float]) -> list[str]:
+    """The kind of each layer of a shipped child: r = 0 father FFN only, r = 1 mother FFN only, else blend."""
+    return ["father" if r == 0 else "mother" if r == 1 else "blend" for r in ratios]
+
+
 # Written into config.json so `AutoConfig`/`AutoModelForCausalLM` find these classes with `trust_remote_code`.
 AUTO_MAP = {
     "AutoConfig": "configuration_darwin.DarwinConfig",
@@ -69,6 +79,10 @@ class DarwinConfig(Gemma4TextConfig):
     darwin_transformers_version (`str`):
         The transformers release this model's code was written for (`TRANSFORMERS_VERSION`); install it to run
         the model.
+    layer_kinds (`list[str]`, *optional*):
+        What each layer stores and runs: "father" (the father FFN only, r = 0), "mother" (the mother FFN only,
+        r = 1: no father FFN weights) or "blend" (both). Defaults to every layer holding the father FFN and
+        blending in any stored mother FFN (the search form, where any genome runs).
     """
 
     model_type = "darwin"
@@ -82,6 +96,7 @@ class DarwinConfig(Gemma4TextConfig):
     stored_mother_layers: list[int] | None = None
     mixing_rule: str = "ffn_output_blend"
     darwin_transformers_version: str = TRANSFORMERS_VERSION
+    layer_kinds: list[str] | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -109,11 +124,18 @@ class DarwinConfig(Gemma4TextConfig):
             )
         if any(j < 0 for j in (self.layer_map or []) + self.stored_mother_layers):
             raise ValueError("layer_map and stored_mother_layers hold mother layer indices, which are >= 0")
+        if self.layer_kinds is not None:
+            if len(self.layer_kinds) != self.num_hidden_layers:
+                raise ValueError(f"layer_kinds has {len(self.layer_kinds)} entries, expected one per layer "
+                                 f"({self.num_hidden_layers})")
+            unknown = sorted(set(self.layer_kinds) - set(LAYER_KINDS))
+            if unknown:
+                raise ValueError(f"unknown layer kinds {unknown}: use {list(LAYER_KINDS)}")
         self.check_ratios(self.ratios)
 
     def check_ratios(self, ratios: list[float]) -> None:
-        """Refuse a genome this checkpoint cannot run: wrong length, out of [0, 1], or a nonzero ratio whose
-        mother FFN is not stored."""
+        """Refuse a genome this checkpoint cannot run: wrong length, out of [0, 1], a nonzero ratio whose
+        mother FFN is not stored, or a ratio its layer's kind does not allow."""
         if len(ratios) != self.num_hidden_layers:
             raise ValueError(f"got {len(ratios)} ratios, expected one per layer ({self.num_hidden_layers})")
         outside = [i for i, r in enumerate(ratios) if not 0.0 <= r <= 1.0]  # also catches NaN
@@ -127,8 +149,14 @@ class DarwinConfig(Gemma4TextConfig):
                 f"layers {missing} have nonzero ratios but their mother FFNs are not stored in this model: "
                 "keep them at 0, or build the model with those FFNs (the search form stores every mapped one)"
             )
+        kinds = self.layer_kinds or ["blend"] * len(ratios)
+        wrong = [i for i, (k, r) in enumerate(zip(kinds, ratios)) if k == "mother" and r != 1]
+        if wrong:
+            raise ValueError(f"layers {wrong} are mother-only in this model (no father FFN stored) and run at "
+                             "r = 1 only: load a model that stores both FFNs for them")
 
 
 DarwinConfig.register_for_auto_class()
 
-__all__ = ["TRANSFORMERS_VERSION", "DarwinConfig", "check_transformers_version"]
+__all__ = ["LAYER_KINDS", "TRANSFORMERS_VERSION", "DarwinConfig", "check_transformers_version",
+           "layer_kinds_for"]

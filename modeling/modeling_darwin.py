@@ -10,6 +10,11 @@ layer j (Qwen3.5: gated silu MLP after its zero-centred pre-FFN norm, `post_atte
 outputs are blended, not the weights (the two FFNs differ in width and activation), and the mother branch goes
 through the father's post-FFN norm so that its scale matches the father's residual stream. A layer at r = 0
 runs no mother computation and needs no mother weights: with every r = 0 the child is the father exactly.
+
+A shipped child records each layer's kind (`layer_kinds` in its config): "father" (r = 0, father FFN only),
+"mother" (r = 1: the mother branch alone, `h + PostNorm_F(MLP_M(Norm_M(h)))`; the layer stores and allocates
+no father FFN and no father pre-FFN norm) or "blend" (both FFNs). Without `layer_kinds` every layer holds the
+father FFN (the search form).
 Everything else (attention, KV sharing, sliding/full layers, per-layer inputs, layer scalars, tied
 embeddings, logit softcapping) is transformers' own Gemma 4 code.
 
@@ -90,6 +95,14 @@ class DarwinMotherFFNs(nn.ModuleDict):
         self.active = [r != 0 for r in ratios]
 
 
+class DarwinFFNStep(nn.Module):
+    """A hook point with no weights: `forward(residual, update)` returns `update`, the FFN step's contribution
+    to the residual stream, so forward hooks can read both (the MRI probe and the health check do)."""
+
+    def forward(self, residual: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        return update
+
+
 class DarwinDecoderLayer(Gemma4TextDecoderLayer):
     """A Gemma 4 decoder layer whose FFN step follows the mixing rule; attention and PLE are unchanged."""
 
@@ -98,6 +111,11 @@ class DarwinDecoderLayer(Gemma4TextDecoderLayer):
         # Owned (and saved) once by the text model; a plain reference outside the module tree, so the shared
         # FFNs are neither registered nor saved once per layer.
         self.__dict__["mother_ffns"] = mother_ffns
+        self.kind = config.layer_kinds[layer_idx] if config.layer_kinds else "blend"
+        if self.kind == "mother":  # a mother-only layer holds no father FFN: nothing stored, nothing allocated
+            self.mlp = None
+            self.pre_feedforward_layernorm = None
+        self.ffn_step = DarwinFFNStep()
 
     def forward(
         self,
@@ -126,14 +144,18 @@ class DarwinDecoderLayer(Gemma4TextDecoderLayer):
 
         # The mixing rule (module docstring).
         residual = hidden_states
-        father = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(hidden_states)))
         blend = self.mother_ffns
-        if blend.active[self.layer_idx]:
-            r = blend.ratios[self.layer_idx]
-            mother = self.post_feedforward_layernorm(blend.for_layer(self.layer_idx)(residual))
-            hidden_states = residual + (1 - r) * father + r * mother
+        if self.kind == "mother":  # r = 1: the mother branch alone
+            update = self.post_feedforward_layernorm(blend.for_layer(self.layer_idx)(residual))
         else:
-            hidden_states = residual + father
+            father = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(hidden_states)))
+            if blend.active[self.layer_idx]:
+                r = blend.ratios[self.layer_idx]
+                mother = self.post_feedforward_layernorm(blend.for_layer(self.layer_idx)(residual))
+                update = (1 - r) * father + r * mother
+            else:
+                update = father
+        hidden_states = residual + self.ffn_step(residual, update)
 
         if self.hidden_size_per_layer_input:
             residual = hidden_states
@@ -204,6 +226,9 @@ class DarwinTextModel(DarwinPreTrainedModel, Gemma4TextModel):
         self.config.check_ratios(values)
         self.mother_ffns.write_ratios(values)
         self.config.ratios = values  # so save_pretrained writes the genome that runs
+        if self.config.layer_kinds is not None:  # mother-only layers stay so; the others follow their ratio
+            self.config.layer_kinds = [k if k == "mother" else ("father" if r == 0 else "blend")
+                                       for k, r in zip(self.config.layer_kinds, values)]
 
 
 class DarwinForCausalLM(DarwinPreTrainedModel, Gemma4ForCausalLM):

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from modeling.configuration_darwin import MIXING_RULES, DarwinConfig
+from modeling.configuration_darwin import MIXING_RULES, DarwinConfig, layer_kinds_for
 from release.errors import ReleaseError
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,9 @@ def make_child_config(father_dir: Path, mother_dir: Path, ratios: list[float] | 
                       stored: Literal["active", "all"] = "active") -> DarwinConfig:
     """The child's config for `ratios` (None = all 0): the father's text config plus the blend.
 
-    stored="all" keeps every mapped mother FFN (the search form, any genome runs); "active" only those of
-    layers with a nonzero ratio (the shipped form).
+    stored="all" keeps every mapped mother FFN and every father FFN (the search form, any genome runs);
+    "active" only what each layer's kind needs (the shipped form): mother FFNs of layers with a nonzero ratio,
+    father FFNs of layers with a ratio below 1.
     """
     if stored not in ("active", "all"):
         raise ValueError(f"stored must be 'active' or 'all', not {stored!r}")
@@ -140,6 +141,7 @@ def make_child_config(father_dir: Path, mother_dir: Path, ratios: list[float] | 
             layer_map=layer_map,
             stored_mother_layers=kept,
             mixing_rule=MIXING_RULE,
+            layer_kinds=None if stored == "all" else layer_kinds_for(ratios),
             architectures=["DarwinForCausalLM"],
             dtype=father.dtype or father.text_config.dtype,  # the child keeps the parents' dtype
         )
