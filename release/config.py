@@ -129,6 +129,22 @@ class GenomeSpec(_Strict):
     init_mean: float = Field(0.1, ge=0, le=1)
     # Per-dimension step-size scales (CMA_stds); None = all 1.
     scales: list[float] | None = None
+    # Darwin MRI trust: search tau in [0, 1] too; candidate ratios = clip(tau * r_MRI + (1 - tau) * g).
+    mri: bool = False
+    mri_trust_init: float = Field(0.5, ge=0, le=1)
+    # After the search: ratios below the first value become 0 (father FFN), above the second 1 (mother FFN).
+    transplant: tuple[float, float] | None = None
+
+    @field_validator("transplant")
+    @classmethod
+    def _ordered_thresholds(cls, v):
+        if v is not None and not 0 <= v[0] < v[1] <= 1:
+            raise ValueError("give two thresholds 0 <= low < high <= 1, e.g. [0.15, 0.85]")
+        return v
+
+    def dimensions(self, n_layers: int) -> int:
+        """How many coordinates CMA-ES searches: one ratio per free layer, plus tau with `mri`."""
+        return n_layers - len([i for i in self.frozen if i < n_layers]) + int(self.mri)
 
     @field_validator("frozen")
     @classmethod
@@ -190,6 +206,26 @@ class FitnessSpec(_Strict):
         return self
 
 
+class MriSpec(_Strict):
+    # Probe prompts per domain (a seeded subset of release/mri/probe_prompts.yaml); None = all of them.
+    prompts_per_domain: int | None = Field(None, ge=1)
+    static_weight: float = Field(0.4, ge=0, le=1)  # Darwin V6: MRI = 0.4 * static + 0.6 * probe
+    histogram_bins: int = Field(256, ge=2)
+
+
+class HealthSpec(_Strict):
+    enabled: bool = True
+    # A failed check stops the release before push; false records it and pushes anyway.
+    stop_on_failure: bool = True
+    # A layer is flagged when its FFN update diverges from both parents' branches: cosine below min_cosine
+    # or norm off by more than max_norm_ratio (either way).
+    min_cosine: float = Field(0.5, ge=-1, le=1)
+    max_norm_ratio: float = Field(3.0, gt=1)
+    # The child's perplexity may exceed the worse parent's by at most this factor.
+    max_perplexity_ratio: float = Field(2.0, gt=1)
+    new_tokens: int = Field(8, ge=1)  # greedy generation sanity check
+
+
 class CardSpec(_Strict):
     license: str = "apache-2.0"
     languages: list[str] = ["en"]
@@ -218,6 +254,8 @@ class ReleaseConfig(_Strict):
     genome: GenomeSpec = GenomeSpec()
     search: SearchSpec = SearchSpec()
     fitness: FitnessSpec
+    mri: MriSpec = MriSpec()
+    health: HealthSpec = HealthSpec()
     card: CardSpec = CardSpec()
     hub: HubSpec = HubSpec()
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).

@@ -38,9 +38,14 @@ Fitness = Callable[[list[float]], tuple[float, dict[str, float]]]
 
 
 class GenomeSpace:
-    """Maps CMA-ES's free coordinates to a full genome: frozen layers pinned at 0, bounds [0, r_max]."""
+    """Maps CMA-ES's free coordinates to a full genome: frozen layers pinned at 0, bounds [0, r_max].
 
-    def __init__(self, n_layers: int, spec: GenomeSpec):
+    With `genome.mri` the last coordinate is the MRI trust tau in [0, 1], and a candidate's ratios are
+    clip(tau * r_MRI + (1 - tau) * g, 0, r_max) (`release.mri.trust`); without it the space is exactly the
+    ratios of the free layers.
+    """
+
+    def __init__(self, n_layers: int, spec: GenomeSpec, r_mri: list[float] | None = None):
         bad = [i for i in spec.frozen if i >= n_layers]
         if bad:
             raise ReleaseError(f"genome.frozen names layers {bad}, but the father has {n_layers} layers (0-{n_layers - 1})")
@@ -48,17 +53,43 @@ class GenomeSpace:
             raise ReleaseError(f"genome.scales has {len(spec.scales)} entries; give one per father layer ({n_layers})")
         self.n_layers = n_layers
         self.r_max = spec.r_max
+        self.frozen = list(spec.frozen)
         self.free = [i for i in range(n_layers) if i not in set(spec.frozen)]
         if not self.free:
             raise ReleaseError("genome.frozen freezes every layer: leave at least one layer free to search")
         self.x0 = [min(spec.init_mean, spec.r_max)] * len(self.free)
         self.stds = None if spec.scales is None else [spec.scales[i] for i in self.free]
+        self.bounds = [0.0, spec.r_max]
+        self.r_mri = None
+        if spec.mri:
+            if r_mri is None or len(r_mri) != n_layers:
+                raise ReleaseError("genome.mri is on but no r_MRI per father layer was given: run the mri stage "
+                                   "first (darwin-release mri CONFIG)")
+            self.r_mri = [float(r) for r in r_mri]
+            self.x0.append(spec.mri_trust_init)
+            self.stds = None if self.stds is None else [*self.stds, 1.0]
+            self.bounds = [[0.0] * len(self.free) + [0.0], [spec.r_max] * len(self.free) + [1.0]]
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.x0)
+
+    def tau(self, x) -> float | None:
+        return None if self.r_mri is None else float(min(max(x[-1], 0.0), 1.0))
 
     def full(self, x) -> list[float]:
         genome = [0.0] * self.n_layers
         for i, v in zip(self.free, x):
             genome[i] = float(min(max(v, 0.0), self.r_max))
-        return genome
+        if self.r_mri is None:
+            return genome
+        from release.mri.trust import trust_weighted
+
+        return trust_weighted(self.tau(x), self.r_mri, genome, self.r_max, self.frozen)
+
+    def describe(self, x) -> dict:
+        """What the search log records beside the genome: tau and r_MRI with MRI trust, else nothing."""
+        return {} if self.r_mri is None else {"tau": self.tau(x), "r_mri": self.r_mri}
 
 
 class _Randn:
@@ -80,6 +111,7 @@ class SearchState:
     best_fitness: float = -math.inf
     best_genome: list[float] = field(default_factory=list)
     best_scores: dict[str, float] = field(default_factory=dict)
+    best_tau: float | None = None  # the MRI trust of the best candidate (genome.mri only)
     history: list[dict] = field(default_factory=list)  # per generation: best, mean, evaluations
     stop_reason: str | None = None
     # Length of the candidate log when this state was saved: on resume the log is cut back to it, so a
@@ -97,6 +129,7 @@ class SearchResult:
     seconds: float
     stop_reason: str
     history: list[dict]
+    tau: float | None = None
 
 
 def fingerprint(**parts) -> str:
@@ -165,7 +198,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
     else:
         if (folder / CHECKPOINT).exists() and not resume:
             log.info("starting a new search: the previous checkpoint in %s is discarded", folder)
-        opts = {"bounds": [0.0, space.r_max], "popsize": spec.popsize, "randn": _Randn(spec.seed),
+        opts = {"bounds": space.bounds, "popsize": spec.popsize, "randn": _Randn(spec.seed),
                 "seed": np.nan, "verbose": -9, "verb_log": 0, "verb_disp": 0, "CMA_stds": space.stds}
         es = cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
         state = SearchState(fingerprint=fingerprint)
@@ -191,10 +224,12 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
                     raise ReleaseError(f"the fitness of candidate {k} in generation {state.generation} is "
                                        f"{value}: check the fitness tasks and their weights, then breed again")
                 lines.append({"generation": state.generation, "candidate": k, "genome": genome,
-                              "scores": scores, "fitness": value, "seconds": round(time.perf_counter() - t0, 4)})
+                              "scores": scores, "fitness": value, "seconds": round(time.perf_counter() - t0, 4),
+                              **space.describe(x)})
                 values.append(value)
                 if value > state.best_fitness:
                     state.best_fitness, state.best_genome, state.best_scores = value, genome, scores
+                    state.best_tau = space.tau(x)
                 bar.update(1)
                 bar.set_postfix(gen=state.generation + 1, best=f"{state.best_fitness:.4f}")
             es.tell(xs, [-v for v in values])  # cma minimises
@@ -220,7 +255,8 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
     state.seconds = elapsed_before + time.monotonic() - started
     result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,
                           generations=state.generation, evaluations=state.evaluations,
-                          seconds=round(state.seconds, 3), stop_reason=reason, history=state.history)
+                          seconds=round(state.seconds, 3), stop_reason=reason, history=state.history,
+                          tau=state.best_tau)
     write_json(folder / BEST, asdict(result))
     log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,
              state.best_fitness)
