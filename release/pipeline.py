@@ -16,6 +16,7 @@ from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.files import write_json
 from release.hub_session import HubSession, open_hub
+from release.runlock import hold_run_lock
 from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,13 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
     if unknown:
         raise ReleaseError(f"--force {sorted(unknown)[0]}: not a stage; stages are {', '.join(STAGES)}")
     force = set(STAGES) if "all" in opts.force else opts.force
-    started = time.monotonic()
     config.run_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_lock(config.run_dir):  # a second run at once would redo and duplicate this one's work
+        return _run_stages(config, opts, force)
+
+
+def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dict:
+    started = time.monotonic()
     book = StageBook(config.run_dir, force)
     wanted = set(opts.only)
     last = max(STAGES.index(s) for s in wanted)
