@@ -70,14 +70,39 @@ def main(argv: list[str] | None = None) -> int:
                           progress=not args.no_progress, only=tuple(args.only))
         summary = run_release(config, opts)
     except ReleaseError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         again = "breed again with --resume" if args.command == "breed" else "the same command again"
         print(f"interrupted: run {again} to continue where it stopped", file=sys.stderr)
         return 130
+    except Exception as e:  # no check foresaw it: still one line, the traceback kept in a file
+        print(f"error: {_unexpected(e, args.verbose)}", file=sys.stderr)
+        return 1
     _print_summary(summary)
     return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
+def _unexpected(e: Exception, verbose: bool) -> str:
+    """One line for an error no check foresaw; the traceback goes to a file it names (and stderr with -v)."""
+    import os
+    import tempfile
+    import traceback
+
+    trace, reason = traceback.format_exc(), f"{type(e).__name__}: {e}"
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # a token never reaches the screen or a file
+        if len(token := os.environ.get(name, "")) >= 8:
+            trace, reason = trace.replace(token, "***"), reason.replace(token, "***")
+    if verbose:
+        print(trace, file=sys.stderr, end="")
+    fd, path = tempfile.mkstemp(prefix="darwin-release-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(trace)
+    return f"unexpected {_one_line(reason)[:300]}: a bug in darwin-release; the traceback is in {path}, please report it"
 
 
 def _print_plan(config, args) -> int:

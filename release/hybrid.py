@@ -60,18 +60,43 @@ def default_layer_map(n_father: int, n_mother: int) -> list[int]:
     return [round(i * (n_mother - 1) / (n_father - 1)) for i in range(n_father)]
 
 
+_REDOWNLOAD = "re-download it (--force pull) or choose a revision whose checkpoint is complete"
+
+
 def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise ReleaseError(f"{what}: {path} not found: point it at a complete checkpoint folder")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not UTF-8
+        data = None
+    if not isinstance(data, dict):
+        raise ReleaseError(f"{what} {path} is not valid JSON holding a mapping: {_REDOWNLOAD}")
+    return data
+
+
+def _model_type(folder: Path, role: str) -> str:
+    path = Path(folder) / "config.json"
+    model_type = _read_json(path, f"{role} config").get("model_type")
+    if not isinstance(model_type, str):
+        raise ReleaseError(f"{role} config {path} has no model_type: {_REDOWNLOAD}")
+    return model_type
+
+
+def _auto_config(folder: Path, role: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise ReleaseError(f"{role} config {Path(folder) / 'config.json'} cannot be read by transformers "
+                           f"({type(e).__name__}: {reason}): {_REDOWNLOAD}") from None
 
 
 def _parent_text_configs(father_dir: Path, mother_dir: Path):
     """The parents' text configs, after checking they are a Gemma 4 father and a Qwen3.5 mother that fit."""
-    from transformers import AutoConfig
-
-    father_type = _read_json(Path(father_dir) / "config.json", "father config").get("model_type")
-    mother_type = _read_json(Path(mother_dir) / "config.json", "mother config").get("model_type")
+    father_type, mother_type = _model_type(father_dir, "father"), _model_type(mother_dir, "mother")
     if (father_type, mother_type) == (MOTHER_TYPE, FATHER_TYPE):
         raise ReleaseError(
             f"father {father_dir} is a {MOTHER_TYPE} model and mother {mother_dir} a {FATHER_TYPE} one: "
@@ -83,8 +108,8 @@ def _parent_text_configs(father_dir: Path, mother_dir: Path):
     if mother_type != MOTHER_TYPE:
         raise ReleaseError(f"mother {mother_dir} is a {mother_type!r} model, expected {MOTHER_TYPE!r} "
                            "(Qwen3.5): choose a Qwen3.5 ConditionalGeneration checkpoint as mother")
-    father = AutoConfig.from_pretrained(father_dir)
-    mother = AutoConfig.from_pretrained(mother_dir).text_config
+    father = _auto_config(father_dir, "father")
+    mother = _auto_config(mother_dir, "mother").text_config
     if father.text_config.hidden_size != mother.hidden_size:
         raise ReleaseError(
             f"hidden sizes differ: father {father.text_config.hidden_size}, mother {mother.hidden_size}; "
@@ -149,18 +174,27 @@ def make_child_config(father_dir: Path, mother_dir: Path, ratios: list[float] | 
         raise ReleaseError(f"child genome: {e}") from None
 
 
-def _weight_files(folder: Path) -> dict[str, Path]:
-    """Tensor name -> shard file, from the index's weight_map (or the single model.safetensors)."""
+def _weight_files(folder: Path, role: str = "parent") -> dict[str, Path]:
+    """Tensor name -> shard file, from the index's weight_map (or the single model.safetensors).
+
+    Shards are not checked here (a selective pull holds only the needed ones): `child_tensor_sources` is.
+    """
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = _read_json(index, f"{role} index").get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ReleaseError(f"{role} index {index} has no weight_map of tensor -> shard: {_REDOWNLOAD}")
         return {key: folder / name for key, name in weight_map.items()}
     single = folder / "model.safetensors"
     if single.is_file():
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(single), framework="pt") as f:
-            return dict.fromkeys(f.keys(), single)
+        try:
+            with safe_open(str(single), framework="pt") as f:
+                return dict.fromkeys(f.keys(), single)
+        except SafetensorError as e:
+            raise ReleaseError(f"{role} weights {single} are not a readable safetensors file ({e}): "
+                               f"{_REDOWNLOAD}") from None
     raise ReleaseError(f"no safetensors weights in {folder}: expected model.safetensors or an index with shards")
 
 
@@ -193,13 +227,16 @@ def _stored_keys(model) -> list[str]:
 def child_tensor_sources(father_dir: Path, mother_dir: Path, config: DarwinConfig) -> dict[str, TensorSource]:
     """child tensor name -> where it is read from, for the child described by `config` (either form)."""
     folders = {"father": Path(father_dir), "mother": Path(mother_dir)}
-    files = {role: _weight_files(folder) for role, folder in folders.items()}
+    files = {role: _weight_files(folder, role) for role, folder in folders.items()}
     sources = {}
     for child_key in _stored_keys(_meta_model(config)):
         role, key = _parent_key(child_key)
         if key not in files[role]:
             raise ReleaseError(f"{role} {folders[role]} lacks tensor {key} (needed for {child_key}): "
                                f"re-download the {role}, its checkpoint is incomplete or not the expected layout")
+        if not files[role][key].is_file():
+            raise ReleaseError(f"{role} index model.safetensors.index.json in {folders[role]} names shard "
+                               f"{files[role][key].name} (for {key}), which is missing: {_REDOWNLOAD}")
         sources[child_key] = TensorSource(files[role][key], key)
     return sources
 

@@ -47,15 +47,25 @@ def snapshot_digest(folder: Path) -> str:
     return digest([[str(p.relative_to(folder)), os.readlink(p).rsplit("/", 1)[-1]] for p in files])
 
 
+def _well_formed(records) -> bool:
+    """The shape `StageBook.run` writes: {stage: {"key": str, "result": {...}, "outputs": [str, ...]}}."""
+    return isinstance(records, dict) and all(
+        isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("result"), dict)
+        and isinstance(rec.get("outputs", []), list) and all(isinstance(p, str) for p in rec.get("outputs", []))
+        for rec in records.values())
+
+
 class StageBook:
     def __init__(self, run_dir: Path, force: set[str] = frozenset()):
         self.path = run_dir / "stages.json"
         self.force = set(force)
         try:
             self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except ValueError:
-            raise ReleaseError(f"{self.path} is corrupt: delete it and run again (every stage is redone; an "
-                               "interrupted search still resumes from its checkpoint)") from None
+        except ValueError:  # not JSON, or not UTF-8
+            self.records = None
+        if not _well_formed(self.records):
+            raise ReleaseError(f"{self.path} is corrupt or from another version: delete it and run again (every "
+                               "stage is redone; an interrupted search still resumes from its checkpoint)")
         self.ran: list[str] = []
 
     def result(self, stage: str) -> dict:

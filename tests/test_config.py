@@ -75,10 +75,15 @@ def test_cli_broken_config_is_one_line_with_exit_2(tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "genome.r_max" in out.stderr
 
 
-def test_a_corrupt_stage_record_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("text", [
+    "{not json", b"\xff\xfe{}", "[]", '{"pull": "3f2a9c"}', '{"pull": {"key": "3f2a9c"}}',
+    '{"pull": {"key": 1, "result": {}}}', '{"pull": {"key": "k", "result": {}, "outputs": "runs/x"}}',
+])
+def test_a_corrupt_stage_record_is_a_one_line_error(tmp_path, text):
     from release.stages import StageBook
 
-    (tmp_path / "stages.json").write_text("{not json")
+    path = tmp_path / "stages.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ReleaseError, match="stages.json is corrupt") as e:
         StageBook(tmp_path)
     assert "\n" not in str(e.value)

@@ -98,3 +98,28 @@ def test_the_projects_own_space_folder_cannot_become_or_hold_a_run(tmp_path, run
     line = _assert_one_line_error(_run(path), tmp_path / "runs")
     assert "name" in line or "run folder" in line
     assert folder_digest(ROOT / "space") == before
+
+
+def test_an_unforeseen_error_is_still_one_line_with_its_traceback_kept(tmp_path, monkeypatch, capsys):
+    """The safety net under every check: a bug ends in one line naming a file that holds the traceback."""
+    import release.pipeline
+    from release.cli import main
+
+    token = "hf_FakeTokenForTestsOnly0123456789abcd"
+    monkeypatch.setenv("HF_TOKEN", token)
+
+    def buggy(config, opts):
+        raise KeyError(f"a bug\nover two lines, near {token}")
+
+    monkeypatch.setattr(release.pipeline, "run_release", buggy)
+    path = tmp_path / "c.yaml"
+    path.write_text(_config() + f"runs_dir: {tmp_path / 'runs'}\n")
+    assert main(["run", str(path), "--no-progress"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unexpected KeyError: ") and token not in lines[0]
+    trace = Path(lines[0].split("traceback is in ")[1].split(",")[0])
+    try:
+        text = trace.read_text()
+        assert "Traceback" in text and "in buggy" in text and token not in text
+    finally:
+        trace.unlink()

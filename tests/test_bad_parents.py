@@ -1,0 +1,71 @@
+"""A damaged parent checkpoint is a one-line error naming the file and the fix (issue 17 item 10), never a
+traceback: an index naming a missing shard, a config.json that is not JSON or has no model_type."""
+
+import json
+import shutil
+
+import pytest
+
+from release.errors import ReleaseError
+from release.hybrid import build_search_hybrid, make_child_config
+
+
+@pytest.fixture
+def parents(tiny_parents, tmp_path):
+    father, mother = tmp_path / "father", tmp_path / "mother"
+    shutil.copytree(tiny_parents.father, father)
+    shutil.copytree(tiny_parents.mother, mother)
+    return father, mother
+
+
+def _index(folder):
+    return json.loads((folder / "model.safetensors.index.json").read_text())
+
+
+def _damage(case, father, mother):
+    """Damage one parent as `case` says; returns (parent folder, words the error must contain)."""
+    role = mother if case.startswith("mother") else father
+    if case.endswith("missing-shard"):  # the one holding a tensor the child needs
+        shard = _index(role)["weight_map"]["model.language_model.layers.0.mlp.gate_proj.weight"]
+        (role / shard).unlink()
+        return [shard, "index"]
+    if case.endswith("index-not-json"):
+        (role / "model.safetensors.index.json").write_text('{"weight_map": {')
+        return ["model.safetensors.index.json", "not valid"]
+    if case.endswith("index-no-weight-map"):
+        (role / "model.safetensors.index.json").write_text('{"metadata": {}}')
+        return ["model.safetensors.index.json", "weight_map"]
+    config = role / "config.json"
+    if case.endswith("config-not-json"):
+        config.write_text("{not json")
+        return ["config.json", "not valid JSON"]
+    if case.endswith("config-not-utf8"):
+        config.write_bytes(b'{"model_type": "gemma4\xff"}')
+        return ["config.json", "not valid JSON"]
+    if case.endswith("config-no-model-type"):
+        raw = json.loads(config.read_text())
+        raw.pop("model_type")
+        config.write_text(json.dumps(raw))
+        return ["config.json", "model_type"]
+    if case.endswith("config-not-a-mapping"):
+        config.write_text("[1, 2]")
+        return ["config.json", "not valid"]
+    raise AssertionError(case)
+
+
+CASES = ["father-missing-shard", "mother-missing-shard", "father-index-not-json", "mother-index-no-weight-map",
+         "father-config-not-json", "mother-config-not-utf8", "father-config-no-model-type",
+         "mother-config-no-model-type", "father-config-not-a-mapping"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_damaged_parent_is_a_one_line_error_naming_the_file(parents, case):
+    father, mother = parents
+    words = _damage(case, father, mother)
+    with pytest.raises(ReleaseError) as e:
+        config = make_child_config(father, mother, None)
+        build_search_hybrid(father, mother, layer_map=list(config.layer_map))
+    message = str(e.value)
+    assert "\n" not in message
+    assert all(w in message for w in words), message
+    assert ("father" if case.startswith("father") else "mother") in message
