@@ -99,3 +99,18 @@ def test_commits_that_delete_files(api, tmp_path):
     api.create_commit(repo, [CommitOperationDelete("keep.md"), CommitOperationAdd("card.md", b"card")],
                       commit_message="replace")
     assert api.list_repo_files(repo) == [".gitattributes", "card.md", "config.json", "model.safetensors"]
+
+
+def test_create_pull_request_then_commit_to_its_ref(api):
+    repo = repo_name("pr-open")
+    api.create_repo(repo)
+    pr = api.create_pull_request(repo, title="Darwin release", description="new child")
+    assert pr.is_pull_request and pr.git_reference == "refs/pr/1" and pr.title == "Darwin release"
+    commit = api.create_commit(repo, [CommitOperationAdd("w.txt", b"child")], commit_message="child",
+                               revision=pr.git_reference)
+    assert api.list_repo_files(repo, revision="refs/pr/1") == [".gitattributes", "w.txt"]
+    assert api.get_discussion_details(repo, 1).title == "Darwin release"
+    refs = api.list_repo_refs(repo, include_pull_requests=True).pull_requests
+    assert [(r.ref, r.target_commit) for r in refs] == [("refs/pr/1", commit.oid)]
+    second = api.create_commit(repo, [CommitOperationAdd("x.txt", b"x")], commit_message="Second", create_pr=True)
+    assert second.pr_num == 2 and api.get_discussion_details(repo, 2).title == "Second"

@@ -25,11 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from release.localhub import shapes
 from release.localhub.errors import HubError
 from release.localhub.names import check_path
 from release.localhub.store import CHUNK, SHA256_RE, Repo, Store, lfs_pointer, now, upload_mode
 from release.localhub.tokens import USER, Account, Tokens
 from release.localhub.wire import COMMIT_LINE_MAX, Body
+from release.localhub.xet import SHARD_MAX, XORB_MAX, XetCas
 
 log = logging.getLogger("release.localhub")
 
@@ -51,6 +53,8 @@ class LocalHub:
         self._tickets: dict[str, tuple[str, int, float]] = {}  # one-time LFS upload credentials
         self._tickets_lock = threading.Lock()
         self.store = Store(root)  # StoreLocked when another server holds the root
+        self.xet = XetCas(self.store)
+        self._xet_tokens: dict[str, tuple[bool, float]] = {}  # CAS access token -> (may write, expiry)
         try:
             self.httpd = _Server((host, port), _Handler)
         except BaseException:
@@ -104,6 +108,18 @@ class LocalHub:
         with self._tickets_lock:
             self._tickets.pop(ticket, None)
 
+    def new_xet_token(self, write: bool) -> tuple[str, int]:
+        token, expiry = "xet_" + secrets.token_urlsafe(24), int(time.time() + TICKET_TTL_S)
+        with self._tickets_lock:
+            self._xet_tokens = {t: v for t, v in self._xet_tokens.items() if v[1] > time.time()}
+            self._xet_tokens[token] = (write, expiry)
+        return token, expiry
+
+    def xet_token_ok(self, token: str, write: bool) -> bool:
+        with self._tickets_lock:
+            t = self._xet_tokens.get(token)
+        return t is not None and t[1] > time.time() and (t[0] or not write)
+
 
 def serve(root: str | Path, port: int = 0, tokens=(), host: str = "127.0.0.1") -> LocalHub:
     """Start a local hub in a background thread; use it as a context manager or call .stop()."""
@@ -154,35 +170,6 @@ def _take_revision(segments: list[str]) -> tuple[str, list[str]]:
     if segments[0] == "refs" and len(segments) >= 3:
         return "/".join(segments[:3]), segments[3:]
     return segments[0], segments[1:]
-
-
-def _file_json(path: str, e: dict) -> dict:
-    out = {"type": "file", "path": path, "oid": e["git_sha1"], "size": e["size"]}
-    if e["lfs"]:
-        out["lfs"] = {"oid": e["sha256"], "size": e["size"], "pointerSize": len(lfs_pointer(e["sha256"], e["size"]))}
-    return out
-
-
-def _dir_json(path: str, tree: dict) -> dict:
-    inside = sorted((p, e["git_sha1"]) for p, e in tree.items() if p.startswith(path + "/"))
-    return {"type": "directory", "path": path, "oid": hashlib.sha1(json.dumps(inside).encode()).hexdigest(), "size": 0}
-
-
-def _list_tree(tree: dict, path: str, recursive: bool) -> list[dict]:
-    prefix = f"{path}/" if path else ""
-    out: dict[str, dict] = {}
-    for p, e in sorted(tree.items()):
-        if not p.startswith(prefix):
-            continue
-        parts = p[len(prefix):].split("/")
-        for i in range(1, len(parts) if recursive else min(2, len(parts))):
-            d = prefix + "/".join(parts[:i])
-            out.setdefault(d, _dir_json(d, tree))
-        if recursive or len(parts) == 1:
-            out[p] = _file_json(p, e)
-    if path and not out:
-        raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
-    return [out[k] for k in sorted(out)]
 
 
 def _repo_id(body: dict, account: Account) -> str:
@@ -338,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
         m = self.command
         if s[0] == "api":
             return self._api(s[1:])
+        if s[0] == "xet-cas":
+            return self._xet_cas(s[1:])
         repo_type = "model"
         if s[0] in ("spaces", "datasets"):
             repo_type, s = s[0][:-1], s[1:]
@@ -393,27 +382,28 @@ class _Handler(BaseHTTPRequestHandler):
                 return self.tag(self._repo(t, repo_id, write=True), _take_revision(rest[1:])[0])
             case ["PUT", "settings"]:
                 return self.settings(self._repo(t, repo_id, write=True))
+            case ["POST", "discussions"] if len(rest) == 1:
+                return self.open_pr(self._repo(t, repo_id, write=True))
+            case ["GET", "discussions"] if len(rest) == 2 and rest[1].isdigit():
+                return self.pull_details(self._repo(t, repo_id), int(rest[1]))
+            case ["GET", ("xet-write-token" | "xet-read-token") as kind]:
+                return self.xet_token(self._repo(t, repo_id, write=kind == "xet-write-token"), kind)
         if t == "space" and len(rest) == 1:
             space = self._repo(t, repo_id, write=True)  # the Hub shows Space settings to writers only
             match [m, rest[0]]:
                 case ["GET" | "POST" | "DELETE", ("variables" | "secrets") as kind]:
                     return self.space_table(space, kind)
                 case ["GET", "runtime"] | ["POST", "restart"]:
-                    return 200, self._runtime(space)
+                    return 200, shapes.space_runtime(space)
                 case ["POST", "hardware"]:
                     space.update_meta(hardware=self._json().get("flavor") or "cpu-basic")
-                    return 200, self._runtime(space)
+                    return 200, shapes.space_runtime(space)
         raise HubError(404, f"No such route in the local hub: {m} /api/{t}s/{repo_id}/{'/'.join(rest)}")
 
     # ---- account ----
 
     def whoami(self):
-        account = self._writer()
-        orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"} for org in account.orgs]
-        return 200, {"type": "user", "id": hashlib.sha1(account.name.encode()).hexdigest()[:24], "name": account.name,
-                     "fullname": "Darwin local hub", "email": None, "emailVerified": False, "isPro": False,
-                     "canPay": False, "orgs": orgs, "avatarUrl": "",
-                     "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}}}
+        return 200, shapes.account_json(self._writer())
 
     def validate_yaml(self):
         content = self._json().get("content") or ""
@@ -483,7 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
                "disabled": False, "createdAt": meta["createdAt"], "lastModified": repo.commit(oid)["date"],
                "downloads": 0, "likes": 0, "tags": [], "siblings": siblings}
         if repo.type == "space":
-            out.update(sdk=meta.get("sdk"), runtime=self._runtime(repo), subdomain=repo.id.replace("/", "-").lower())
+            out.update(sdk=meta.get("sdk"), runtime=shapes.space_runtime(repo), subdomain=repo.id.replace("/", "-").lower())
         return 200, out
 
     def tree(self, repo: Repo, revision: str, path: str):
@@ -491,7 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.strip("/"):
             check_path(path.strip("/"))
         recursive = (self.query.get("recursive") or ["false"])[0].lower() in ("1", "true")
-        return 200, _list_tree(tree, path.strip("/"), recursive)
+        return 200, shapes.list_tree(tree, path.strip("/"), recursive)
 
     def paths_info(self, repo: Repo, revision: str):
         _, tree = repo.tree(revision)
@@ -500,9 +490,9 @@ class _Handler(BaseHTTPRequestHandler):
         for path in form.get("paths", []):
             path = check_path(path.strip("/"))
             if path in tree:
-                out.append(_file_json(path, tree[path]))
+                out.append(shapes.file_json(path, tree[path]))
             elif any(p.startswith(path + "/") for p in tree):
-                out.append(_dir_json(path, tree))
+                out.append(shapes.dir_json(path, tree))
         return 200, out
 
     def refs(self, repo: Repo):
@@ -540,6 +530,21 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json()
         repo.set_ref(f"refs/tags/{body.get('tag')}", repo.resolve(revision), f"Tag already exists: {body.get('tag')}")
         return 200, {}
+
+    # ---- pull requests (the Hub's discussions API, pull requests only) ----
+
+    def open_pr(self, repo: Repo):
+        body = self._json()
+        if body.get("pullRequest") is not True:
+            raise HubError(400, "The local hub has pull requests only, not discussions")
+        title = body.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise HubError(400, "A pull request needs a title")
+        num = repo.open_pr(title.strip(), str(body.get("description") or ""), self._writer().name)
+        return 200, {"num": num, "url": f"{self._repo_url(repo.type, repo.id)}/discussions/{num}"}
+
+    def pull_details(self, repo: Repo, num: int):
+        return 200, shapes.pull_json(repo, repo.pull(num))
 
     # ---- uploads ----
 
@@ -623,6 +628,29 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"success": True, "commitOid": oid, "commitUrl": f"{url}/commit/{oid}",
                      "pullRequestUrl": f"{url}/discussions/{pr}" if pr else None, "hookOutput": ""}
 
+    # ---- Xet (xet.py) ----
+
+    def xet_token(self, repo: Repo, kind: str):
+        token, expiry = self.hub.new_xet_token(write=kind == "xet-write-token")
+        cas = f"{self._base()}/xet-cas"
+        headers = {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": expiry}
+        return 200, {"casUrl": cas, "accessToken": token, "exp": expiry}, headers
+
+    def _xet_cas(self, s: list[str]):
+        m = self.command
+        write = m == "POST"
+        if not self.hub.xet_token_ok(self.headers.get("Authorization", "").removeprefix("Bearer ").strip(), write):
+            raise HubError(401, "Invalid or expired Xet token: ask /api/<repo>/xet-write-token for a new one")
+        match [m, *s]:
+            case ["POST", "v1", "xorbs", "default", name]:
+                return 200, {"was_inserted": self.hub.xet.put_xorb(name, self.body.chunks(XORB_MAX))}
+            case ["POST", "v1", "shards"]:
+                self.hub.xet.put_shard(self.body.read(SHARD_MAX))
+                return 200, {"result": 1}
+            case ["GET", "v1", "chunks", _, _]:
+                raise HubError(404, "Chunk not tracked by global deduplication")
+        raise HubError(404, f"No such Xet route in the local hub: {m} /xet-cas/{'/'.join(s)}")
+
     # ---- files ----
 
     def resolve(self, repo: Repo, revision: str, path: str):
@@ -671,13 +699,3 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "secrets":  # like the Hub: secret values are write-only
             table = {k: {"description": v.get("description"), "updatedAt": v["updatedAt"]} for k, v in table.items()}
         return 200, table
-
-    def _runtime(self, space: Repo) -> dict:
-        meta = space.meta
-        _, tree = space.tree("main")
-        # The local hub stores Spaces but does not run them (the pipeline serves the app itself).
-        stage = "RUNNING" if {"app.py", "Dockerfile"} & set(tree) else "NO_APP_FILE"
-        return {"stage": stage, "hardware": {"current": meta["hardware"], "requested": meta["hardware"]},
-                "storage": None, "gcTimeout": None, "replicas": {"current": 1, "requested": 1},
-                "devMode": False, "sdk": meta.get("sdk")}
-

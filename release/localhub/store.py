@@ -167,6 +167,16 @@ class Store:
                                 f"{sha256} and {size} bytes, received sha256 {h.hexdigest()} and {n} bytes")
         self._put_file(tmp, sha256)
 
+    def save_file(self, chunks: Iterable[bytes], dest: Path, check=None) -> None:
+        """Stream to a temp file, let `check(path)` refuse it (by raising), then move it to `dest` whole."""
+        tmp = self._tmp_write(chunks)
+        try:
+            if check is not None:
+                check(tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def _tmp_write(self, chunks: Iterable[bytes]) -> Path:
         tmp = self.root / "tmp" / uuid.uuid4().hex
         try:
@@ -290,7 +300,8 @@ class Repo:
             refs = self.refs()
             if create_pr:
                 parent = self.resolve(revision)
-                pr = 1 + max((int(r.rsplit("/", 1)[1]) for r in refs if r.startswith("refs/pr/")), default=0)
+                pr = self._record_pr(refs, header.get("summary") or "Commit", header.get("description") or "",
+                                     author)
                 ref = f"refs/pr/{pr}"
             else:
                 pr = None
@@ -337,6 +348,34 @@ class Repo:
         if key == "deletedFolder":
             return "folder", path, None
         raise HubError(400, f"Unknown commit operation: {key!r}")
+
+    def _record_pr(self, refs: dict, title: str, description: str, author: str) -> int:
+        """The next pull request number, with its title kept in meta.json (call with the repo lock held)."""
+        pr = 1 + max((int(r.rsplit("/", 1)[1]) for r in refs if r.startswith("refs/pr/")), default=0)
+        meta = self.meta
+        meta.setdefault("pulls", {})[str(pr)] = {"title": title, "description": description, "author": author,
+                                                  "createdAt": now()}
+        self.save_meta(meta)
+        return pr
+
+    def open_pr(self, title: str, description: str, author: str, base: str = "main") -> int:
+        """An empty pull request (refs/pr/N at the head of `base`), as create_pull_request makes."""
+        with self.lock:
+            refs = self.refs()
+            head = self.resolve(base)
+            pr = self._record_pr(refs, title, description, author)
+            refs[f"refs/pr/{pr}"] = head
+            write_json(self.dir / "refs.json", refs)
+            return pr
+
+    def pull(self, num: int) -> dict:
+        refs = self.refs()
+        if f"refs/pr/{num}" not in refs:
+            raise HubError(404, f"Discussion {num} not found", "EntryNotFound")
+        info = self.meta.get("pulls", {}).get(str(num)) or {}
+        return {"num": num, "title": info.get("title", f"Pull request {num}"),
+                "description": info.get("description", ""), "author": info.get("author", "deleted"),
+                "createdAt": info.get("createdAt", self.meta["createdAt"]), "head": refs[f"refs/pr/{num}"]}
 
     def set_ref(self, ref: str, oid: str | None, exist_ok_conflict: str) -> None:
         """Create (oid given) or delete (oid None) a branch or tag ref."""
