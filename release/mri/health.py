@@ -1,0 +1,179 @@
+"""The health check: the emitted child against both parents, layer by layer, before it is pushed.
+
+On the probe prompts, at every layer i of the child (loaded from its folder with `AutoModelForCausalLM`
+and `trust_remote_code`, exactly as users will load it), a hook on the FFN step reads the residual input h
+and the update u the child adds to the residual stream. On the same h the reference (the search hybrid at
+r = 0, i.e. the father, holding every mapped mother FFN) gives the father branch f and the mapped mother
+branch m of the mixing rule. Per layer, averaged over tokens:
+
+- cos(u, f), |u| / |f|  and  cos(u, m), |u| / |m|;
+- cos of the child's hidden state after layer i with the father's on the same prompt.
+
+A child layer computes (1 - r) f + r m, so it always stays close to at least one parent's branch; a layer
+whose update diverges from BOTH (cosine below `min_cosine`, or norm off by more than `max_norm_ratio`
+either way) is flagged: two branches that cancel (interference) or a damaged layer. Also: perplexity of
+child, father and mother on a small calibration text (each with its own tokenizer), and a greedy generation.
+The check fails on flagged layers, a child perplexity above `max_perplexity_ratio` times the worse parent's,
+non-finite logits, or a generation that produces nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from release.errors import ReleaseError
+from release.files import write_json
+from release.mri.plots import plot_health
+from release.mri.prompts import probe_prompts
+
+log = logging.getLogger(__name__)
+
+HEALTH_JSON = "health.json"
+HEALTH_PNG = "health.png"
+GENERATION_PROMPT = "The capital of France is"
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a.float().flatten(0, -2), b.float().flatten(0, -2), dim=-1, eps=1e-12)
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.float().flatten(0, -2).norm(dim=-1) / (b.float().flatten(0, -2).norm(dim=-1) + 1e-12)
+
+
+def _capture(layers, record: dict, ffn: bool):
+    """Hooks storing each layer's output hidden state (and, for the child, its FFN step's residual and update)."""
+    handles = []
+    for i, layer in enumerate(layers):
+        handles.append(layer.register_forward_hook(
+            lambda m, args, out, i=i: record.__setitem__(("hidden", i), out[0] if isinstance(out, tuple) else out)))
+        if ffn:
+            handles.append(layer.ffn_step.register_forward_hook(
+                lambda m, args, out, i=i: record.__setitem__(("ffn", i), args)))
+    return handles
+
+
+@torch.no_grad()
+def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int) -> list[dict]:
+    n = len(reference.model.layers)
+    sums = [dict.fromkeys(("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father"), 0.0)
+            for _ in range(n)]
+    tokens = 0
+    device = next(child.parameters()).device
+    ref_layers, mothers = reference.model.layers, reference.model.mother_ffns
+    for prompts in probe_prompts(per_domain, seed).values():
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
+            seen_child, seen_father = {}, {}
+            handles = _capture(child.model.layers, seen_child, ffn=True)
+            handles += _capture(ref_layers, seen_father, ffn=False)
+            try:
+                child(input_ids=ids, use_cache=False)
+                reference(input_ids=ids, use_cache=False)
+            finally:
+                for h in handles:
+                    h.remove()
+            for i in range(n):
+                residual, update = seen_child[("ffn", i)]
+                layer = ref_layers[i]
+                f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
+                m = layer.post_feedforward_layernorm(mothers.for_layer(i)(residual))
+                row = sums[i]
+                row["cos_father"] += float(_cos(update, f).sum())
+                row["norm_father"] += float(_ratio(update, f).sum())
+                row["cos_mother"] += float(_cos(update, m).sum())
+                row["norm_mother"] += float(_ratio(update, m).sum())
+                row["hidden_cos_father"] += float(_cos(seen_child[("hidden", i)], seen_father[("hidden", i)]).sum())
+            tokens += ids.shape[1]
+    return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
+
+
+def _diverges(cos: float, norm: float, min_cosine: float, max_norm_ratio: float) -> bool:
+    return not (cos >= min_cosine and 1 / max_norm_ratio <= norm <= max_norm_ratio)
+
+
+@torch.no_grad()
+def _perplexity(model, tokenizer, text: str) -> float:
+    from release.evals.calibration import calibration_fitness
+
+    return math.exp(-calibration_fitness(model, tokenizer, text))
+
+
+def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path, spec, layer_map: list[int],
+                 ratios: list[float], device="cpu", dtype=torch.float32, per_domain: int | None = None,
+                 seed: int = 0, calibration_text: str | None = None) -> dict:
+    """Run the check; write out/health.json and out/health.png; return the health.json content."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from release.evals.calibration import DEFAULT_TEXT
+    from release.hybrid import build_search_hybrid
+
+    text = calibration_text or DEFAULT_TEXT
+    tokenizer = AutoTokenizer.from_pretrained(father_dir)
+    reference = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device, dtype=dtype)
+    child = AutoModelForCausalLM.from_pretrained(child_dir, trust_remote_code=True, dtype=dtype).to(device).eval()
+    layers = _layer_table(child, reference, tokenizer, per_domain, seed)
+    kinds = child.config.layer_kinds or ["blend"] * len(layers)
+    for row in layers:
+        row["ratio"], row["kind"] = ratios[row["layer"]], kinds[row["layer"]]
+        row["flagged"] = (_diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                          and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+
+    perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(reference, tokenizer, text)}
+    del reference
+    gc.collect()
+    mother, mother_tok = _load_mother(mother_dir, device, dtype)
+    perplexity["mother"] = _perplexity(mother, mother_tok, text)
+    del mother
+    gc.collect()
+
+    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(device)
+    with torch.no_grad():
+        generated = child.generate(input_ids=ids, max_new_tokens=spec.new_tokens, do_sample=False)
+    new = generated[0, ids.shape[1]:]
+    generation = {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
+                  "text": tokenizer.decode(new, skip_special_tokens=True)}
+
+    flagged = [row["layer"] for row in layers if row["flagged"]]
+    reasons = []
+    if flagged:
+        reasons.append(f"layers {', '.join(map(str, flagged))} diverge from both parents")
+    worst_parent = max(perplexity["father"], perplexity["mother"])
+    if not math.isfinite(perplexity["child"]):
+        reasons.append("the child's logits are not finite")
+    elif perplexity["child"] > spec.max_perplexity_ratio * worst_parent:
+        reasons.append(f"child perplexity {perplexity['child']:.1f} exceeds {spec.max_perplexity_ratio:g}x the "
+                       f"worse parent's ({worst_parent:.1f})")
+    if generation["new_tokens"] == 0:
+        reasons.append("greedy generation produced no token")
+    result = {
+        "passed": not reasons, "reasons": reasons, "flagged_layers": flagged, "layers": layers,
+        "perplexity": perplexity, "generation": generation,
+        "thresholds": {"min_cosine": spec.min_cosine, "max_norm_ratio": spec.max_norm_ratio,
+                       "max_perplexity_ratio": spec.max_perplexity_ratio},
+        "prompts": {"per_domain": per_domain, "seed": seed},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / HEALTH_JSON, result)
+    plot_health(layers, out / HEALTH_PNG)
+    log.info("health: %s", "passed" if result["passed"] else "; ".join(reasons))
+    return result
+
+
+def _load_mother(mother_dir: Path, device, dtype):
+    from release.evals.final import ModelSpec, load_model
+
+    return load_model(ModelSpec(path=Path(mother_dir), repo=str(mother_dir)), device, dtype)
+
+
+def require_healthy(result: dict, where: Path) -> None:
+    """Stop the release before push on a failed check: one line naming what failed and the overrides."""
+    if not result["passed"]:
+        raise ReleaseError(f"health check failed: {'; '.join(result['reasons'])} (see {where}): fix the genome "
+                           "or breed again, or push anyway with --force push or health.stop_on_failure: false")

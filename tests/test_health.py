@@ -1,0 +1,66 @@
+"""The health check passes a sound child and flags a layer a test deliberately breaks."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from release.config import HealthSpec
+from release.emit import emit_child
+from release.errors import ReleaseError
+from release.hybrid import default_layer_map
+from release.mri.health import health_check, require_healthy
+
+RATIOS = [0.0, 1.0, 0.0, 0.4, 0.0, 0.3]  # a mother-only layer, two blends, father-only layers
+LAYER_MAP = default_layer_map(6, 4)
+
+
+@pytest.fixture(scope="module")
+def child(tiny_parents, tmp_path_factory):
+    genome = {"ratios": RATIOS, "layer_map": LAYER_MAP, "frozen": [], "r_max": 1.0}
+    return emit_child(tiny_parents.father, tiny_parents.mother, genome, tmp_path_factory.mktemp("h") / "child",
+                      max_shard_size="300KB", progress=False)
+
+
+def _edit(folder, key, change):
+    for shard in folder.glob("*.safetensors"):
+        tensors = load_file(shard)
+        if key in tensors:
+            tensors[key] = change(tensors[key])
+            save_file(tensors, shard, metadata={"format": "pt"})
+            return
+    raise KeyError(key)
+
+
+def _check(tiny_parents, child, out):
+    return health_check(child, tiny_parents.father, tiny_parents.mother, out, HealthSpec(), LAYER_MAP, RATIOS,
+                        per_domain=1, seed=0)
+
+
+def test_a_sound_child_passes(tiny_parents, child, tmp_path):
+    result = _check(tiny_parents, child, tmp_path)
+    assert result["passed"] and result["flagged_layers"] == [] and result["reasons"] == []
+    rows = result["layers"]
+    assert rows[0]["cos_father"] == pytest.approx(1.0, abs=1e-5)  # father-only layer: the father's branch
+    assert rows[1]["cos_mother"] == pytest.approx(1.0, abs=1e-5)  # mother-only layer: the mother's branch
+    assert rows[1]["norm_mother"] == pytest.approx(1.0, abs=1e-4)
+    assert rows[0]["hidden_cos_father"] == pytest.approx(1.0, abs=1e-5)  # nothing differs before layer 1
+    assert [r["kind"] for r in rows] == ["father", "mother", "father", "blend", "father", "blend"]
+    assert set(result["perplexity"]) == {"child", "father", "mother"}
+    assert result["generation"]["new_tokens"] > 0
+    assert (tmp_path / "health.json").is_file() and (tmp_path / "health.png").stat().st_size > 0
+    require_healthy(result, tmp_path)  # no error
+
+
+def test_broken_layers_are_flagged_and_stop_the_release(tiny_parents, child, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(child, broken)
+    _edit(broken, "model.layers.2.mlp.down_proj.weight", torch.zeros_like)  # father-only layer zeroed
+    _edit(broken, "model.layers.1.post_feedforward_layernorm.weight", lambda w: w * 10)  # mother-only scaled
+    result = _check(tiny_parents, broken, tmp_path / "out")
+    assert not result["passed"]
+    assert result["flagged_layers"] == [1, 2]
+    with pytest.raises(ReleaseError, match=r"health check failed: layers 1, 2 diverge from both parents") as e:
+        require_healthy(result, tmp_path / "out")
+    assert "\n" not in str(e.value) and "--force push" in str(e.value)
