@@ -45,8 +45,10 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         model.set_ratios(genome)
         result = evaluator.evaluate()
+        benchmark.stderr = result.stderr  # the last fitness's standard error: the search noise (transplant)
         return result.fitness, result.scores
 
+    benchmark.stderr = None
     return benchmark
 
 

@@ -135,3 +135,23 @@ def test_with_mri_the_search_logs_tau_and_r_mri(tmp_path):
     assert all(0 <= line["tau"] <= 1 and line["r_mri"] == r_mri for line in lines)
     best = max(lines, key=lambda line: line["fitness"])
     assert result.tau == best["tau"] and result.genome == best["genome"]
+
+
+def test_transplant_keeps_a_snap_within_the_noise_and_drops_one_that_loses():
+    from release.mri.transplant import transplant
+
+    genome = [0.05, 0.0, 0.5, 0.9, 0.1]
+    calls = []
+
+    def flat(g):  # the snap costs 0.01
+        calls.append(g)
+        return 0.79, {"t": 0.79}
+
+    kept = transplant(genome, 0.80, flat, noise=0.02, thresholds=(0.15, 0.85))
+    assert calls == [[0.0, 0.0, 0.5, 1.0, 0.0]]  # measured once, on the snapped genome
+    assert kept["kept"] and kept["genome"] == [0.0, 0.0, 0.5, 1.0, 0.0]
+    assert (kept["father_layers"], kept["mother_layers"]) == ([0, 4], [3])
+    dropped = transplant(genome, 0.80, flat, noise=0.005, thresholds=(0.15, 0.85))
+    assert not dropped["kept"] and dropped["genome"] == genome and "lost beyond the noise" in dropped["reason"]
+    nothing = transplant([0.0, 0.3], 0.5, flat, noise=None, thresholds=(0.15, 0.85))
+    assert nothing["kept"] and len(calls) == 2  # nothing to snap: no evaluation
