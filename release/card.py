@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "model_card.md.j2"
 GENOME_PNG = "genome.png"
 FITNESS_PNG = "fitness.png"
+MRI_PNG = "mri.png"
+HEALTH_PNG = "health.png"
 BASE_TAGS = ["merge", "evolutionary-merge", "cross-architecture", "cma-es", "gemma4", "qwen3.5",
              "custom_code", "darwin-release"]
 TASK_LABELS = {"click": "CLIcK", "musr": "MuSR", "synthetic": "Synthetic"}
@@ -97,8 +99,8 @@ class Genome(_In):
             raise ValueError(f"layer_map has {len(self.layer_map)} entries for {n} ratios")
         if any(not 0 <= i < n for i in self.frozen):
             raise ValueError(f"frozen layers {self.frozen} are outside 0-{n - 1}")
-        if any(not 0 <= r <= self.r_max + 1e-9 for r in self.ratios):
-            raise ValueError(f"every ratio must lie in [0, r_max={self.r_max}]")
+        if any(not (0 <= r <= self.r_max + 1e-9 or r == 1) for r in self.ratios):  # 1: a transplanted layer
+            raise ValueError(f"every ratio must lie in [0, r_max={self.r_max}] or be 1 (a transplanted layer)")
         if any(self.ratios[i] != 0 for i in self.frozen):
             raise ValueError("a frozen layer has a non-zero ratio")
         return self
@@ -317,13 +319,17 @@ def _check_no_leaks(text: str, config: ReleaseConfig, out_dir: Path) -> None:
 # ---- the card ----
 
 def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None, search_log: Path | None,
-                      out_dir: Path) -> ModelCard:
+                      out_dir: Path, health: dict | None = None) -> ModelCard:
     """Render the child's model card into out_dir/README.md (+ genome.png, fitness.png) and return it.
 
     `genome` is darwin_genome.json, `results` the final evaluation's results.json (None when the
     evaluation was skipped: no benchmark table, no model-index), `search_log` the search's JSONL of
-    candidates (None: no fitness chart).
+    candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section).
+    The MRI section comes from the genome's own `mri` and `transplant` records.
     """
+    from release.mri.card_view import health_view, mri_view
+    from release.mri.plots import plot_health, plot_mri
+
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: Genome = _parse(Genome, genome, "darwin_genome.json", fix)
     r: Results | None = _parse(Results, results, "results.json", fix) if results is not None else None
@@ -361,6 +367,8 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
                       "mean": _num(x["mean"])} for x in generations],
         genome_png=GENOME_PNG,
         fitness_png=FITNESS_PNG if generations else None,
+        mri=mri_view(genome), mri_png=MRI_PNG,
+        health=health_view(health), health_png=HEALTH_PNG,
         genealogy=list(config.card.genealogy.items()),
         citation=(config.card.citation or _default_citation(config, g)).strip(),
         tool=g.tool,
@@ -375,6 +383,15 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
                      [x["mean"] for x in generations], out_dir / FITNESS_PNG)
     else:
         (out_dir / FITNESS_PNG).unlink(missing_ok=True)  # a stale chart from an older run would mislead
+    mri = genome.get("mri")
+    if mri:
+        low, high = mri["thresholds"]
+        plot_mri(mri["r_mri"], g.ratios, g.frozen, low, high, out_dir / MRI_PNG)
+    if health:
+        plot_health(health["layers"], out_dir / HEALTH_PNG)
+    for chart, drawn in ((MRI_PNG, mri), (HEALTH_PNG, health)):
+        if not drawn:
+            (out_dir / chart).unlink(missing_ok=True)
     with atomic_path(out_dir / "README.md") as tmp:
         card.save(tmp)
     log.info("model card written: README.md, %s%s", GENOME_PNG, f", {FITNESS_PNG}" if generations else "")

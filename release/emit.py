@@ -128,8 +128,11 @@ def emit_child(father_dir: Path, mother_dir: Path, genome: dict, out: Path, max_
 def genome_record(ratios, frozen, layer_map, r_max, mixing_rule, mixing_formula, search: dict,
                   father: dict, mother: dict) -> dict:
     """The `darwin_genome.json` shipped with every child: enough to reproduce and to cite it."""
+    from modeling.configuration_darwin import layer_kinds_for
+
     return {
         "ratios": [float(r) for r in ratios],
+        "layer_kinds": layer_kinds_for([float(r) for r in ratios]),
         "frozen": list(frozen),
         "layer_map": list(layer_map),
         "r_max": r_max,

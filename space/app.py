@@ -94,6 +94,11 @@ def header(model_id: str, revision: str | None, error: str | None) -> str:
             blended = sum(r > 0 for r in ratios)
             lines.append(f"Genome: {blended} of {len(ratios)} father FFNs blended with the mother's "
                          f"(mean ratio {sum(ratios) / len(ratios):.3f}, max {max(ratios):.3f}).")
+            # r = 0: the father's FFN alone, r = 1: the mother's alone (a transplanted layer), else both.
+            kinds = genome.get("layer_kinds") or ["father" if r == 0 else "mother" if r == 1 else "blend"
+                                                  for r in ratios]
+            lines.append(f"Layers: {kinds.count('father')} father FFN · {kinds.count('mother')} mother FFN · "
+                         f"{kinds.count('blend')} blend.")
     return "\n\n".join(lines)
 
 

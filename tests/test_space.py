@@ -175,6 +175,7 @@ def test_header_shows_the_parents_and_the_genome(served, child_repo):
     assert GENOME["father"]["repo"] in text and GENOME["mother"]["repo"] in text
     assert sum(r > 0 for r in ratios) == 4 and len(ratios) == 6
     assert "4 of 6 father FFNs blended" in text
+    assert "Layers: 2 father FFN · 0 mother FFN · 4 blend." in text
     assert f"mean ratio {sum(ratios) / len(ratios):.3f}" in text
     images = [b for b in demo.blocks.values() if isinstance(b, gradio.Image)]
     assert len(images) == 1 and images[0].value is not None  # genome.png, fetched from the model repo
