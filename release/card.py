@@ -65,7 +65,7 @@ class _SearchRun(_In):
     seed: int
     generations: int
     evaluations: int
-    seconds: float
+    seconds: float | None = None  # older records: the card leaves wall time out (it must be reproducible)
     best_fitness: float
     stop_reason: str
     device: str
@@ -163,14 +163,6 @@ def _num(value: float) -> str:
 
 def _score(s: _Score) -> str:
     return f"{_num(s.value)} ± {_num(s.stderr)}" if s.stderr is not None else f"{_num(s.value)} ± n/a"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _weights(weights: dict[str, float]) -> dict[str, str]:
@@ -279,7 +271,7 @@ def _search_view(genome: Genome) -> dict:
              for n, w in _weights(s.fitness.tasks).items()]
     return {
         "popsize": s.popsize, "sigma0": f"{s.sigma0:g}", "seed": s.seed, "generations": s.generations,
-        "evaluations": s.evaluations, "time": _duration(s.seconds), "best_fitness": _num(s.best_fitness),
+        "evaluations": s.evaluations, "best_fitness": _num(s.best_fitness),
         "stop_reason": s.stop_reason, "device": s.device, "dtype": s.dtype, "kind": s.fitness.kind,
         "scorer": s.fitness.scorer, "tasks": tasks,
     }

@@ -92,9 +92,11 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) 
     from release.hybrid import MIXING_FORMULA, MIXING_RULE
 
     s, f = config.search, config.fitness
+    # No wall time here: the same genome bred again must give a byte-identical child and card (no new
+    # commit); release.json keeps the time.
     search = {
         "popsize": s.popsize, "sigma0": s.sigma0, "seed": s.seed, "generations": bred["generations"],
-        "evaluations": bred["evaluations"], "seconds": bred["seconds"], "best_fitness": bred["fitness"],
+        "evaluations": bred["evaluations"], "best_fitness": bred["fitness"],
         "stop_reason": bred["stop_reason"], "device": bred["device"], "dtype": bred["dtype"],
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
