@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not args.verbose:  # lm-eval warns on every in-memory model it is handed, which is how we use it
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    if getattr(args, "no_progress", False):
+        _no_progress_bars()
     try:
         config = load_config(args.config)
         if args.command == "space-serve":
@@ -105,6 +107,18 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     return f"unexpected {_one_line(reason)[:300]}: a bug in darwin-release; the traceback is in {path}, please report it"
 
 
+def _no_progress_bars() -> None:
+    """Silence huggingface_hub's download/upload bars too. Through the environment, because the Hub
+    client must not be imported before the run points HF_ENDPOINT at its Hub."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
 def _print_plan(config, args) -> int:
     from release.pipeline import HUB_STAGES
 
@@ -146,6 +160,11 @@ def _print_summary(summary: dict) -> None:
     print(f"stages run: {ran}")
     repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
     print(f"\nreleased {repo} @ {rev[:12]} on {endpoint}")
+    push = summary.get("child_push") or {}
+    if push.get("target") == "pr":
+        print(f"  as pull request {push['ref']}: {push['pr_url']} (merge it to publish the release on main)")
+    elif push.get("target") == "branch":
+        print(f"  on branch {push['ref']} (main is unchanged)")
     if summary.get("space_repo"):
         print(f"Space:    {summary['space_repo']} @ {summary['space_revision'][:12]}")
     for role, scores in summary.get("scores", {}).items():

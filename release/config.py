@@ -98,6 +98,10 @@ def _check_run_dir(run_dir: Path) -> None:
                          "and name so that runs_dir/name is a folder of its own (the default is runs/<name>)")
 
 
+# Hub user access tokens (hf_ followed by ~34 letters); also the older api_ org tokens.
+_TOKEN_SHAPED = re.compile(r"^(hf_|api_)[A-Za-z0-9]{20,}$")
+
+
 class _Strict(BaseModel):
     # NaN or infinity anywhere would make every fitness NaN: numbers must be finite.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -108,17 +112,43 @@ class RepoRef(_Strict):
     revision: str = "main"
 
 
+class BranchTarget(_Strict):
+    branch: str = Field(pattern=r"^[\w.-]+(/[\w.-]+)*$")
+
+
 class ChildSpec(_Strict):
     repo: RepoId
     max_shard_size: Annotated[str, AfterValidator(_shard_size)] = "5GB"
     commit_message: str | None = None
+    # What to do when child.repo exists and holds something this release did not write (see README):
+    # refuse (default), pr (open a pull request), {branch: NAME}, or replace (one commit, stale files deleted).
+    on_existing: Literal["refuse", "pr", "replace"] | BranchTarget = "refuse"
 
 
 class SpaceSpec(_Strict):
     repo: RepoId
     hardware: str | None = None
-    # Passed to the Space as variables (MODEL_ID is always set to the child repo).
+    # Passed to the Space as public variables (MODEL_ID is always set to the child repo).
     variables: dict[str, str] = {}
+    # Names of Space secrets; each value is read from the environment variable of that name at deploy time.
+    secrets: list[str] = []
+
+    @field_validator("variables")
+    @classmethod
+    def _no_tokens(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if _TOKEN_SHAPED.match(value.strip()):
+                raise ValueError(f"{key} looks like a Hub token, and Space variables are public: list it under "
+                                 "space.secrets and export its value in the environment instead")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _env_names(cls, v: list[str]) -> list[str]:
+        bad = [name for name in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        return v
 
 
 class GenomeSpec(_Strict):
@@ -261,6 +291,15 @@ class ReleaseConfig(_Strict):
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     tiny_parents: bool = False
     runs_dir: Path = Path("runs")
+
+    @model_validator(mode="after")
+    def _never_over_a_parent(self) -> ReleaseConfig:
+        parents = {self.father.repo.lower(), self.mother.repo.lower()}
+        for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):
+            if repo and repo.lower() in parents:
+                raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "
+                                 "name a repo of its own")
+        return self
 
     @property
     def run_dir(self) -> Path:

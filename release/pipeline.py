@@ -27,32 +27,56 @@ HUB_STAGES = ("push", "space", "verify")
 # --- stages -------------------------------------------------------------------------------------------
 
 
-def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool) -> tuple[dict, list[Path]]:
+def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
+               rehash: bool = False) -> tuple[dict, list[Path]]:
     hub = session.hub
     if config.tiny_parents:
         publish_tiny_parents(config, hub, dry_run)
     result = {}
     for role in ("father", "mother"):
         ref = getattr(config, role)
-        pulled = hub.pull(ref.repo, ref.revision)
+        # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
+        pulled = hub.pull(ref.repo, ref.revision, verified=config.run_dir / "pull" / "verified.json", rehash=rehash)
         result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path),
                         "content": snapshot_digest(pulled.path)}
     return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]
 
 
+def moved_on(config: ReleaseConfig, session: HubSession, pulled: dict) -> list[str]:
+    """Parents pinned at an earlier pull whose configured branch has a newer commit now."""
+    notes = []
+    for role in ("father", "mother"):
+        ref, pinned = getattr(config, role), pulled[role]["revision"]
+        if ref.revision == pinned:  # a commit sha in the config: it cannot move
+            continue
+        try:
+            head = session.hub.head(ref.repo, revision=ref.revision)
+        except ReleaseError:
+            continue  # pull's own check already decided the pinned commit still resolves
+        if head != pinned:
+            notes.append(f"{role} {ref.repo}@{ref.revision} has moved on to {head[:12]} since it was pulled; "
+                         f"this release keeps {pinned[:12]} (run with --force pull to take the new commit)")
+    return notes
+
+
 def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
-    """Embedded default: put the tiny parents on the endpoint if they are not there yet."""
+    """Embedded default: put the tiny parents on the endpoint unless it holds them complete.
+
+    Judged by content: a publish killed between creating the repo and uploading leaves an empty repo,
+    which is filled now (one commit that makes it hold exactly the tiny parent).
+    """
     from release.tiny import write_tiny_father, write_tiny_mother
 
     for role, write in (("father", write_tiny_father), ("mother", write_tiny_mother)):
         repo = getattr(config, role).repo
-        if hub.api.repo_exists(repo):
+        if hub.holds_checkpoint(repo):
             continue
         if dry_run:
             raise ReleaseError(f"--dry-run cannot publish the tiny {role} {repo}: run once without --dry-run")
         with tempfile.TemporaryDirectory() as tmp:
-            hub.push_folder(write(Path(tmp) / role, seed=config.search.seed), repo,
-                            message=f"Tiny {role} for the darwin-release embedded default")
+            hub.create_repo(repo)
+            hub.commit_exactly(write(Path(tmp) / role, seed=config.search.seed), repo, "main",
+                               f"Tiny {role} for the darwin-release embedded default")
         print(f"published the tiny {role} to {repo}")
 
 
@@ -130,29 +154,36 @@ def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None) -> tu
     return {"readme": str(folder / "README.md")}, [folder / "README.md"]
 
 
-def stage_push(config: ReleaseConfig, session: HubSession, child: dict) -> tuple[dict, list[Path]]:
+def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
+               force: bool = False) -> tuple[dict, list[Path]]:
+    from release.safe_push import push_release
+
     message = config.child.commit_message or f"Release {config.name}: child of {config.father.repo} x {config.mother.repo}"
-    sha = session.hub.push_folder(child["path"], config.child.repo, message=message, private=config.hub.private)
-    return {"repo": config.child.repo, "revision": sha}, []
+    pushed = push_release(session.hub, child["path"], config.child.repo, config.child.on_existing,
+                          config.father.repo, config.mother.repo, message, private=config.hub.private,
+                          force=force)
+    return pushed, []
 
 
 def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tuple[dict, list[Path]]:
-    from release.space import prepare_space_folder
+    from release.space import prepare_space_folder, space_secrets
 
+    secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     folder = prepare_space_folder(config, config.run_dir / "space")
     variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed["revision"], **config.space.variables}
-    sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets={},
+    sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets=secrets,
                                    hardware=config.space.hardware, private=config.hub.private)
-    return {"repo": config.space.repo, "revision": sha, "variables": variables}, [folder]
+    # Only the secrets' names are recorded: their values stay in the environment.
+    return {"repo": config.space.repo, "revision": sha, "variables": variables, "secrets": sorted(secrets)}, [folder]
 
 
-def stage_verify(config: ReleaseConfig, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
+def stage_verify(config: ReleaseConfig, session: HubSession, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
     from release.device import pick_device, pick_dtype
     from release.verify import verify_child
 
     device = pick_device(config.search.device)
     result = verify_child(config.child.repo, pushed["revision"], Path(child["path"]), device=device,
-                          dtype=pick_dtype(config.search.dtype, device))
+                          dtype=pick_dtype(config.search.dtype, device), hub=session.hub)
     return result, []
 
 
@@ -189,9 +220,12 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
     with open_hub(config) as session:
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint],
-                          lambda: stage_pull(config, session, opts.dry_run),
+                          lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
                           still_valid=lambda r: all(session.resolves(p["repo"], p["revision"], p["revision"])
                                                     for p in (r["father"], r["mother"])))
+        if "pull" not in book.ran:
+            for note in moved_on(config, session, pulled):
+                print(f"note: {note}")
         if "breed" not in needed:
             return {"ran": book.ran, "pull": pulled}
         # The search depends on the parents' content; the child also records which commits they came from.
@@ -217,8 +251,9 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)]}
         pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
-                                   config.hub.private], lambda: stage_push(config, session, child),
-                          still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"]))
+                                   config.hub.private, config.child.on_existing],
+                          lambda: stage_push(config, session, child, force="push" in force),
+                          still_valid=lambda r: session.resolves(r["repo"], r.get("ref", "main"), r["revision"]))
         spaced = None
         if config.space and "space" in needed:
             spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
@@ -226,7 +261,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                               still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"], "space"))
         verified = None
         if "verify" in needed:
-            verified = book.run("verify", [pushed, child["digest"]], lambda: stage_verify(config, child, pushed))
+            verified = book.run("verify", [pushed, child["digest"]],
+                                lambda: stage_verify(config, session, child, pushed))
         summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
                                   time.monotonic() - started, book.ran)
         write_json(config.run_dir / "release.json", summary)
@@ -243,6 +279,7 @@ def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, sp
         "endpoint": endpoint,
         "child_repo": pushed["repo"],
         "child_revision": pushed["revision"],
+        "child_push": {k: pushed.get(k) for k in ("target", "ref", "pr_url", "committed")},
         "space_repo": spaced and spaced["repo"],
         "space_revision": spaced and spaced["revision"],
         "father": {k: pulled["father"][k] for k in ("repo", "revision")},

@@ -92,6 +92,16 @@ def prepare_space_folder(config: ReleaseConfig, out_dir: Path) -> Path:
     return out_dir
 
 
+def space_secrets(config: ReleaseConfig) -> dict[str, str]:
+    """The values of `space.secrets`, read from the environment now (never stored by this tool)."""
+    names = _space_spec(config).secrets
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise ReleaseError(f"space.secrets names {missing[0]}, but it is not set in the environment: export "
+                           f"{missing[0]}=... before deploying (its value is passed to the Space as a secret only)")
+    return {name: os.environ[name] for name in names}
+
+
 def _space_spec(config: ReleaseConfig):
     if config.space is None:
         raise ReleaseError("the config has no `space:` section: add `space: {repo: owner/name}` to deploy a Space")

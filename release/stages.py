@@ -89,7 +89,14 @@ class StageBook:
             log.info("%s: up to date, skipped", stage)
             return self.result(stage)
         t0 = time.monotonic()
-        result, outputs = fn()
+        try:
+            result, outputs = fn()
+        except BaseException:
+            # A stage that was redone and failed is not done: forget its old result (e.g. a failed
+            # `--force verify` must not leave the earlier pass standing).
+            if self.records.pop(stage, None) is not None:
+                self._save()
+            raise
         self.records[stage] = {"key": key, "result": result, "outputs": [str(p) for p in outputs],
                                "seconds": round(time.monotonic() - t0, 2)}
         self._save()

@@ -13,14 +13,21 @@ log = logging.getLogger(__name__)
 PROMPT = "Hello! In one sentence, who are you?"
 
 
-def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", dtype=None) -> dict:
+def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", dtype=None, hub=None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from release.hub import Hub
+
+    # Download every file of the pushed commit, each checked against its Hub id (a damaged stored copy
+    # fails here, by name), then load from that snapshot: exactly the Hub's files, no further requests.
+    hub = hub or Hub()
+    pushed = hub.pull(repo, revision, allow_patterns=("*",), action="verify",
+                      damaged_fix="push again with --force push, then verify again").path
     dtype = dtype or torch.float32
     load = dict(trust_remote_code=True, dtype=dtype)
-    remote = AutoModelForCausalLM.from_pretrained(repo, revision=revision, **load).to(device).eval()
-    tok = AutoTokenizer.from_pretrained(repo, revision=revision, trust_remote_code=True)
+    remote = AutoModelForCausalLM.from_pretrained(pushed, **load).to(device).eval()
+    tok = AutoTokenizer.from_pretrained(pushed, trust_remote_code=True)
     inputs = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True).to(device)
     with torch.no_grad():
