@@ -197,6 +197,11 @@ class GenomeSpec(_Strict):
         return self
 
 
+class BreedSpec(_Strict):
+    # The breeder (release/breeders/): "ffn_blend" blends FFN outputs across architectures (Gemma 4 x Qwen3.5).
+    method: Literal["ffn_blend"] = "ffn_blend"
+
+
 class SearchSpec(_Strict):
     popsize: int = Field(8, ge=2)
     sigma0: float = Field(0.1, gt=0)
@@ -281,6 +286,7 @@ class ReleaseConfig(_Strict):
     mother: RepoRef
     child: ChildSpec
     space: SpaceSpec | None = None
+    breed: BreedSpec = BreedSpec()
     genome: GenomeSpec = GenomeSpec()
     search: SearchSpec = SearchSpec()
     fitness: FitnessSpec

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from release.config import ReleaseConfig
 from release.search import Fitness
@@ -22,16 +23,21 @@ def task_suite(config: ReleaseConfig):
     return TaskSuite.from_spec(config.fitness, config.run_dir / "evals", config.search.seed)
 
 
-def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress: bool = False) -> Fitness:
-    """`fitness(genome) -> (value, per-task scores)` on the live hybrid `model`."""
+def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress: bool = False,
+                 apply: Callable[[list[float]], None] | None = None) -> Fitness:
+    """`fitness(genome) -> (value, per-task scores)` on the live model `model`.
+
+    `apply(genome)` switches the candidate in place (a breeder's `Live.apply`); default: `model.set_ratios`.
+    """
     spec = config.fitness
+    apply = apply or model.set_ratios
     if spec.kind == "calibration":
         from release.evals import calibration_fitness
 
         text = spec.calibration_text.read_text() if spec.calibration_text else None
 
         def calibration(genome: list[float]) -> tuple[float, dict[str, float]]:
-            model.set_ratios(genome)
+            apply(genome)
             value = calibration_fitness(model, tokenizer, text)
             return value, {"calibration_ll": value}
 
@@ -43,7 +49,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
                           batch_size=spec.batch_size, progress=progress)
 
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
-        model.set_ratios(genome)
+        apply(genome)
         result = evaluator.evaluate()
         benchmark.stderr = result.stderr  # the last fitness's standard error: the search noise (transplant)
         return result.fitness, result.scores

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from release.config import ReleaseConfig
+from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
 from release.files import write_json
 from release.hub_session import HubSession, open_hub
@@ -83,38 +83,40 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool) -> tuple[dict, list[Path]]:
     from transformers import AutoTokenizer
 
+    from release.breeders import get_breeder
     from release.device import pick_device, pick_dtype, tune_cpu_threads
     from release.fitness import make_fitness
-    from release.hybrid import build_search_hybrid
-    from release.search import GenomeSpace, fingerprint, run_search
+    from release.search import fingerprint, run_search
 
     father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
+    breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    model = build_search_hybrid(father, mother, layer_map=config.genome.layer_map, device=device, dtype=dtype)
-    tune_cpu_threads(model)
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype)
+    tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
-    space = GenomeSpace(model.config.num_hidden_layers, config.genome)
-    fitness = make_fitness(config, model, tokenizer, config.run_dir / "breed", progress=False)
+    fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
     s = config.search
+    # The default breed spec stays out of the key, so checkpoints made before breeders existed still resume.
     key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
                       search=[s.popsize, s.sigma0, s.seed, str(device), str(dtype)],
-                      father=pulled["father"]["content"], mother=pulled["mother"]["content"])
-    result = run_search(space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
+                      father=pulled["father"]["content"], mother=pulled["mother"]["content"],
+                      **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+    result = run_search(live.space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
                         progress=progress)
     bred = {
         "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
-        "stop_reason": result.stop_reason, "layer_map": list(model.config.layer_map),
+        "stop_reason": result.stop_reason, "method": breeder.method, "genes": live.space.names, **live.record,
         "device": device.type, "dtype": str(dtype).removeprefix("torch."),
     }
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
 def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) -> tuple[dict, list[Path]]:
-    from release.emit import emit_child, genome_record
-    from release.hybrid import MIXING_FORMULA, MIXING_RULE
+    from release.breeders import get_breeder
 
+    breeder = get_breeder(config.breed.method)
     s, f = config.search, config.fitness
     # No wall time here: the same genome bred again must give a byte-identical child and card (no new
     # commit); release.json keeps the time.
@@ -125,15 +127,11 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) 
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
-    genome = genome_record(
-        bred["genome"], config.genome.frozen, bred["layer_map"], config.genome.r_max, MIXING_RULE,
-        MIXING_FORMULA, search,
-        father={k: pulled["father"][k] for k in ("repo", "revision")},
-        mother={k: pulled["mother"][k] for k in ("repo", "revision")},
-    )
+    ratios = breeder.ratios(dict(zip(bred["genes"], bred["genome"])))
+    genome = breeder.genome_record(config, bred, pulled, search, ratios)
     out = config.run_dir / "child"
-    emit_child(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
-               max_shard_size=config.child.max_shard_size, progress=progress)
+    breeder.emit(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
+                 max_shard_size=config.child.max_shard_size, progress=progress)
     return {"path": str(out), "digest": folder_digest(out), "genome": genome}, [out]
 
 
@@ -232,12 +230,13 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         # Neither depends on where the cache keeps them.
         contents = {role: pulled[role]["content"] for role in ("father", "mother")}
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
-        bred = book.run("breed", [contents, config.genome, config.search, config.fitness],
+        bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness],
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
                                             opts.progress))
         if "emit" not in needed:
             return {"ran": book.ran, "breed": bred}
-        child = book.run("emit", [parents, bred, config.genome, config.child.max_shard_size, config.search],
+        child = book.run("emit", [parents, bred, config.breed, config.genome, config.child.max_shard_size,
+                                  config.search],
                          lambda: stage_emit(config, pulled, bred, opts.progress))
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:

@@ -1,4 +1,4 @@
-"""CMA-ES over the genome (one FFN blend ratio per father layer), resumable.
+"""CMA-ES over a breeder's genome space (e.g. one FFN blend ratio per father layer), resumable.
 
 The search owns its random generator and hands it to `cma` as `randn`, so nothing else in the
 process (lm-eval reseeds numpy's global generator) can change which candidates it samples, and the
@@ -86,6 +86,16 @@ class GenomeSpace:
         from release.mri.trust import trust_weighted
 
         return trust_weighted(self.tau(x), self.r_mri, genome, self.r_max, self.frozen)
+
+    @property
+    def names(self) -> list[str]:
+        """The genome's gene names (what a breeder reads the genome by): the ratio of each father layer."""
+        return [f"r.{i}" for i in range(self.n_layers)]
+
+    def named(self, genome: list[float]) -> dict[str, float]:
+        if len(genome) != self.n_layers:
+            raise ReleaseError(f"the genome has {len(genome)} ratios, expected one per father layer ({self.n_layers})")
+        return dict(zip(self.names, genome))
 
     def describe(self, x) -> dict:
         """What the search log records beside the genome: tau and r_MRI with MRI trust, else nothing."""

@@ -1,0 +1,7 @@
+"""Breeders: how a child is made from two parents (`breed.method`). See registry.py."""
+
+from release.breeders.genome import Gene, GeneSpace, layer_genes
+from release.breeders.registry import BREEDERS, Breeder, Live, get_breeder, methods, register
+
+__all__ = ["BREEDERS", "Breeder", "Gene", "GeneSpace", "Live", "get_breeder", "layer_genes",
+           "methods", "register"]

@@ -1,0 +1,63 @@
+"""`ffn_blend`: the cross-architecture breeder (a Gemma 4 father x a Qwen3.5 mother).
+
+The child keeps the father whole and blends each father FFN's output with a mapped mother FFN's at a
+per-layer ratio (release/hybrid.py builds the live hybrid, release/emit.py writes the child with its
+trust_remote_code modeling files). Genome: one ratio per father layer, genes `r.0` ... `r.{n-1}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from release.breeders.registry import Breeder, Live, Ratios, register
+
+
+@register
+class FfnBlend(Breeder):
+    method = "ffn_blend"
+    trust_remote_code = True
+
+    def check_parents(self, father_dir: Path, mother_dir: Path) -> None:
+        from release.hybrid import _parent_text_configs
+
+        _parent_text_configs(Path(father_dir), Path(mother_dir))
+
+    def build_live(self, father_dir, mother_dir, config, device, dtype, progress: bool = False,
+                   r_mri: list[float] | None = None) -> Live:
+        from release.hybrid import build_search_hybrid
+        from release.search import GenomeSpace  # with genome.mri its full(x) already applies the MRI trust
+
+        model = build_search_hybrid(Path(father_dir), Path(mother_dir), layer_map=config.genome.layer_map,
+                                    device=device, dtype=dtype, progress=progress)
+        space = GenomeSpace(model.config.num_hidden_layers, config.genome, r_mri=r_mri)
+        return Live(self, model, space, record={"layer_map": list(model.config.layer_map)})
+
+    def layer_ratios(self, named: dict[str, float]) -> Ratios:
+        n = sum(name.startswith("r.") for name in named)
+        return {"ffn": [named[f"r.{i}"] for i in range(n)]}
+
+    def set_live(self, live: Live, ratios: Ratios, named: dict[str, float]) -> None:
+        live.model.set_ratios(ratios["ffn"])
+
+    def genome_record(self, config, bred: dict, pulled: dict, search: dict, ratios: Ratios) -> dict:
+        from release.emit import genome_record
+        from release.hybrid import MIXING_FORMULA, MIXING_RULE
+
+        return genome_record(ratios["ffn"], config.genome.frozen, bred["layer_map"], config.genome.r_max,
+                             MIXING_RULE, MIXING_FORMULA, search,
+                             father={k: pulled["father"][k] for k in ("repo", "revision")},
+                             mother={k: pulled["mother"][k] for k in ("repo", "revision")})
+
+    def emit(self, father_dir, mother_dir, genome: dict, out: Path, max_shard_size: str,
+             progress: bool = True) -> Path:
+        from release.emit import emit_child
+
+        return emit_child(Path(father_dir), Path(mother_dir), genome, out, max_shard_size=max_shard_size,
+                          progress=progress)
+
+    def child_tensors(self, father_dir, mother_dir, genome: dict) -> list[str]:
+        from release.hybrid import child_tensor_sources, make_child_config
+
+        config = make_child_config(father_dir, mother_dir, genome["ratios"], layer_map=genome["layer_map"],
+                                   stored="active")
+        return list(child_tensor_sources(father_dir, mother_dir, config))
