@@ -14,7 +14,7 @@ from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
-from release.files import write_json
+from release.files import remove_orphans, write_json
 from release.hub_session import HubSession, open_hub
 from release.runlock import hold_run_lock
 from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
@@ -205,6 +205,8 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
     force = set(STAGES) if "all" in opts.force else opts.force
     config.run_dir.mkdir(parents=True, exist_ok=True)
     with hold_run_lock(config.run_dir):  # a second run at once would redo and duplicate this one's work
+        for orphan in remove_orphans(config.run_dir):  # left by a run killed mid-write
+            log.info("removed %s, left by an interrupted run", orphan)
         return _run_stages(config, opts, force)
 
 

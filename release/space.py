@@ -14,13 +14,12 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.files import swap_folder
+from release.files import staging_folder
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +76,15 @@ def prepare_space_folder(config: ReleaseConfig, out_dir: Path) -> Path:
     if missing or not TEMPLATE.is_file():
         raise ReleaseError(f"Space sources missing ({', '.join(missing) or TEMPLATE.name}) under {ROOT}: "
                            "run from a full checkout of darwin-release")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    if Path(out_dir).resolve() in (APP_DIR.resolve(), ROOT, *ROOT.parents):  # the app's own sources
+        raise ReleaseError(f"the Space folder {out_dir} would replace darwin-release's own files: choose a run "
+                           "folder of its own (runs_dir/name)")
+    with staging_folder(out_dir) as staging:
         for name in SPACE_FILES[:2]:
             shutil.copyfile(APP_DIR / name, staging / name)
         (staging / "README.md").write_text(render_space_readme(config), encoding="utf-8")
-        swap_folder(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("prepared Space folder %s for %s", out_dir, config.space.repo)
-    return out_dir
+    return Path(out_dir)
 
 
 def space_secrets(config: ReleaseConfig) -> dict[str, str]:
