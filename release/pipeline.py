@@ -127,7 +127,7 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) 
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
-    ratios = breeder.ratios(dict(zip(bred["genes"], bred["genome"])))
+    ratios = breeder.ratios(breeder.named_genome(bred))
     genome = breeder.genome_record(config, bred, pulled, search, ratios)
     out = config.run_dir / "child"
     breeder.emit(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,

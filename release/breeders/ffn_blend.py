@@ -32,6 +32,11 @@ class FfnBlend(Breeder):
         space = GenomeSpace(model.config.num_hidden_layers, config.genome, r_mri=r_mri)
         return Live(self, model, space, record={"layer_map": list(model.config.layer_map)})
 
+    def named_genome(self, bred: dict) -> dict[str, float]:
+        # Breed records written before the registry carry no gene names: their genome is the ratio list.
+        genes = bred.get("genes") or [f"r.{i}" for i in range(len(bred["genome"]))]
+        return dict(zip(genes, bred["genome"]))
+
     def layer_ratios(self, named: dict[str, float]) -> Ratios:
         n = sum(name.startswith("r.") for name in named)
         return {"ffn": [named[f"r.{i}"] for i in range(n)]}

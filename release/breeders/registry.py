@@ -78,6 +78,10 @@ class Breeder(ABC):
     def child_tensors(self, father_dir: Path, mother_dir: Path, genome: dict) -> list[str]:
         """The names of the tensors the child of `genome` stores."""
 
+    def named_genome(self, bred: dict) -> dict[str, float]:
+        """The bred genome (the breed stage's record) by gene name."""
+        return dict(zip(bred["genes"], bred["genome"]))
+
     def ratios(self, named: dict[str, float], hooks: list[RatioHook] = ()) -> Ratios:
         """The ratios a genome (by gene name) applies: `layer_ratios`, then each hook in order."""
         ratios = self.layer_ratios(named)
