@@ -207,3 +207,11 @@ def test_idle_connections_time_out(tmp_path):
         s.sendall(b"POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # stalls mid-body
         assert s.recv(100) == b""
         s.close()
+
+
+def test_non_ascii_in_a_refused_path_still_gets_an_answer(repo):
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=10)
+    status, _, answer = _ask(conn, "GET", f"/{repo}/resolve/main/%C3%A9/%2e%2e/x")
+    assert status == 400 and "é" in json.loads(answer)["error"]
+    assert _ask(conn, "GET", f"/{repo}/resolve/main/a.txt")[2] == b"hello"
+    conn.close()

@@ -81,3 +81,25 @@ def test_partial_uploads_left_by_a_killed_server_are_removed(tmp_path):
         assert store.repo("model", "me/m").tree("main")[1]["a.txt"]["size"] == 4
     finally:
         store.close()
+
+
+def test_a_missing_or_truncated_blob_is_a_short_500_not_a_broken_answer(tmp_path):
+    import http.client
+
+    with serve(tmp_path / "hub", tokens=["hf_t"]) as hub:
+        api = HfApi(endpoint=hub.url, token="hf_t")
+        api.create_repo("me/m")
+        api.upload_file(path_or_fileobj=b"gone soon", path_in_repo="a.txt", repo_id="me/m")
+        api.upload_file(path_or_fileobj=b"kept", path_in_repo="b.txt", repo_id="me/m")
+        conn = http.client.HTTPConnection("127.0.0.1", hub.httpd.server_address[1], timeout=10)
+        _blob(tmp_path / "hub", b"gone soon").write_bytes(b"gone")  # truncated
+        conn.request("GET", "/me/m/resolve/main/a.txt")
+        r = conn.getresponse()
+        assert r.status == 500 and b"damaged: push the file again" in r.read()
+        _blob(tmp_path / "hub", b"gone soon").unlink()
+        conn.request("GET", "/me/m/resolve/main/a.txt")
+        r = conn.getresponse()
+        assert r.status == 500 and b"missing: push the file again" in r.read()
+        conn.request("GET", "/me/m/resolve/main/b.txt")
+        assert conn.getresponse().read() == b"kept"
+        conn.close()

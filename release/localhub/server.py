@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -200,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.hub.idle_timeout)  # idle or stalled clients are let go
 
     def _handle(self) -> None:
-        self.body = None
+        self.body, self._answered = None, False
         try:
             self.body = Body(self.rfile, self.headers)
             url = urlsplit(self.path)
@@ -208,10 +209,21 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._route(_segments(url.path))
             if answer is not None:
                 self._send(*answer)
-        except HubError as e:
-            self._error(e)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        except Exception:
+            if self._answered:  # failed mid-answer: the client sees a short body; nothing more can be said
+                log.exception("answer to %s %s broke off", self.command, urlsplit(self.path).path)
+                self.close_connection = True
+            else:
+                self._handle_failure()
+
+    def _handle_failure(self) -> None:
+        """Answer the exception being handled: a HubError as itself, anything else as a short 4xx/500."""
+        try:
+            raise
+        except HubError as e:
+            self._error(e)
         except (KeyError, TypeError, ValueError, AttributeError):  # a field missing or of the wrong type
             log.debug("malformed %s %s", self.command, urlsplit(self.path).path, exc_info=True)
             self._error(HubError(400, "Malformed request: a field is missing or has the wrong type"))
@@ -232,6 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Status line and headers. The request body must be consumed first: drained if small, else the
         connection closes after this answer (a kept-alive connection must never resume mid-body)."""
         keep = self.body is not None and self.body.finish()
+        self._answered = True
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, str(v))
@@ -263,7 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _error(self, e: HubError) -> None:
-        headers = {"X-Error-Message": " ".join(e.message.split())[:500], **e.headers}
+        message = " ".join(e.message.split())[:500].encode("ascii", "backslashreplace").decode()  # headers are latin-1
+        headers = {"X-Error-Message": message, **e.headers}
         if e.code:
             headers["X-Error-Code"] = e.code
         try:
@@ -677,9 +691,17 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(416, f"Range not satisfiable: {rng}", headers={"Content-Range": f"bytes */{size}"})
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        self._start(status, headers, end - start + 1, "application/octet-stream")
-        if self.command == "GET" and end >= start:
-            with open(self.hub.store.blob_path(e["sha256"]), "rb") as f:
+        try:
+            f = open(self.hub.store.blob_path(e["sha256"]), "rb")  # before the status line: it may be gone
+        except OSError:
+            log.error("stored blob %s of %s:%s is missing", e["sha256"], repo.id, path)
+            raise HubError(500, f"The stored content of {path} is missing: push the file again") from None
+        with f:
+            if os.fstat(f.fileno()).st_size != size:  # truncated: the answer could not match its Content-Length
+                log.error("stored blob %s of %s:%s is damaged (wrong size)", e["sha256"], repo.id, path)
+                raise HubError(500, f"The stored content of {path} is damaged: push the file again")
+            self._start(status, headers, end - start + 1, "application/octet-stream")
+            if self.command == "GET" and end >= start:
                 self.connection.sendfile(f, start, end - start + 1)  # streamed by the kernel, never in memory
         return None
 
