@@ -84,18 +84,17 @@ def _existing_dir(value: Path | None) -> Path | None:
     return value
 
 
-# The tool's own folders: a run folder is written and its parts replaced whole, so it must not be one of them,
-# lie inside one, or contain the checkout.
+# The tool's own folders: the run folder and the local store are written (parts replaced whole), so neither
+# may be one of them, lie inside one, or contain the checkout.
 _TOOL_ROOT = Path(__file__).resolve().parents[1]
 _TOOL_DIRS = ("release", "modeling", "space", "cards", "configs", "tests", "bench", ".git")
 
 
-def _check_run_dir(run_dir: Path) -> None:
-    run = run_dir.resolve()
+def _check_own_folder(folder: Path, what: str, fix: str) -> None:
+    path = folder.resolve()
     own = [_TOOL_ROOT / d for d in _TOOL_DIRS]
-    if run == _TOOL_ROOT or run in _TOOL_ROOT.parents or any(run == d or d in run.parents for d in own):
-        raise ValueError(f"the run folder {run_dir} would overlap darwin-release's own files: choose runs_dir "
-                         "and name so that runs_dir/name is a folder of its own (the default is runs/<name>)")
+    if path == _TOOL_ROOT or path in _TOOL_ROOT.parents or any(path == d or d in path.parents for d in own):
+        raise ValueError(f"the {what} {folder} would overlap darwin-release's own files: {fix}")
 
 
 # Hub user access tokens (hf_ followed by ~34 letters); also the older api_ org tokens.
@@ -312,8 +311,12 @@ class ReleaseConfig(_Strict):
         return self.runs_dir / self.name
 
     @model_validator(mode="after")
-    def _run_dir_of_its_own(self) -> ReleaseConfig:
-        _check_run_dir(self.run_dir)
+    def _folders_of_their_own(self) -> ReleaseConfig:
+        _check_own_folder(self.run_dir, "run folder", "choose runs_dir and name so that runs_dir/name is a "
+                          "folder of its own (the default is runs/<name>)")
+        if self.hub.endpoint == "local":
+            _check_own_folder(self.hub.local_root, "local store (hub.local_root)", "give it a folder of its own "
+                              "(the default is .hub)")
         return self
 
 

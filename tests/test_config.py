@@ -117,3 +117,29 @@ def test_loading_a_config_leaves_hf_endpoint_unread():
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+
+
+def _sections(model, seen=None) -> set:
+    """Every pydantic model a config is built from (sections, sub-sections, list items)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    seen = set() if seen is None else seen
+    seen.add(model)
+    stack = [f.annotation for f in model.model_fields.values()]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if t not in seen:
+                _sections(t, seen)
+        else:
+            stack.extend(typing.get_args(t))
+    return seen
+
+
+def test_every_config_section_refuses_non_finite_numbers():
+    sections = _sections(ReleaseConfig)
+    assert {"GenomeSpec", "SearchSpec", "TaskSpec", "FitnessSpec"} <= {m.__name__ for m in sections}
+    loose = [m.__name__ for m in sections if m.model_config.get("allow_inf_nan") is not False]
+    assert not loose, f"derive these from _Strict, or NaN/inf get in: {loose}"

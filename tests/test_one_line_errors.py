@@ -56,6 +56,8 @@ BROKEN = {
     "father-repo-three-parts": _config().replace("{repo: a/father}", "{repo: a/b/father}"),
     "not-yaml": "name: [unclosed\n",
     "unknown-key": _config(extra="serch: {popsize: 4}\n"),
+    "local-store-in-the-app": _config(extra=f"hub: {{endpoint: local, local_root: {ROOT / 'space' / 'hub'}}}\n"),
+    "local-store-is-the-checkout": _config(extra=f"hub: {{endpoint: local, local_root: {ROOT}}}\n"),
 }
 
 
