@@ -43,6 +43,9 @@ CLIENT = textwrap.dedent('''
     replaced = api.upload_folder(repo_id="me/model", folder_path=folder, delete_patterns=["*.bin"])
     out = {"first": first.oid, "pr": pr.pr_revision, "pr_url": pr.pr_url, "replaced": replaced.oid,
            "files": api.list_repo_files("me/model"), "pr_files": api.list_repo_files("me/model", revision=pr.pr_revision)}
+    from release.hub import Hub  # the project's own push, as `darwin-release` runs it against `make hub`
+    pushed = Hub(token="hf_t").push_folder(folder, "me/via-release")
+    out["via_release"] = api.repo_info("me/via-release").sha == pushed
     for name in ("a.safetensors", "b.safetensors"):
         got = api.hf_hub_download("me/model", name, cache_dir=folder.parent / "cache")
         out[name] = Path(got).read_bytes() == (folder / name).read_bytes()
@@ -68,14 +71,14 @@ def test_push_with_xet_enabled_to_a_standalone_local_hub(tmp_path):
         folder = tmp_path / "model"
         folder.mkdir()
         child = subprocess.run([sys.executable, "-c", CLIENT, str(folder)], env=env, capture_output=True,
-                               text=True, timeout=120)
+                               text=True, timeout=120, cwd=ROOT)
     finally:
         server.terminate()
         server.wait(10)
         log.close()
     assert child.returncode == 0, child.stderr[-3000:]
     out = json.loads(child.stdout.strip().splitlines()[-1])
-    assert out["a.safetensors"] and out["b.safetensors"]
+    assert out["a.safetensors"] and out["b.safetensors"] and out["via_release"]
     assert out["pr"] == "refs/pr/1" and out["pr_url"].endswith("/me/model/discussions/1")
     assert out["pr_files"] == [".gitattributes", "a.safetensors", "b.safetensors", "config.json", "old.bin"]
     assert out["files"] == [".gitattributes", "a.safetensors", "b.safetensors", "config.json"]  # replaced
