@@ -6,8 +6,9 @@ Layout under the root:
     tmp/                               partial uploads (same filesystem, so os.replace is atomic);
                                        emptied when the store opens: one server owns a root (.lock)
     .lock                              flock held by the serving process, which writes its pid there
+    xet/xorbs/<hash>                   Xet uploads (xet.py); the files they rebuild land in blobs/
     repos/<type>s/<ns>/<name>/
-        meta.json                      visibility, sdk, Space variables/secrets/hardware
+        meta.json                      visibility, sdk, Space variables/secrets/hardware, pull request titles
         refs.json                      {"refs/heads/main": <commit id>, "refs/pr/1": ..., "refs/tags/v1": ...}
         commits/<id>.json              {parent, message, author, date, tree: {path: entry}}
 
