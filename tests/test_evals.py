@@ -1,6 +1,7 @@
 """Fitness and final evaluation on lm-eval, with the tiny parents and the synthetic task (no shared data)."""
 
 import json
+import logging
 import math
 import random
 import re
@@ -252,11 +253,118 @@ def test_prefix_cache_scorer_checks_itself_and_falls_back_to_stock(tiny_parents)
     assert max(abs(a[0] - b[0]) for a, b in zip(want, got)) < 1e-4
     # A check it cannot pass (negative tolerance): it says so and gives the stock path's answers (which
     # differ from one stock run only by the rounding of a different batch composition).
-    strict = PrefixCacheLM(verify=1, tolerance=-1.0, **kwargs)
+    strict = PrefixCacheLM(verify=1, noise_factor=-1.0, **kwargs)
     fallback = strict.loglikelihood(requests)
     assert not strict.caching and strict.verified == 1
     assert max(abs(a[0] - b[0]) for a, b in zip(want, fallback)) < 1e-5
     assert [a[1] for a in want] == [b[1] for b in fallback]
+
+
+# ---- the self-check judges against floating-point noise; no path computes logits it does not score ----
+
+def _musr_like_requests(tokenizer, contexts: int = 2, seed: int = 11):
+    """Long shared contexts (300-500 tokens, far past the sliding window) with four multi-token options."""
+    from lm_eval.api.instance import Instance
+
+    words = "the detective examined evidence kitchen garden team allocate task murder suspect motive keys".split()
+    rng = random.Random(seed)
+    requests = []
+    for _ in range(contexts):
+        context = " ".join(rng.choice(words) for _ in range(rng.randint(150, 250))) + "\nAnswer:"
+        for k in range(4):
+            cont = " " + " ".join(rng.choice(words) for _ in range(rng.randint(4, 8)))
+            requests.append(Instance("loglikelihood", doc={}, arguments=(context, cont), idx=k))
+    assert min(len(tokenizer(r.args[0]).input_ids) for r in requests) > 250
+    return requests
+
+
+class _CacheDropsPositions(PrefixCacheLM):
+    """Planted defect: the context's cache lacks its last positions (the first option token is still right)."""
+
+    def _prefix(self, ctx):
+        first, _ = super()._prefix(ctx)
+        _, cache = super()._prefix(ctx[:-3])
+        return first, cache
+
+
+class _OffByOneSlice(PrefixCacheLM):
+    """Planted defect: each option feeds its tokens shifted by one (cont[1:] instead of cont[:-1])."""
+
+    @staticmethod
+    def _tail_tokens(cont):
+        return cont[1:]
+
+
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def father_in(request, tiny_parents):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = getattr(torch, request.param)
+    model = AutoModelForCausalLM.from_pretrained(tiny_parents.father, dtype=dtype).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_parents.father)
+    requests = _musr_like_requests(tok)
+    want = StockLM(**_lm_kwargs(model, tok, batch_size=8)).loglikelihood(requests)
+    return dtype, model, tok, requests, want
+
+
+def test_the_fast_scorer_stays_on_when_it_differs_from_stock_by_rounding_only(father_in):
+    dtype, model, tok, requests, want = father_in
+    fast = PrefixCacheLM(verify=2, **_lm_kwargs(model, tok, batch_size=8))
+    got = fast.loglikelihood(requests)
+    assert fast.caching and fast.verified == 2  # both contexts checked (and answered the stock way)
+    for check in fast.checks:
+        assert 0 < check["noise"] and check["max_dll"] <= check["tolerance"] == 4 * check["noise"]
+    worst = fast.max_verified_dll  # fast vs stock on the checked contexts
+    if dtype == torch.bfloat16:
+        # Real rounding differences: the old fixed 1e-4 tolerance turned the fast scorer off here.
+        assert 1e-4 < worst < 0.1
+    else:
+        assert worst < 1e-4
+    assert max(abs(a[0] - b[0]) for a, b in zip(want, got)) <= max(c["noise"] for c in fast.checks)
+    picks = [[max(range(4), key=lambda j: lls[4 * q + j][0]) for q in range(2)] for lls in (want, got)]
+    assert picks[0] == picks[1]
+
+
+@pytest.mark.parametrize("defect", [_CacheDropsPositions, _OffByOneSlice])
+def test_the_self_check_catches_a_real_defect_in_every_dtype(father_in, defect, caplog):
+    dtype, model, tok, requests, want = father_in
+    planted = defect(verify=2, **_lm_kwargs(model, tok, batch_size=8))
+    with caplog.at_level(logging.WARNING, logger="release.evals.scorer"):
+        got = planted.loglikelihood(requests)
+    assert not planted.caching  # caught: it scores nothing more from a cache
+    check = planted.checks[-1]
+    assert check["max_dll"] > check["tolerance"] > 0
+    assert "beyond floating-point noise" in caplog.text
+    # Every answer is the stock path's (batch compositions differ: within that check's noise).
+    assert max(abs(a[0] - b[0]) for a, b in zip(want, got)) <= check["noise"]
+
+
+def test_no_path_computes_logits_for_positions_it_does_not_score(tiny_parents):
+    """Stock HFLM takes an fp32 log-softmax over [batch, sequence, vocab]; ours only over scored positions,
+    with HFLM's log-likelihoods bit for bit."""
+    from lm_eval.models.huggingface import HFLM
+
+    model, tok = _load(tiny_parents.father)
+    requests = _musr_like_requests(tok, contexts=3) + _random_requests(tok, seed=7)  # + one-token options
+    lengths = [len(tok(r.args[0] + r.args[1]).input_ids) for r in requests]
+    longest_option = max(len(tok(r.args[0] + r.args[1]).input_ids) - len(tok(r.args[0]).input_ids)
+                         for r in requests) + 1  # + a merge across the boundary
+    positions: list[int] = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, out: positions.append(out.shape[1]))
+    try:
+        kwargs = {k: v for k, v in _lm_kwargs(model, tok, batch_size=8).items() if k != "progress"}
+        reference = HFLM(**kwargs).loglikelihood(requests, disable_tqdm=True)
+        assert max(positions) >= max(lengths) - 1  # stock HFLM: every position of the longest input
+        positions.clear()
+        stock = StockLM(**_lm_kwargs(model, tok, batch_size=8)).loglikelihood(requests)
+        assert stock == reference  # the same log-likelihoods and greedy flags, bit for bit
+        assert max(positions) <= longest_option + max(lengths) - min(lengths)  # padding + continuation
+        stock_positions, positions[:] = sorted(positions), []
+        PrefixCacheLM(verify=0, **_lm_kwargs(model, tok, batch_size=8)).loglikelihood(requests)
+        assert max(positions) <= longest_option  # the context's last position, then continuation positions
+    finally:
+        hook.remove()
+    assert stock_positions[len(stock_positions) // 2] < max(lengths) // 4  # most batches: a few positions
 
 
 # ---- final evaluation, calibration, loading ----
