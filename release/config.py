@@ -60,8 +60,10 @@ def _endpoint(value: str | None) -> str | None:
     if value is None or value == "local":
         return value
     url = urlsplit(value)
-    if url.scheme not in ("http", "https") or not url.netloc:
+    if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"{value!r} is not an endpoint: write 'local' or a URL like https://huggingface.co")
+    if url.username or url.password:  # it would be recorded in the run folder and printed
+        raise ValueError("credentials do not belong in the endpoint URL: export HF_TOKEN instead")
     return value
 
 
@@ -328,13 +330,44 @@ def _describe(error: dict) -> str:
     return f"{where}: {message}" if where else message
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice: keep one",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_TOKEN_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])(hf_|api_)[A-Za-z0-9]{20,}")
+
+
+def _token_at(value, where: str = "") -> str | None:
+    """The key of the first value that holds something token-shaped, or None."""
+    if isinstance(value, str):
+        return where if _TOKEN_ANYWHERE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _token_at(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def load_config(path: str | Path) -> ReleaseConfig:
     """Read and validate a release config; every problem is a one-line ReleaseError."""
     path = Path(path)
     if not path.is_file():
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as e:
         raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
@@ -344,9 +377,15 @@ def load_config(path: str | Path) -> ReleaseConfig:
     if not isinstance(raw, dict):
         raise ReleaseError(f"config {path}: expected a mapping of keys at the top level")
     try:
-        return ReleaseConfig.model_validate(raw)
+        config = ReleaseConfig.model_validate(raw)
     except ValidationError as e:
         # A misspelt key also shows up as the missing one it was meant to be: name the typo first.
         first = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")[0]
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise ReleaseError(f"config {path}: {_describe(first)}{more}") from None
+    # Config values are recorded in the run folder, and many are published (card, commit, Space).
+    token_key = _token_at(raw)
+    if token_key:
+        raise ReleaseError(f"config {path}: {token_key} holds what looks like a Hub token: a token never goes "
+                           "in a config (it is recorded and may be published); export HF_TOKEN instead")
+    return config
