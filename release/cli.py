@@ -104,7 +104,8 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     fd, path = tempfile.mkstemp(prefix="darwin-release-error-", suffix=".log")
     with os.fdopen(fd, "w") as f:
         f.write(trace)
-    return f"unexpected {_one_line(reason)[:300]}: a bug in darwin-release; the traceback is in {path}, please report it"
+    return (f"unexpected {_one_line(reason)[:300]}: a bug in darwin-release; the traceback is in {path}, "
+            "please report it")
 
 
 def _no_progress_bars() -> None:

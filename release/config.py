@@ -34,6 +34,20 @@ def _repo_id(value: str) -> str:
 
 RepoId = Annotated[str, AfterValidator(_repo_id)]
 
+# A branch, tag or commit, as git's ref-name rules allow (`git check-ref-format`), in the characters the Hub
+# uses. The name becomes a path in the HF cache (refs/NAME) and the local store: no `..`, no leading `/`.
+_GIT_REF = re.compile(r"(?![/.])(?!.*(?:\.\.|//|/\.|\.lock/|@\{))[\w./-]+(?<![/.])(?<!\.lock)", re.ASCII)
+
+
+def _git_ref(value: str) -> str:
+    if not _GIT_REF.fullmatch(value):
+        raise ValueError(f"{value!r} is not a branch, tag or commit name: use letters, digits, '-', '_', '.' and "
+                         "'/' (no '..', no leading or trailing '/' or '.'), e.g. main or refs/pr/1")
+    return value
+
+
+GitRef = Annotated[str, AfterValidator(_git_ref)]
+
 _SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
 MIN_SHARD_SIZE = 100 * 10**3  # smaller shards only make one file per tensor
 
@@ -110,11 +124,11 @@ class _Strict(BaseModel):
 
 class RepoRef(_Strict):
     repo: RepoId
-    revision: str = "main"
+    revision: GitRef = "main"
 
 
 class BranchTarget(_Strict):
-    branch: str = Field(pattern=r"^[\w.-]+(/[\w.-]+)*$")
+    branch: GitRef
 
 
 class ChildSpec(_Strict):
@@ -379,8 +393,10 @@ def load_config(path: str | Path) -> ReleaseConfig:
     try:
         config = ReleaseConfig.model_validate(raw)
     except ValidationError as e:
-        # A misspelt key also shows up as the missing one it was meant to be: name the typo first.
-        first = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")[0]
+        # A misspelt key also shows up as the missing one it was meant to be: name the typo first; then our
+        # own checks (the most specific), before what each member of a union says.
+        first = sorted(e.errors(), key=lambda err: (err["type"] != "extra_forbidden",
+                                                     err["type"] != "value_error"))[0]
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise ReleaseError(f"config {path}: {_describe(first)}{more}") from None
     # Config values are recorded in the run folder, and many are published (card, commit, Space).
