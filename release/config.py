@@ -88,9 +88,15 @@ def _run_name(value: str) -> str:
     return value
 
 
-def _existing_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
+def _text_file(value: Path | None) -> Path | None:
+    if value is None:
+        return value
+    if not value.is_file():
         raise ValueError(f"{value} not found: give the path of a text file (relative to where you run)")
+    try:
+        value.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{value} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     return value
 
 
@@ -244,7 +250,7 @@ class FitnessSpec(_Strict):
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
-    calibration_text: Annotated[Path | None, AfterValidator(_existing_file)] = None
+    calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:

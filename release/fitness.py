@@ -34,7 +34,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     if spec.kind == "calibration":
         from release.evals import calibration_fitness
 
-        text = spec.calibration_text.read_text() if spec.calibration_text else None
+        text = spec.calibration_text.read_text(encoding="utf-8") if spec.calibration_text else None
 
         def calibration(genome: list[float]) -> tuple[float, dict[str, float]]:
             apply(genome)

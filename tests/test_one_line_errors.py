@@ -99,6 +99,16 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
     assert "not UTF-8" in line
 
 
+def test_a_calibration_text_that_is_not_utf8_is_one_line(tmp_path):
+    text = tmp_path / "calibration.txt"
+    text.write_bytes("Un café au lait.".encode("latin-1"))
+    path = tmp_path / "c.yaml"
+    path.write_text(_config(fitness=f"fitness: {{kind: calibration, calibration_text: {text}}}\n")
+                    + f"runs_dir: {tmp_path / 'runs'}\n")
+    line = _assert_one_line_error(_run(path), tmp_path / "runs")
+    assert "fitness.calibration_text" in line and "not UTF-8" in line
+
+
 @pytest.mark.parametrize("runs_dir, name", [(ROOT / "runs", ".."), (ROOT.parent, ROOT.name), (ROOT, "space"),
                                             (ROOT / "space", "x")])
 def test_the_projects_own_space_folder_cannot_become_or_hold_a_run(tmp_path, runs_dir, name):
