@@ -121,6 +121,8 @@ def _check_own_folder(folder: Path, what: str, fix: str) -> None:
 
 # Hub user access tokens (hf_ followed by ~34 letters); also the older api_ org tokens.
 _TOKEN_SHAPED = re.compile(r"^(hf_|api_)[A-Za-z0-9]{20,}$")
+# The same inside any config value (a token in a commit message or card field would be published).
+_TOKEN_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])(hf_|api_)[A-Za-z0-9]{20,}")
 
 
 class _Strict(BaseModel):
@@ -364,9 +366,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                                         key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-_TOKEN_ANYWHERE = re.compile(r"(?<![A-Za-z0-9])(hf_|api_)[A-Za-z0-9]{20,}")
 
 
 def _token_at(value, where: str = "") -> str | None:
