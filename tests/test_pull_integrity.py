@@ -90,14 +90,17 @@ def _config(tmp_path: Path, local_hub, father: str, mother: str) -> ReleaseConfi
     ))
 
 
-def test_an_interrupted_publish_is_completed_and_damage_records_no_pull(hub, local_hub, tmp_path, monkeypatch):
+def test_an_interrupted_publish_is_completed_and_damage_records_no_pull(hub, local_hub, tiny_parents, tmp_path,
+                                                                        monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     father, mother = repo_name("tiny-father"), repo_name("tiny-mother")
     api = HfApi(token=TOKEN)
     api.create_repo(father)  # a publish killed after creating the repo: it exists, and is empty
+    hub.push_folder(tiny_parents.mother, mother)  # complete: left as it is
+    mother_head = hub.head(mother)
     config = _config(tmp_path, local_hub, father, mother)
     first = run_release(config, RunOptions(only=("pull",), progress=False))
-    assert first["ran"] == ["pull"] and hub.holds_checkpoint(father) and hub.holds_checkpoint(mother)
+    assert first["ran"] == ["pull"] and hub.holds_checkpoint(father) and hub.head(mother) == mother_head
     files = set(api.list_repo_files(father))
     assert "config.json" in files and any(f.endswith(".safetensors") for f in files)
     # Damage a shard of the pulled father in the cache: the rerun fails and records no pull.

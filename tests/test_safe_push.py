@@ -201,3 +201,17 @@ def test_the_flagship_config_proposes_its_release_as_a_pull_request():
 
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "configs/darwin-4b-genesis.yaml").child.on_existing == "pr"
+
+
+@pytest.mark.parametrize("push, shown", [
+    ({"target": "pr", "ref": "refs/pr/3", "pr_url": "http://hub/a/c/discussions/3", "committed": True},
+     "as pull request refs/pr/3: http://hub/a/c/discussions/3"),
+    ({"target": "branch", "ref": "darwin-v2", "pr_url": None, "committed": True}, "on branch darwin-v2"),
+])
+def test_the_summary_says_where_the_release_went(capsys, push, shown):
+    from release.cli import _print_summary
+
+    _print_summary({"ran": ["push"], "child_repo": "a/c", "child_revision": "c" * 40, "endpoint": "http://hub",
+                    "child_push": push})
+    out = capsys.readouterr().out
+    assert shown in out and f"revision='{'c' * 40}'" in out
