@@ -40,9 +40,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
     serve.add_argument("config")
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--port", type=_port, default=7860)
     serve.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,8 +110,13 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     fd, path = tempfile.mkstemp(prefix="darwin-release-error-", suffix=".log")
     with os.fdopen(fd, "w") as f:
         f.write(trace)
-    return (f"unexpected {_one_line(reason)[:300]}: a bug in darwin-release; the traceback is in {path}, "
-            "please report it")
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        what = "out of memory: lower fitness.batch_size, or use a device with more memory"
+    elif isinstance(e, OSError):
+        what = "a system error (disk space, permissions or the network): fix it and run the same command again"
+    else:
+        what = "a bug in darwin-release, please report it"
+    return f"{_one_line(reason)[:300]}: {what} (the traceback is in {path})"
 
 
 def _no_progress_bars() -> None:

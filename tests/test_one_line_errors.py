@@ -120,26 +120,38 @@ def test_the_projects_own_space_folder_cannot_become_or_hold_a_run(tmp_path, run
     assert folder_digest(ROOT / "space") == before
 
 
-def test_an_unforeseen_error_is_still_one_line_with_its_traceback_kept(tmp_path, monkeypatch, capsys):
-    """The safety net under every check: a bug ends in one line naming a file that holds the traceback."""
+@pytest.mark.parametrize("error, words", [
+    (KeyError("a bug\nover two lines"), "a bug in darwin-release"),
+    (OSError(28, "No space left on device"), "a system error"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), "lower fitness.batch_size"),
+])
+def test_an_unforeseen_error_is_still_one_line_with_its_traceback_kept(tmp_path, monkeypatch, capsys, error, words):
+    """The safety net under every check: one line with a hint, naming a file that holds the traceback."""
     import release.pipeline
     from release.cli import main
 
     token = "hf_FakeTokenForTestsOnly0123456789abcd"
     monkeypatch.setenv("HF_TOKEN", token)
 
-    def buggy(config, opts):
-        raise KeyError(f"a bug\nover two lines, near {token}")
+    def failing(config, opts):
+        raise type(error)(*error.args[:-1], f"{error.args[-1]} near {token}")
 
-    monkeypatch.setattr(release.pipeline, "run_release", buggy)
+    monkeypatch.setattr(release.pipeline, "run_release", failing)
     path = tmp_path / "c.yaml"
     path.write_text(_config() + f"runs_dir: {tmp_path / 'runs'}\n")
     assert main(["run", str(path), "--no-progress"]) == 1
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: unexpected KeyError: ") and token not in lines[0]
-    trace = Path(lines[0].split("traceback is in ")[1].split(",")[0])
+    assert len(lines) == 1 and lines[0].startswith(f"error: {type(error).__name__}: ") and token not in lines[0]
+    assert words in lines[0]
+    trace = Path(lines[0].split("traceback is in ")[1].rstrip(")"))
     try:
         text = trace.read_text()
-        assert "Traceback" in text and "in buggy" in text and token not in text
+        assert "Traceback" in text and "in failing" in text and token not in text
     finally:
         trace.unlink()
+
+
+def test_space_serve_refuses_a_port_out_of_range_in_one_line():
+    out = subprocess.run([sys.executable, "-m", "release", "space-serve", "configs/default.yaml", "--port", "70000"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "not a port" in out.stderr.splitlines()[-1]
