@@ -7,8 +7,9 @@ tasks, subsets and the lm-eval model wrapper are built once, so a candidate cost
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from release.config import ReleaseConfig
 from release.search import Fitness
@@ -21,6 +22,41 @@ def task_suite(config: ReleaseConfig):
 
     # Seeded by the search seed: the same config always splits items the same way.
     return TaskSuite.from_spec(config.fitness, config.run_dir / "evals", config.search.seed)
+
+
+@dataclass
+class LiveSearch:
+    """The live search model's fitness, and what the driver needs to know of it."""
+
+    fitness: Fitness | None  # None on the driver of a distributed search: the workers hold the model
+    space: Any  # the breeder's genome space (names, named, full)
+    record: dict  # breeder facts the breed stage records (e.g. layer_map)
+    method: str  # breed.method
+    device: str
+    dtype: str
+
+
+def build_live_search(config: ReleaseConfig, pulled: dict) -> LiveSearch:
+    """The breeder's live search model from the pulled parents, and its fitness, as the config says.
+
+    The one place that does so: the in-process search and every Ray worker call it, so a candidate's
+    fitness cannot depend on where it was scored.
+    """
+    from transformers import AutoTokenizer
+
+    from release.breeders import get_breeder
+    from release.device import pick_device, pick_dtype, tune_cpu_threads
+
+    father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
+    breeder = get_breeder(config.breed.method)
+    device = pick_device(config.search.device)
+    dtype = pick_dtype(config.search.dtype, device)
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype)
+    tune_cpu_threads(live.model)
+    tokenizer = AutoTokenizer.from_pretrained(father)
+    fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
+    return LiveSearch(fitness=fitness, space=live.space, record=live.record, method=breeder.method,
+                      device=str(device), dtype=str(dtype))
 
 
 def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress: bool = False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,36 +82,40 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 
 
 def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool) -> tuple[dict, list[Path]]:
-    from transformers import AutoTokenizer
-
-    from release.breeders import get_breeder
-    from release.device import pick_device, pick_dtype, tune_cpu_threads
-    from release.fitness import make_fitness
     from release.search import fingerprint, run_search
 
-    father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
-    breeder = get_breeder(config.breed.method)
-    device = pick_device(config.search.device)
-    dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype)
-    tune_cpu_threads(live.model)
-    tokenizer = AutoTokenizer.from_pretrained(father)
-    fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
-    s = config.search
-    # The default breed spec stays out of the key, so checkpoints made before breeders existed still resume.
-    key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
-                      search=[s.popsize, s.sigma0, s.seed, str(device), str(dtype)],
-                      father=pulled["father"]["content"], mother=pulled["mother"]["content"],
-                      **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
-    result = run_search(live.space, fitness, config.search, config.run_dir / "breed", key, resume=resume,
-                        progress=progress)
+    with _search_evaluation(config, pulled) as (evaluation, live):
+        s = config.search
+        # The default breed spec stays out of the key, so checkpoints made before breeders existed still
+        # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
+        key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
+                          search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
+                          father=pulled["father"]["content"], mother=pulled["mother"]["content"],
+                          **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+        result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
+                            progress=progress)
     bred = {
         "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
-        "stop_reason": result.stop_reason, "method": breeder.method, "genes": live.space.names, **live.record,
-        "device": device.type, "dtype": str(dtype).removeprefix("torch."),
+        "stop_reason": result.stop_reason, "method": live.method, "genes": live.space.names, **live.record,
+        "device": live.device.split(":")[0], "dtype": live.dtype.removeprefix("torch."),
     }
     return bred, [config.run_dir / "breed" / "best.json"]
+
+
+@contextmanager
+def _search_evaluation(config: ReleaseConfig, pulled: dict):
+    """(evaluation, live model facts): in this process, or Ray workers when the config asks for them."""
+    from release.fitness import build_live_search
+
+    if config.search.workers == 1 and config.search.ray_address is None:
+        live = build_live_search(config, pulled)
+        yield live.fitness, live
+        return
+    from release.distributed import ray_workers
+
+    with ray_workers(config, pulled) as pool:
+        yield pool, pool.live
 
 
 def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) -> tuple[dict, list[Path]]:

@@ -17,7 +17,7 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import cma
 import numpy as np
@@ -35,6 +35,46 @@ BEST = "best.json"
 
 # fitness(genome) -> (fitness to maximise, per-task scores)
 Fitness = Callable[[list[float]], tuple[float, dict[str, float]]]
+# on_result(candidate index, fitness, scores, seconds, worker): called as each candidate is scored
+OnResult = Callable[[int, float, dict[str, float], float, "int | None"], None]
+
+
+class Evaluation(Protocol):
+    """How a generation's candidates get scored: in this process, or by workers (release.distributed)."""
+
+    workers: int  # how many candidates can be scored at once
+    busy: int  # how many are being scored now
+
+    def evaluate(self, genomes: list[list[float]], on_result: OnResult) -> None: ...
+
+
+class InProcess:
+    """Scores candidates one after another in this process (`search.workers: 1`)."""
+
+    workers, busy = 1, 0
+
+    def __init__(self, fitness: Fitness):
+        self.fitness = fitness
+
+    def evaluate(self, genomes: list[list[float]], on_result: OnResult) -> None:
+        for k, genome in enumerate(genomes):
+            t0 = time.perf_counter()
+            self.busy = 1
+            value, scores = self.fitness(genome)
+            self.busy = 0
+            on_result(k, value, scores, time.perf_counter() - t0, None)
+
+
+class SearchCallback:
+    """Hooks for watching a search (e.g. release.tracking); a failing hook never stops the search."""
+
+    def on_start(self, state: SearchState, resumed: bool) -> None: ...
+
+    def on_candidate(self, line: dict) -> None: ...
+
+    def on_generation(self, record: dict, state: SearchState) -> None: ...
+
+    def on_end(self, result: SearchResult) -> None: ...
 
 
 class GenomeSpace:
@@ -196,9 +236,14 @@ def _stop_reason(es, state: SearchState, spec: SearchSpec, started: float, elaps
     return None
 
 
-def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: Path, fingerprint: str,
-               resume: bool = False, progress: bool = True) -> SearchResult:
-    """Search the genome with CMA-ES, maximising `fitness`; state and log go to `folder`."""
+def run_search(space: GenomeSpace, fitness: Fitness | Evaluation, spec: SearchSpec, folder: Path, fingerprint: str,
+               resume: bool = False, progress: bool = True, callbacks: tuple[SearchCallback, ...] = ()) -> SearchResult:
+    """Search the genome with CMA-ES, maximising `fitness`; state and log go to `folder`.
+
+    `fitness` is a function scored in this process, or an `Evaluation` that hands candidates to workers;
+    either way CMA-ES, the log and the checkpoint stay here, and the result does not depend on which.
+    """
+    evaluation = fitness if hasattr(fitness, "evaluate") else InProcess(fitness)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / LOG
     if resume and (folder / CHECKPOINT).exists():
@@ -213,6 +258,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
         es = cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
         state = SearchState(fingerprint=fingerprint)
         log_path.unlink(missing_ok=True)
+    _notify(callbacks, "on_start", state, resume and state.generation > 0)
 
     started, elapsed_before = time.monotonic(), state.seconds
     total = None
@@ -222,31 +268,38 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
         total = min(total or spec.max_evaluations, spec.max_evaluations)
     bar = tqdm(total=total, initial=state.evaluations, desc="search", unit="eval", disable=not progress,
                dynamic_ncols=True)
+    scored = [0]  # candidates scored by this process, for the rate shown
     try:
         while (reason := _stop_reason(es, state, spec, started, elapsed_before)) is None:
             xs = es.ask()
-            values, lines = [], []
-            for k, x in enumerate(xs):
-                genome = space.full(x)
-                t0 = time.perf_counter()
-                value, scores = fitness(genome)
+            genomes = [space.full(x) for x in xs]
+            lines: list[dict | None] = [None] * len(xs)
+
+            def on_result(k, value, scores, seconds, worker, generation=state.generation):
                 if not math.isfinite(value):
-                    raise ReleaseError(f"the fitness of candidate {k} in generation {state.generation} is "
+                    raise ReleaseError(f"the fitness of candidate {k} in generation {generation} is "
                                        f"{value}: check the fitness tasks and their weights, then breed again")
-                lines.append({"generation": state.generation, "candidate": k, "genome": genome,
-                              "scores": scores, "fitness": value, "seconds": round(time.perf_counter() - t0, 4),
-                              **space.describe(x)})
-                values.append(value)
-                if value > state.best_fitness:
-                    state.best_fitness, state.best_genome, state.best_scores = value, genome, scores
-                    state.best_tau = space.tau(x)
+                lines[k] = {"generation": generation, "candidate": k, "genome": genomes[k], "scores": scores,
+                            "fitness": value, "seconds": round(seconds, 4), "worker": worker, **space.describe(xs[k])}
+                _notify(callbacks, "on_candidate", lines[k])
                 bar.update(1)
-                bar.set_postfix(gen=state.generation + 1, best=f"{state.best_fitness:.4f}")
+                scored[0] += 1
+                rate = 60 * scored[0] / max(time.monotonic() - started, 1e-9)
+                bar.set_postfix(gen=generation + 1, best=f"{max(state.best_fitness, value):.4f}",
+                                busy=f"{evaluation.busy}/{evaluation.workers}", per_min=f"{rate:.1f}")
+
+            evaluation.evaluate(genomes, on_result)
+            values = [line["fitness"] for line in lines]
+            for line in lines:  # in candidate order, whatever order the workers finished in
+                if line["fitness"] > state.best_fitness:
+                    state.best_fitness, state.best_genome = line["fitness"], line["genome"]
+                    state.best_scores, state.best_tau = line["scores"], line.get("tau")
             es.tell(xs, [-v for v in values])  # cma minimises
             state.generation += 1
             state.evaluations += len(xs)
-            state.history.append({"generation": state.generation - 1, "best": max(values),
-                                  "mean": float(np.mean(values)), "best_so_far": state.best_fitness})
+            record = {"generation": state.generation - 1, "best": max(values), "mean": float(np.mean(values)),
+                      "best_so_far": state.best_fitness}
+            state.history.append(record)
             state.seconds = elapsed_before + time.monotonic() - started
             with log_path.open("ab") as f:
                 f.write("".join(json.dumps(line) + "\n" for line in lines).encode())
@@ -254,6 +307,7 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
                 os.fsync(f.fileno())  # on disk before the checkpoint that counts these bytes
                 state.log_bytes = f.tell()
             write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
+            _notify(callbacks, "on_generation", {**record, "sigma": float(es.sigma)}, state)
             log.info("generation %d: best %.4f, mean %.4f, best so far %.4f", state.generation,
                      max(values), np.mean(values), state.best_fitness)
     finally:
@@ -268,6 +322,16 @@ def run_search(space: GenomeSpace, fitness: Fitness, spec: SearchSpec, folder: P
                           seconds=round(state.seconds, 3), stop_reason=reason, history=state.history,
                           tau=state.best_tau)
     write_json(folder / BEST, asdict(result))
+    _notify(callbacks, "on_end", result)
     log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,
              state.best_fitness)
     return result
+
+
+def _notify(callbacks, hook: str, *args) -> None:
+    for callback in callbacks:
+        try:
+            getattr(callback, hook)(*args)
+        except Exception as e:  # watching the search must never break it
+            log.warning("search callback %s.%s failed (%s: %s); the search goes on", type(callback).__name__,
+                        hook, type(e).__name__, e)
