@@ -1,0 +1,124 @@
+"""7. Scale-out: the search on 2 Ray workers vs 1, and the Ray path's per-candidate cost vs in-process.
+
+The same search (one CMA-ES generation of POPSIZE candidates, `release.search.run_search`) runs three
+ways side by side in one run: in this process (`search.workers: 1`), on one Ray worker and on two, each
+worker a `release.distributed` actor that builds the live model once (`build_bench_search` below: a
+search-form Darwin hybrid at hidden 768, the synthetic task's 16-item search subset, lm-eval machinery,
+one torch thread), so a candidate costs about a second or more on one core. Time per candidate is the
+search's own clock (ask/tell, log and checkpoint included) over all candidates; the three searches must
+give the same fitness values (asserted), so the comparison is of the same work.
+
+Targets: 2 workers / 1 worker >= 1.6x on this 2-core machine; Ray 1 worker / in-process <= 1.05. On a
+machine shared with other work the speed-up is depressed (two workers need two idle cores): the load
+average at the start and end is recorded beside the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.common import row
+
+HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 768, 3072, 2688, 6
+ITEMS, BATCH, POPSIZE = 16, 8, 6
+SPEEDUP_TARGET, OVERHEAD_TARGET = 1.6, 1.05
+
+
+def _config(folder: Path):
+    from release.config import FitnessSpec, GenomeSpec, ReleaseConfig, SearchSpec, TaskSpec
+
+    return ReleaseConfig(
+        name="bench", father={"repo": "bench/father"}, mother={"repo": "bench/mother"}, child={"repo": "bench/child"},
+        genome=GenomeSpec(r_max=0.5, init_mean=0.25), runs_dir=folder,
+        search=SearchSpec(popsize=POPSIZE, sigma0=0.1, max_generations=1, seed=0, device="cpu", dtype="float32"),
+        fitness=FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=ITEMS)], batch_size=BATCH),
+    )
+
+
+def build_bench_search(workdir: Path):
+    """The live search for the benchmark: the same in this process and in every worker."""
+    from bench.common import darwin_model
+    from release.fitness import LiveSearch, make_fitness
+    from release.tiny import father_tokenizer
+
+    torch.set_num_threads(1)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    tokenizer = father_tokenizer()
+    model = darwin_model(HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS, vocab=len(tokenizer), heads=8,
+                         head_dim=HIDDEN // 8, seed=0)
+    fitness = make_fitness(_config(workdir), model, tokenizer, workdir)
+    fitness([0.25] * LAYERS)  # one-off warm-up (first forward, lazy inits), as a worker's first candidate
+    return LiveSearch(fitness=fitness, n_layers=LAYERS, layer_map=list(range(LAYERS)), device="cpu",
+                      dtype="torch.float32")
+
+
+def _search(evaluation, folder: Path):
+    from release.search import GenomeSpace, run_search
+
+    config = _config(folder)
+    result = run_search(GenomeSpace(LAYERS, config.genome), evaluation, config.search, folder / "breed",
+                        fingerprint="bench", progress=False)
+    rows = (folder / "breed" / "candidates.jsonl").read_text().splitlines()
+    return result.seconds / result.evaluations, [__import__("json").loads(r)["fitness"] for r in rows]
+
+
+def run() -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure() -> dict:
+    import ray
+
+    from release.distributed import RayPool
+    from release.distributed.cluster import connect
+
+    load_before = os.getloadavg()[0]
+    per, fitness = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
+        tmp = Path(tmp)
+        live = build_bench_search(tmp / "local")
+        per["in-process"], fitness["in-process"] = _search(live.fitness, tmp / "a")
+        started = connect(None, num_cpus=2)
+        try:
+            for workers in (1, 2):
+                pool = RayPool(build_bench_search, workers)
+                try:
+                    per[workers], fitness[workers] = _search(pool, tmp / f"ray{workers}")
+                finally:
+                    pool.close()
+        finally:
+            if started:
+                ray.shutdown()
+    load_after = os.getloadavg()[0]
+    assert fitness[1] == fitness[2] == fitness["in-process"], fitness  # the same work three ways
+    speedup, overhead = per[1] / per[2], per[1] / per["in-process"]
+    print(f"   {POPSIZE} candidates x {ITEMS} items, hidden {HIDDEN}, {LAYERS} layers, 1 thread each: "
+          f"in-process {per['in-process']:.2f} s, Ray 1 worker {per[1]:.2f} s, 2 workers {per[2]:.2f} s per candidate")
+    print(f"   2 workers vs 1: {speedup:.2f}x (target >= {SPEEDUP_TARGET}); Ray 1 worker / in-process "
+          f"{overhead:.3f} (target <= {OVERHEAD_TARGET}); load average {load_before:.1f} -> {load_after:.1f} "
+          f"on {os.cpu_count()} cores")
+    common = dict(candidates=POPSIZE, items=ITEMS, hidden=HIDDEN, layers=LAYERS, load_average_before=round(load_before, 2),
+                  load_average_after=round(load_after, 2), cores=os.cpu_count())
+    return {
+        "scaleout_speedup_2_workers": row(speedup, "time per candidate, 1 worker / 2 workers", f">= {SPEEDUP_TARGET}",
+                                          seconds_per_candidate={"1": round(per[1], 3), "2": round(per[2], 3)},
+                                          **common),
+        "scaleout_ray_overhead": row(overhead, "time per candidate, Ray 1 worker / in-process",
+                                     f"<= {OVERHEAD_TARGET}", seconds_per_candidate={
+                                         "ray_1_worker": round(per[1], 3), "in_process": round(per["in-process"], 3)},
+                                     **common),
+    }
+
+
+if __name__ == "__main__":
+    run()
