@@ -44,6 +44,7 @@ def build_bench_search(workdir: Path):
     """The live search for the benchmark: the same in this process and in every worker."""
     from bench.common import darwin_model
     from release.fitness import LiveSearch, make_fitness
+    from release.search import GenomeSpace
     from release.tiny import father_tokenizer
 
     torch.set_num_threads(1)
@@ -53,8 +54,9 @@ def build_bench_search(workdir: Path):
                          head_dim=HIDDEN // 8, seed=0)
     fitness = make_fitness(_config(workdir), model, tokenizer, workdir)
     fitness([0.25] * LAYERS)  # one-off warm-up (first forward, lazy inits), as a worker's first candidate
-    return LiveSearch(fitness=fitness, n_layers=LAYERS, layer_map=list(range(LAYERS)), device="cpu",
-                      dtype="torch.float32")
+    space = GenomeSpace(LAYERS, _config(workdir).genome)
+    return LiveSearch(fitness=fitness, space=space, record={"layer_map": list(range(LAYERS))}, method="ffn_blend",
+                      device="cpu", dtype="torch.float32")
 
 
 def _search(evaluation, folder: Path):

@@ -22,7 +22,7 @@ from release.distributed.cluster import connect  # noqa: E402
 from release.distributed.worker import BuildFromHub  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
 from release.pipeline import RunOptions, run_release  # noqa: E402
-from release.search import LOG, GenomeSpace, SearchCallback, run_search  # noqa: E402
+from release.search import LOG, SearchCallback, run_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = f"scale-{uuid.uuid4().hex[:6]}"
@@ -101,7 +101,7 @@ def pool(ray_session, in_process):
 
 def test_two_workers_give_the_in_process_search(pool, in_process, tmp_path):
     config = ReleaseConfig.model_validate(in_process["raw"])
-    result = run_search(GenomeSpace(pool.live.n_layers, config.genome), pool, config.search, tmp_path,
+    result = run_search(pool.live.space, pool, config.search, tmp_path,
                         fingerprint="f", progress=False)
     best, rows = _read(tmp_path)
     assert _same_search(rows) == _same_search(in_process["rows"])
@@ -139,7 +139,7 @@ class _KillWorker(SearchCallback):
 def test_a_killed_worker_is_replaced_and_the_search_result_is_unchanged(pool, in_process, tmp_path):
     config = ReleaseConfig.model_validate(in_process["raw"])
     killer = _KillWorker(pool.worker_pids()[0])
-    result = run_search(GenomeSpace(pool.live.n_layers, config.genome), pool, config.search, tmp_path,
+    result = run_search(pool.live.space, pool, config.search, tmp_path,
                         fingerprint="f", progress=False, callbacks=(killer,))
     assert killer.killed and pool.reruns >= 1
     best, rows = _read(tmp_path)
