@@ -38,6 +38,9 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
         ref = getattr(config, role)
         # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
         pulled = hub.pull(ref.repo, ref.revision, verified=config.run_dir / "pull" / "verified.json", rehash=rehash)
+        if not (pulled.path / "config.json").is_file():  # e.g. a repo created by an upload that never came
+            raise ReleaseError(f"pull: the {role} {ref.repo}@{pulled.revision[:12]} holds no config.json, so no "
+                               "checkpoint: publish it completely (or name another revision), then run again")
         result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path),
                         "content": snapshot_digest(pulled.path)}
     return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]

@@ -112,3 +112,16 @@ def test_an_interrupted_publish_is_completed_and_damage_records_no_pull(hub, loc
     assert "pull" not in json.loads((config.run_dir / "stages.json").read_text())
     # The next run downloads the shard again and goes on.
     assert run_release(config, RunOptions(only=("pull",), progress=False))["ran"] == ["pull"]
+
+
+def test_a_parent_repo_without_a_checkpoint_is_refused_and_no_pull_recorded(hub, local_hub, tmp_path):
+    father, mother = repo_name("empty-father"), repo_name("mother")
+    HfApi(token=TOKEN).create_repo(father)  # exists, holds only .gitattributes
+    _, _ = _published(hub, tmp_path)
+    hub.push_folder(tmp_path / "src", mother)
+    config = _config(tmp_path, local_hub, father, mother).model_copy(update={"tiny_parents": False})
+    with pytest.raises(ReleaseError, match=f"the father {father}@.* holds no config.json") as e:
+        run_release(config, RunOptions(only=("pull",), progress=False))
+    assert "\n" not in str(e.value)
+    assert not (config.run_dir / "stages.json").exists() or \
+        "pull" not in json.loads((config.run_dir / "stages.json").read_text())
