@@ -11,7 +11,7 @@ HUB_PORT ?= 8765
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install test release hub space bench clean
+.PHONY: install test release hub space watch bench clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ hub: install
 # Chat locally with the child pushed by the last `make release`.
 space: install
 	$(BIN)/darwin-release space-serve $(CONFIG)
+
+# The search's live dashboard (trackio; search.track: true) on 127.0.0.1.
+watch: install
+	$(BIN)/darwin-release watch $(CONFIG)
 
 bench: install
 	$(BIN)/python -m bench

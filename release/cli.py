@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["breed"].add_argument("--resume", action="store_true",
                                       help="continue an interrupted search from its last checkpoint")
 
+    watch = sub.add_parser("watch", help="open the search's live dashboard (trackio) on 127.0.0.1")
+    watch.add_argument("config")
+    watch.add_argument("--port", type=int, default=None, help="port (default: the first free from 7860)")
+    watch.add_argument("--no-browser", action="store_true", help="only print the dashboard's address")
+    watch.add_argument("-v", "--verbose", action="store_true")
+
     serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
     serve.add_argument("config")
     serve.add_argument("--port", type=_port, default=7860)
@@ -64,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         _no_progress_bars()
     try:
         config = load_config(args.config)
+        if args.command == "watch":
+            from release.tracking import open_dashboard
+
+            if not config.search.track:
+                print(f"note: search.track is off in {args.config}: the dashboard shows only earlier tracked runs")
+            open_dashboard(config.name, port=args.port, open_browser=not args.no_browser)
+            return 0
         if args.command == "space-serve":
             from release.space import serve_last_release
 

@@ -240,6 +240,8 @@ class SearchSpec(_Strict):
     ray_address: str | None = None
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, float] = {}
+    # Live dashboard (release.tracking): every candidate and generation logged to trackio.
+    track: bool = False
 
 
 class TaskSpec(_Strict):

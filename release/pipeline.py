@@ -96,7 +96,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
                           father=pulled["father"]["content"], mother=pulled["mother"]["content"],
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
-                            progress=progress)
+                            progress=progress, callbacks=_search_callbacks(config, live, key))
     bred = {
         "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
@@ -104,6 +104,17 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
         "device": live.device.split(":")[0], "dtype": live.dtype.removeprefix("torch."),
     }
     return bred, [config.run_dir / "breed" / "best.json"]
+
+
+def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
+    if not config.search.track:
+        return ()
+    from release.tracking import TrackioTracker
+
+    return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
+                           config.genome.frozen, config.genome.r_max,
+                           config={"search": config.search.model_dump(), "genome": config.genome.model_dump(mode="json"),
+                                   "fitness": config.fitness.model_dump(mode="json")}),)
 
 
 @contextmanager

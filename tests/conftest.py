@@ -14,6 +14,7 @@ import pytest
 _HOME = tempfile.mkdtemp(prefix="darwin-test-hf-")
 os.environ.update(
     HF_HOME=_HOME,
+    TRACKIO_DIR=os.path.join(_HOME, "trackio"),  # trackio reads it at import; never the user's home
     HF_HUB_DISABLE_TELEMETRY="1",
     HF_HUB_DISABLE_XET="1",
     HF_HUB_DISABLE_PROGRESS_BARS="1",

@@ -1,0 +1,161 @@
+"""Live tracking with trackio: one row per candidate and per generation, across a SIGKILL and a resume."""
+
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trackio")
+
+from release.search import CHECKPOINT, LOG, run_search  # noqa: E402
+from release.tracking import TrackioTracker, logged_rows  # noqa: E402
+from tests.test_search import FROZEN, _space, quadratic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+POPSIZE, GENERATIONS = 5, 4
+
+SCRIPT = textwrap.dedent(f"""
+    import sys, time, json
+    from pathlib import Path
+    sys.path.insert(0, {str(ROOT)!r})
+    from tests.test_search import _space, quadratic, FROZEN
+    from release.config import SearchSpec
+    from release.search import run_search
+    from release.tracking import TrackioTracker
+    folder, project, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    def fitness(g):
+        if mode == "slow": time.sleep(0.05)
+        return quadratic(g)
+    space = _space()
+    spec = SearchSpec(popsize={POPSIZE}, sigma0=0.1, max_generations={GENERATIONS}, seed=11)
+    tracker = TrackioTracker(project, "fp-1234", folder, {POPSIZE}, space.names, FROZEN, 0.5)
+    r = run_search(space, fitness, spec, folder, fingerprint="fp-1234", resume=mode == "resume", progress=False,
+                   callbacks=(tracker,))
+    print(json.dumps(r.genome))
+""")
+
+
+def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generation(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    project = f"track-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, script, tmp_path, project, "slow"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt, deadline = tmp_path / CHECKPOINT, time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill inside generation 3, after generation 2's checkpoint
+        if ckpt.exists() and pickle.loads(ckpt.read_bytes())["state"]["generation"] >= 2:
+            break
+        time.sleep(0.02)
+    time.sleep(0.12)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= pickle.loads(ckpt.read_bytes())["state"]["generation"] < GENERATIONS
+    out = subprocess.run([sys.executable, script, tmp_path, project, "resume"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    from trackio.sqlite_storage import SQLiteStorage
+
+    rows = SQLiteStorage.get_logs(project, "fp-1234")
+    candidate_rows = [r for r in rows if "candidate/index" in r]
+    generation_rows = [r for r in rows if "generation/index" in r]
+    keys = [(int(r["candidate/generation"]), int(r["candidate/index"])) for r in candidate_rows]
+    assert sorted(keys) == [(g, k) for g in range(GENERATIONS) for k in range(POPSIZE)]  # each exactly once
+    assert sorted(int(r["generation/index"]) for r in generation_rows) == list(range(GENERATIONS))
+    assert logged_rows(project, "fp-1234") == (set(keys), set(range(GENERATIONS)))
+    # The rows hold the search's own values.
+    lines = {(x["generation"], x["candidate"]): x for x in map(json.loads, (tmp_path / LOG).read_text().splitlines())}
+    for r in candidate_rows:
+        line = lines[(int(r["candidate/generation"]), int(r["candidate/index"]))]
+        assert r["candidate/fitness"] == pytest.approx(line["fitness"])
+        assert [r[f"genome/r.{i}"] for i in range(len(line["genome"]))] == pytest.approx(line["genome"])
+    assert all("best_genome" in r for r in generation_rows), generation_rows[0]
+
+
+def test_a_failing_tracker_warns_once_and_the_search_goes_on(tmp_path, caplog, monkeypatch):
+    from release.config import SearchSpec
+
+    spec = SearchSpec(popsize=4, sigma0=0.1, max_generations=3, seed=2)
+    plain = run_search(_space(), quadratic, spec, tmp_path / "plain", fingerprint="f", progress=False)
+    tracker = TrackioTracker(f"broken-{uuid.uuid4().hex[:6]}", "f", tmp_path / "tracked", 4, _space().names,
+                             FROZEN, 0.5)
+    import trackio
+
+    def refuse(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trackio, "init", refuse)
+    with caplog.at_level(logging.WARNING, logger="release"):
+        tracked = run_search(_space(), quadratic, spec, tmp_path / "tracked", fingerprint="f", progress=False,
+                             callbacks=(tracker,))
+    assert tracked.genome == plain.genome
+    warnings = [r for r in caplog.records if "tracking" in r.getMessage()]
+    assert len(warnings) == 1 and "disk full" in warnings[0].getMessage()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Chromium at /usr/bin/chromium")
+def test_dashboard_in_the_browser_shows_the_run_and_its_fitness_plot(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from release.config import SearchSpec
+    from release.tracking import open_dashboard
+    from tests.localhub_fixtures import free_port
+    from tests.test_space_browser import CHROMIUM, CHROMIUM_ARGS
+
+    project, run = f"dash-{uuid.uuid4().hex[:6]}", "fp-dashboard"
+    tracker = TrackioTracker(project, run, tmp_path, 4, _space().names, FROZEN, 0.5)
+    run_search(_space(), quadratic, SearchSpec(popsize=4, max_generations=2, seed=1), tmp_path, fingerprint=run,
+               progress=False, callbacks=(tracker,))
+    server, url = open_dashboard(project, port=free_port(), open_browser=False, block=False)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url.rstrip('/')}/?project={project}")
+            page.get_by_text(run, exact=True).first.wait_for(timeout=60_000)  # the run, in the run list
+            plot = page.get_by_text("fitness", exact=True).first  # the candidates' fitness plot, by its title
+            plot.wait_for(timeout=60_000)
+            panel = plot.locator("xpath=ancestor::*[.//svg or .//canvas][1]")
+            assert panel.locator("svg, canvas").count() >= 1
+            assert page.get_by_text("best_so_far", exact=True).count() >= 1  # the generations' plots too
+            browser.close()
+    finally:
+        server.close()
+
+
+def test_search_track_in_the_config_logs_the_breed_stage_under_release_name_and_fingerprint(local_hub, tmp_path):
+    from trackio.sqlite_storage import SQLiteStorage
+
+    from release.config import ReleaseConfig
+    from release.pipeline import RunOptions, run_release
+
+    ns = f"track-{uuid.uuid4().hex[:6]}"
+    config = ReleaseConfig.model_validate({
+        "name": f"tracked-{ns}", "tiny_parents": True,
+        "father": {"repo": f"{ns}/father"}, "mother": {"repo": f"{ns}/mother"}, "child": {"repo": f"{ns}/child"},
+        "genome": {"frozen": [2], "r_max": 0.6, "init_mean": 0.3},
+        "search": {"popsize": 3, "sigma0": 0.2, "max_generations": 2, "seed": 5, "track": True},
+        "fitness": {"kind": "calibration"}, "hub": {"endpoint": local_hub.url}, "runs_dir": str(tmp_path),
+    })
+    os.environ["HF_TOKEN"] = local_hub.tokens[0]
+    try:
+        run_release(config, RunOptions(only=("breed",), progress=False))
+    finally:
+        os.environ.pop("HF_TOKEN", None)
+    fingerprint = pickle.loads((config.run_dir / "breed" / CHECKPOINT).read_bytes())["state"]["fingerprint"]
+    rows = SQLiteStorage.get_logs(config.name, fingerprint)
+    fitness = sorted(r["candidate/fitness"] for r in rows if "candidate/index" in r)
+    lines = [json.loads(line) for line in (config.run_dir / "breed" / LOG).read_text().splitlines()]
+    assert fitness == pytest.approx(sorted(line["fitness"] for line in lines)) and len(fitness) == 6
+    assert sum("generation/index" in r for r in rows) == 2
