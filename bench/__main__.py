@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 MODULES = ["bench_genome_switch", "bench_candidate_overhead", "bench_child_inference", "bench_scorer",
-           "bench_scaleout", "bench_tracking", "bench_emit_memory", "bench_pull_check"]
+           "bench_scaleout", "bench_tracking", "bench_emit_memory", "bench_pull_check",
+           "bench_scorer_memory"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

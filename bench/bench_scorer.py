@@ -57,6 +57,13 @@ def run(items: int = 20, data_dir: Path = SHARED_DATA, seed: int = 0, batch_size
         stock = Evaluator(model, tokenizer, suite, scorer="stock", batch_size=batch_size).evaluate()
         # verify=0: its one-off check (two contexts scored both ways) is a per-run cost, not a per-candidate one.
         fast = Evaluator(model, tokenizer, suite, scorer="fast", batch_size=batch_size, verify=0).evaluate()
+        # The self-check as a search runs it (first two stories, against the stock path's measured noise),
+        # in fp32 and in bf16 (the GPU search's dtype), where a fixed 1e-4 tolerance used to turn it off.
+        checks = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            evaluator = Evaluator(model.to(dtype), tokenizer, suite, scorer="fast", batch_size=batch_size)
+            evaluator.evaluate()
+            checks[str(dtype).removeprefix("torch.")] = (evaluator.scorer == "fast", evaluator.lm.checks)
 
     worst, agree = _compare(stock, fast)
     token_ratio, speedup = stock.tokens / fast.tokens, stock.seconds / fast.seconds
@@ -67,7 +74,15 @@ def run(items: int = 20, data_dir: Path = SHARED_DATA, seed: int = 0, batch_size
         print(f"{name:8}{r.tokens:>10}{r.seconds:>10.2f}{r.scores['musr']:>10.3f}")
     print(f"ratios: {token_ratio:.2f}x fewer tokens, {speedup:.2f}x faster; max |dLL| {worst:.2e}; "
           f"same predictions on {agree:.0%} of items")
-    return {
+    rows = {}
+    for dtype, (on, done) in checks.items():
+        worst, tolerance = max(c["max_dll"] for c in done), min(c["tolerance"] for c in done)
+        print(f"self-check in {dtype}: {'stays on' if on else 'TURNED OFF'}; max |dLL| fast vs stock {worst:.2e}, "
+              f"smallest tolerance {tolerance:.2e} (4 x measured noise) over {len(done)} stories")
+        rows[f"scorer_selfcheck_{dtype}_on"] = {"value": float(on), "unit": "1 = fast scorer stays on",
+                                                "target": "1.0", "max_abs_dll": worst,
+                                                "smallest_tolerance": tolerance, "stories_checked": len(done)}
+    return rows | {
         "scorer_musr_token_ratio": {"value": round(token_ratio, 3), "unit": "x fewer tokens than stock",
                                     "target": ">= 1.8"},
         "scorer_musr_speedup": {"value": round(speedup, 3), "unit": "x less wall time than stock", "target": "> 1"},
