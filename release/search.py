@@ -213,7 +213,7 @@ def _truncate_log(path: Path, state: SearchState) -> None:
             os.truncate(path, state.log_bytes)
         return
     keep = []  # an older checkpoint: keep whole lines of checkpointed generations, up to a torn one
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for line in path.read_bytes().decode(errors="replace").splitlines() if path.exists() else []:
         try:
             row = json.loads(line)
         except ValueError:

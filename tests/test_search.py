@@ -162,18 +162,23 @@ def _interrupt_in_generation(n_before: int):
     return fitness
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["checkpoint", "older-checkpoint"])
 @pytest.mark.parametrize("tail", [
     b'{"generation": 2, "candidate": 0, "gen',  # torn: the kill came during the append
     b"\xff\xfe garbage without a newline",
     "whole lines of generation 2, whose checkpoint was never written",
 ])
-def test_a_torn_or_unsaved_log_tail_resumes_to_the_same_genome_and_log(tmp_path, tail):
+def test_a_torn_or_unsaved_log_tail_resumes_to_the_same_genome_and_log(tmp_path, tail, legacy):
     spec = SearchSpec(popsize=6, sigma0=0.1, max_generations=5, seed=7)
     full = run_search(_space(), quadratic, spec, tmp_path / "full", fingerprint="f", progress=False)
     with pytest.raises(KeyboardInterrupt):  # stops after generation 2's checkpoint
         run_search(_space(), _interrupt_in_generation(2 * 6), spec, tmp_path / "cut", fingerprint="f",
                    progress=False)
     log_path = tmp_path / "cut" / LOG
+    if legacy:  # a checkpoint written before it recorded the log's length
+        saved = pickle.loads((tmp_path / "cut" / CHECKPOINT).read_bytes())
+        del saved["state"]["log_bytes"]
+        (tmp_path / "cut" / CHECKPOINT).write_bytes(pickle.dumps(saved))
     if isinstance(tail, str):  # the next generation's lines reached the log, then the kill came
         tail = b"".join(line + b"\n" for line in (tmp_path / "full" / LOG).read_bytes().splitlines()[12:18])
     with log_path.open("ab") as f:
