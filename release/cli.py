@@ -196,6 +196,7 @@ def _print_summary(summary: dict) -> None:
         print(f"  {role:<7}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     print("\nload it:")
     print(f"  HF_ENDPOINT={endpoint} python -c \"from transformers import AutoModelForCausalLM; "
-          f"AutoModelForCausalLM.from_pretrained('{repo}', revision='{rev}', trust_remote_code=True)\"")
+          f"AutoModelForCausalLM.from_pretrained('{repo}', revision='{rev}'"
+          + (", trust_remote_code=True" if summary.get("trust_remote_code", True) else "") + ")\"")
     print("chat with it: make space" + ("   (the local store is served again by: make hub)"
                                          if "127.0.0.1" in endpoint else ""))

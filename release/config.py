@@ -221,8 +221,22 @@ class GenomeSpec(_Strict):
 
 
 class BreedSpec(_Strict):
-    # The breeder (release/breeders/): "ffn_blend" blends FFN outputs across architectures (Gemma 4 x Qwen3.5).
-    method: Literal["ffn_blend"] = "ffn_blend"
+    # The breeder (release/breeders/): "ffn_blend" blends FFN outputs across architectures (Gemma 4 x Qwen3.5);
+    # "linear", "slerp", "ties", "dare_ties" merge the weights of two parents of one architecture.
+    method: Literal["ffn_blend", "linear", "slerp", "ties", "dare_ties"] = "ffn_blend"
+    # TIES/DARE: the searched `density` gene (fraction of the task vector kept) lies in [density_min, density_max].
+    density_min: float = Field(0.2, gt=0, le=1)
+    density_max: float = Field(1.0, gt=0, le=1)
+    density_init: float = Field(0.6, gt=0, le=1)
+    # DARE's drop-mask seed; None = search.seed.
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _density_order(self) -> BreedSpec:
+        if not self.density_min <= self.density_init <= self.density_max:
+            raise ValueError(f"need density_min <= density_init <= density_max, got {self.density_min}, "
+                             f"{self.density_init}, {self.density_max}")
+        return self
 
 
 class SearchSpec(_Strict):

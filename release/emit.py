@@ -59,8 +59,12 @@ def _tensor_nbytes(handle, key: str) -> int:
     return n * itemsize
 
 
-def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: bool = True) -> int:
+def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: bool = True,
+                 transform=None) -> int:
     """Stream `{child_key: TensorSource(path, key)}` into safetensors shards + index; returns bytes written.
+
+    `transform(child_key, tensor)`, when given, makes each written tensor from the one read (same shape
+    and dtype), e.g. a weight merge with the other parent's tensor.
 
     Parent files are opened per child shard and closed after it: a safetensors handle maps its file, and
     every page read through it stays resident while it is open, so long-lived handles would grow RSS to
@@ -87,7 +91,10 @@ def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: 
             handles = {}
             for path in dict.fromkeys(sources[k].path for k in keys):
                 handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
-            shard = {k: handles[sources[k].path].get_tensor(sources[k].key).contiguous() for k in keys}
+            shard = {k: handles[sources[k].path].get_tensor(sources[k].key) for k in keys}
+            if transform is not None:
+                shard = {k: transform(k, v) for k, v in shard.items()}
+            shard = {k: v.contiguous() for k, v in shard.items()}
             save_file(shard, str(out / name), metadata={"format": "pt"})
             del shard  # one shard in memory at a time
         weight_map.update({k: name for k in keys})

@@ -94,12 +94,14 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     return benchmark
 
 
-def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: Path, progress: bool = True) -> dict:
+def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: Path, progress: bool = True,
+                     child_trust_remote_code: bool = True) -> dict:
     """Child, father and mother on the same held-out items; writes results.json and returns it."""
     from release.evals import ModelSpec, evaluate_models
 
     models = {
-        "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None, trust_remote_code=True),
+        "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None,
+                           trust_remote_code=child_trust_remote_code),
         "father": ModelSpec(path=Path(pulled["father"]["path"]), repo=pulled["father"]["repo"],
                             revision=pulled["father"]["revision"]),
         "mother": ModelSpec(path=Path(pulled["mother"]["path"]), repo=pulled["mother"]["repo"],

@@ -69,9 +69,9 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     Judged by content: a publish killed between creating the repo and uploading leaves an empty repo,
     which is filled now (one commit that makes it hold exactly the tiny parent).
     """
-    from release.tiny import write_tiny_father, write_tiny_mother
+    from release.breeders import get_breeder
 
-    for role, write in (("father", write_tiny_father), ("mother", write_tiny_mother)):
+    for role, write in get_breeder(config.breed.method).tiny_parent_writers().items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
             continue
@@ -155,19 +155,22 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) 
 
 
 def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: bool) -> tuple[dict, list[Path]]:
+    from release.breeders import get_breeder
     from release.fitness import evaluate_release
 
     out = config.run_dir / "eval" / "results.json"
-    results = evaluate_release(config, pulled, Path(child["path"]), out, progress=progress)
+    results = evaluate_release(config, pulled, Path(child["path"]), out, progress=progress,
+                               child_trust_remote_code=get_breeder(config.breed.method).trust_remote_code)
     return {"path": str(out), "results": results}, [out]
 
 
 def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None) -> tuple[dict, list[Path]]:
-    from release.card import render_model_card
+    from release.breeders import get_breeder
 
     folder = Path(child["path"])
     results = evaluated["results"] if evaluated else None
-    render_model_card(config, child["genome"], results, config.run_dir / "breed" / "candidates.jsonl", folder)
+    get_breeder(config.breed.method).render_card(config, child["genome"], results,
+                                                 config.run_dir / "breed" / "candidates.jsonl", folder)
     return {"readme": str(folder / "README.md")}, [folder / "README.md"]
 
 
@@ -195,12 +198,14 @@ def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tup
 
 
 def stage_verify(config: ReleaseConfig, session: HubSession, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
+    from release.breeders import get_breeder
     from release.device import pick_device, pick_dtype
     from release.verify import verify_child
 
     device = pick_device(config.search.device)
     result = verify_child(config.child.repo, pushed["revision"], Path(child["path"]), device=device,
-                          dtype=pick_dtype(config.search.dtype, device), hub=session.hub)
+                          dtype=pick_dtype(config.search.dtype, device), hub=session.hub,
+                          trust_remote_code=get_breeder(config.breed.method).trust_remote_code)
     return result, []
 
 
@@ -290,6 +295,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
 
 
 def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified, seconds, ran) -> dict:
+    from release.breeders import get_breeder
+
     scores = {}
     if evaluated:
         for role, m in evaluated["results"]["models"].items():
@@ -305,9 +312,11 @@ def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, sp
         "father": {k: pulled["father"][k] for k in ("repo", "revision")},
         "mother": {k: pulled["mother"][k] for k in ("repo", "revision")},
         "genome": bred["genome"],
-        "layer_map": bred["layer_map"],
+        "method": config.breed.method,
+        "trust_remote_code": get_breeder(config.breed.method).trust_remote_code,  # False: a stock child
+        "layer_map": bred.get("layer_map"),  # ffn_blend only
         "frozen": config.genome.frozen,
-        "mixing_rule": child["genome"]["mixing_rule"],
+        "mixing_rule": child["genome"].get("mixing_rule", config.breed.method),
         "search": {k: bred[k] for k in ("fitness", "scores", "generations", "evaluations", "seconds", "stop_reason")},
         "scores": scores,
         "verify": verified,

@@ -204,3 +204,38 @@ def write_tiny_parents(root: str | Path, seed: int = 0) -> TinyParents:
     root = Path(root)
     return TinyParents(father=write_tiny_father(root / "father", seed),
                        mother=write_tiny_mother(root / "mother", seed))
+
+
+def write_tiny_finetune(out: str | Path, seed: int = 0, scale: float = 0.1) -> Path:
+    """A tiny "fine-tune" of the tiny Gemma 4 father of `seed`: the same architecture, files and tokenizer,
+    every floating tensor moved by seeded noise of `scale` times its mean magnitude. The mother of the
+    same-architecture default (like TeichAI/Claude-Opus-Distill-E4B, a fine-tune of google/gemma-4-E4B-it)."""
+    import tempfile
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _perturbed_copy(write_tiny_father(Path(tmp) / "father", seed), out, seed, scale)
+
+
+def _perturbed_copy(father: Path, out: Path, seed: int, scale: float) -> Path:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(father, out, dirs_exist_ok=True)
+    g = torch.Generator().manual_seed(seed + 3000)
+    for shard in sorted(out.glob("*.safetensors")):
+        tensors = load_file(shard)
+        for key in sorted(tensors):
+            t = tensors[key]
+            if t.is_floating_point():
+                tensors[key] = t + scale * (t.abs().mean() + 1e-3) * torch.randn(t.shape, generator=g, dtype=t.dtype)
+        save_file(tensors, shard, metadata={"format": "pt"})
+    log.info("wrote tiny Gemma 4 fine-tune (same-architecture mother) to %s", out)
+    return out
+
+
+def write_tiny_same_arch_parents(root: str | Path, seed: int = 0) -> TinyParents:
+    root = Path(root)
+    father = write_tiny_father(root / "father", seed)
+    return TinyParents(father=father, mother=_perturbed_copy(father, root / "mother", seed, scale=0.1))

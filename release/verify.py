@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 PROMPT = "Hello! In one sentence, who are you?"
 
 
-def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", dtype=None, hub=None) -> dict:
+def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", dtype=None, hub=None,
+                 trust_remote_code: bool = True) -> dict:
+    """`trust_remote_code=False` for a stock child (same-architecture breeders): it must load without it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -25,9 +27,9 @@ def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", d
     pushed = hub.pull(repo, revision, allow_patterns=("*",), action="verify",
                       damaged_fix="push again with --force push, then verify again").path
     dtype = dtype or torch.float32
-    load = dict(trust_remote_code=True, dtype=dtype)
+    load = dict(trust_remote_code=trust_remote_code, dtype=dtype)
     remote = AutoModelForCausalLM.from_pretrained(pushed, **load).to(device).eval()
-    tok = AutoTokenizer.from_pretrained(pushed, trust_remote_code=True)
+    tok = AutoTokenizer.from_pretrained(pushed, trust_remote_code=trust_remote_code)
     inputs = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True).to(device)
     with torch.no_grad():

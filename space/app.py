@@ -90,7 +90,13 @@ def header(model_id: str, revision: str | None, error: str | None) -> str:
         ratios = genome.get("ratios") or []
         father, mother = (genome.get(role, {}).get("repo", "?") for role in ("father", "mother"))
         lines.append(f"Father {link(father)} × mother {link(mother)}.")
-        if ratios:
+        if isinstance(ratios, dict):  # a same-architecture weight merge: shares per component
+            mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+            lines.append(f"Method `{genome.get('method', '?')}`: mean mother share attention "
+                         f"{mean(ratios.get('attn', [])):.3f}, FFN {mean(ratios.get('ffn', [])):.3f}, embeddings "
+                         f"and norms {mean(ratios.get('norms', [])):.3f}"
+                         + (f", density {genome['density']:.3f}." if genome.get("density") is not None else "."))
+        elif ratios:
             blended = sum(r > 0 for r in ratios)
             lines.append(f"Genome: {blended} of {len(ratios)} father FFNs blended with the mother's "
                          f"(mean ratio {sum(ratios) / len(ratios):.3f}, max {max(ratios):.3f}).")

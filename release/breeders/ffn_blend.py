@@ -17,6 +17,11 @@ class FfnBlend(Breeder):
     method = "ffn_blend"
     trust_remote_code = True
 
+    def tiny_parent_writers(self) -> dict:
+        from release.tiny import write_tiny_father, write_tiny_mother
+
+        return {"father": write_tiny_father, "mother": write_tiny_mother}  # Gemma 4 x Qwen3.5
+
     def check_parents(self, father_dir: Path, mother_dir: Path) -> None:
         from release.hybrid import _parent_text_configs
 
@@ -59,6 +64,11 @@ class FfnBlend(Breeder):
 
         return emit_child(Path(father_dir), Path(mother_dir), genome, out, max_shard_size=max_shard_size,
                           progress=progress)
+
+    def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
+        from release.card import render_model_card
+
+        return render_model_card(config, genome, results, search_log, out_dir, **extra)
 
     def child_tensors(self, father_dir, mother_dir, genome: dict) -> list[str]:
         from release.hybrid import child_tensor_sources, make_child_config

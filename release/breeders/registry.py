@@ -34,6 +34,7 @@ class Live:
     space: Any  # a GeneSpace, or search.GenomeSpace (ffn_blend's, with the MRI trust): names, named, full
     record: dict = field(default_factory=dict)  # breeder facts the breed stage records (e.g. layer_map)
     hooks: list[RatioHook] = field(default_factory=list)
+    state: Any = None  # the breeder's own (e.g. both parents' tensors)
 
     def apply(self, genome: list[float]) -> None:
         named = self.space.named(genome)
@@ -75,8 +76,18 @@ class Breeder(ABC):
         """Write the child folder for `genome` (a genome_record) at `out`, atomically."""
 
     @abstractmethod
+    def render_card(self, config, genome: dict, results: dict | None, search_log: Path | None, out_dir: Path,
+                    **extra):
+        """Write the child's model card (README.md and its charts) into `out_dir`."""
+
+    @abstractmethod
     def child_tensors(self, father_dir: Path, mother_dir: Path, genome: dict) -> list[str]:
         """The names of the tensors the child of `genome` stores."""
+
+    def tiny_parent_writers(self) -> dict[str, Callable[..., Path]]:
+        """Writers of tiny parents this method can breed, `{"father": write(out, seed), "mother": ...}`,
+        published by the embedded default configs (`tiny_parents: true`)."""
+        raise ReleaseError(f"breed.method {self.method} has no tiny parents: set tiny_parents: false")
 
     def named_genome(self, bred: dict) -> dict[str, float]:
         """The bred genome (the breed stage's record) by gene name."""
@@ -111,4 +122,4 @@ def methods() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from release.breeders import ffn_blend  # noqa: F401  (registers itself)
+    from release.breeders import ffn_blend, weights  # noqa: F401  (they register themselves)

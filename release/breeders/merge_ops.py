@@ -1,0 +1,170 @@
+"""Weight-space merge operators for two parents of one architecture, one tensor at a time.
+
+Every operator takes the father's tensor `a`, the mother's `b` (same shape) and the ratio `t` of the
+mother, computes in float32 (float64 stays float64) and returns the child's tensor in that work dtype.
+`t = 0` gives `a` exactly; `t = 1` gives `b` exactly (with `density = 1` for TIES and DARE): the blends
+go through `torch.lerp`, which is exact at both ends. Two parents means one task vector,
+`delta = b - a`, with the father as the base model.
+
+- linear: `(1 - t) * a + t * b`. Model soups, Wortsman et al. 2022, https://arxiv.org/abs/2203.05482
+  (mergekit `linear` with weights `1 - t`, `t`).
+- slerp: spherical interpolation between `a` and `b` viewed as two vectors (one angle per tensor),
+  falling back to linear when they are nearly colinear (|cos| > 0.9995). Shoemake, "Animating rotation
+  with quaternion curves", SIGGRAPH 1985, https://doi.org/10.1145/325165.325242; as mergekit's `slerp`.
+- ties: TIES-Merging, Yadav et al. 2023, https://arxiv.org/abs/2306.01708: trim the task vector to its
+  `density` largest-magnitude entries (k = max(1, int(density * n))), elect the sign by the summed task
+  vectors, merge only the entries that agree. With a single task vector the elected sign is its own, so
+  the child is `a + t * trim(delta)` (mergekit `ties` with `weight = t`, `density`, `normalize: false`;
+  with `normalize: true` and one model the weight would cancel out and `t` would mean nothing).
+- dare_ties: DARE, Yu et al. 2023, "Language Models are Super Mario", https://arxiv.org/abs/2311.03099:
+  drop each task-vector entry with probability `p = 1 - density` and rescale the survivors by
+  `1 / (1 - p) = 1 / density`, then TIES' sign election (again trivial for one task vector):
+  `a + t * mask * delta / density`. The paper's rescale, where mergekit 0.1.5 rescales to the L1 norm
+  of the task vector (equal in expectation). The mask is a pure function of (seed, tensor name,
+  element index) computed with integer arithmetic, so it is the same on every device and in every run:
+  one genome always gives the same child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+METHODS = ("linear", "slerp", "ties", "dare_ties")
+PAPERS = {
+    "linear": {"title": "Model soups (Wortsman et al., 2022)", "url": "https://arxiv.org/abs/2203.05482"},
+    "slerp": {"title": "Spherical linear interpolation (Shoemake, 1985)",
+              "url": "https://doi.org/10.1145/325165.325242"},
+    "ties": {"title": "TIES-Merging: Resolving Interference When Merging Models (Yadav et al., 2023)",
+             "url": "https://arxiv.org/abs/2306.01708"},
+    "dare_ties": {"title": "Language Models are Super Mario: Absorbing Abilities from Homologous Models as a "
+                           "Free Lunch (DARE, Yu et al., 2023)", "url": "https://arxiv.org/abs/2311.03099"},
+}
+# For the card: what each method does to one tensor, in words.
+FORMULAS = {
+    "linear": "`child = (1 - t) * father + t * mother`.",
+    "slerp": "`child` = spherical interpolation from father to mother at `t`, the two tensors seen as vectors "
+             "(linear when they are nearly colinear).",
+    "ties": "`child = father + t * trim(delta)`: only the largest-magnitude fraction `density` of `delta` is kept.",
+    "dare_ties": "`child = father + t * mask * delta / density`: a seeded random `mask` keeps each entry of "
+                 "`delta` with probability `density`, survivors rescaled by 1 / density.",
+}
+SLERP_DOT_THRESHOLD = 0.9995
+_EPS = 1e-8
+_M32 = 0xFFFFFFFF
+NOISE_LEVELS = 1 << 16  # DARE's keep probability is resolved to 1/65536
+
+
+def work(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def linear(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.lerp(work(a), work(b), t)
+
+
+def slerp_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """cos of the angle between `a` and `b` as flat vectors (depends only on the parents: cache it)."""
+    a, b = work(a).flatten(), work(b).flatten()
+    na, nb = torch.linalg.vector_norm(a), torch.linalg.vector_norm(b)
+    na = torch.where(na > _EPS, na, 1)
+    nb = torch.where(nb > _EPS, nb, 1)
+    return float(((a / na) * (b / nb)).sum().clamp(-1, 1))
+
+
+def slerp_coefficients(cosine: float, t: float) -> tuple[float, float]:
+    """(weight of a, weight of b)."""
+    if abs(cosine) > SLERP_DOT_THRESHOLD:
+        return 1.0 - t, t
+    theta = torch.acos(torch.tensor(cosine, dtype=torch.float64))
+    s = torch.sin(theta)
+    return float(torch.sin((1 - t) * theta) / s), float(torch.sin(t * theta) / s)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float, cosine: float | None = None) -> torch.Tensor:
+    cosine = slerp_cosine(a, b) if cosine is None else cosine
+    ca, cb = slerp_coefficients(cosine, t)
+    if cb == 0.0:
+        return work(a).clone()  # t = 0: the father exactly
+    if ca == 0.0:
+        return work(b).clone()  # t = 1: the mother exactly
+    return torch.add(work(a) * ca, work(b), alpha=cb)
+
+
+def magnitude_threshold(delta: torch.Tensor, density: float) -> float | None:
+    """The smallest |delta| TIES keeps at `density` (None: keep every entry)."""
+    n = delta.numel()
+    if density >= 1 or n == 0:
+        return None
+    if density <= 0:
+        return float("inf")
+    k = max(1, int(density * n))
+    return float(torch.kthvalue(work(delta).abs().flatten(), n - k + 1).values)
+
+
+def ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float) -> torch.Tensor:
+    a, b = work(a), work(b)
+    threshold = magnitude_threshold(b - a, density)
+    if threshold is None:
+        return torch.lerp(a, b, t)
+    return torch.where((b - a).abs() >= threshold, torch.lerp(a, b, t), a)
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (Wellons' lowbias32), exact in int64 on every device."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def tensor_salt(seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
+def dare_noise(shape, seed: int, name: str, device="cpu", compact: bool = False) -> torch.Tensor:
+    """Per-element uniform integers in [0, 65536) from (seed, tensor name, index), as int32; `compact`
+    stores them shifted by -32768 as int16 (2 bytes per parameter, for the live model to keep)."""
+    n = 1
+    for d in shape:
+        n *= d
+    idx = torch.arange(n, dtype=torch.int64, device=device)
+    x = _mix((idx & _M32) ^ tensor_salt(seed, name))
+    x = _mix(x ^ (idx >> 32))  # tensors past 2**32 elements (per-layer embeddings) stay distinct
+    x = (x >> 16).reshape(shape)
+    return (x - NOISE_LEVELS // 2).to(torch.int16) if compact else x.to(torch.int32)
+
+
+def dare_keep(noise: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep mask at `density`: each entry survives with probability `density` (masks nest as it grows)."""
+    threshold = round(density * NOISE_LEVELS)
+    if noise.dtype == torch.int16:  # compact form
+        return noise.to(torch.int32) < threshold - NOISE_LEVELS // 2
+    return noise < threshold
+
+
+def dare_ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, seed: int, name: str,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+    a, b = work(a), work(b)
+    if density >= 1:
+        return torch.lerp(a, b, t)
+    if density <= 0:
+        return a.clone()
+    noise = dare_noise(a.shape, seed, name, a.device) if noise is None else noise
+    return torch.where(dare_keep(noise, density), torch.lerp(a, b, t / density), a)
+
+
+def merge(method: str, a: torch.Tensor, b: torch.Tensor, t: float, density: float = 1.0, seed: int = 0,
+          name: str = "", cosine: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The child's tensor for one method (the one entry point the breeder and the emitter share)."""
+    if method == "linear":
+        return linear(a, b, t)
+    if method == "slerp":
+        return slerp(a, b, t, cosine)
+    if method == "ties":
+        return ties(a, b, t, density)
+    if method == "dare_ties":
+        return dare_ties(a, b, t, density, seed, name, noise)
+    raise ValueError(f"unknown merge method {method!r}: one of {', '.join(METHODS)}")

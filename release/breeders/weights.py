@@ -1,0 +1,327 @@
+"""Same-architecture breeders: `linear`, `slerp`, `ties`, `dare_ties` merge the parents' weights.
+
+Both parents must share `model_type` and every tensor name and shape (checked from the safetensors
+headers before any work). The child is a plain checkpoint of the parents' own class and key layout (a
+Gemma 4 `ForConditionalGeneration` parent gives a `ForConditionalGeneration` child): the father's
+config, tokenizer and files, every tensor merged by `merge_ops`. It loads with stock
+`AutoModelForCausalLM`, no custom code.
+
+Genome (genes, in order): `attn.0..n-1` and `ffn.0..n-1`, the mother's share of each decoder layer's
+attention and FFN (frozen layers pinned at 0, bounds [0, r_max]); `norms`, her share of everything else
+(embeddings, per-layer inputs, every norm, the LM head, vision/audio towers); and for TIES/DARE
+`density`, the fraction of the task vector kept (bounds from `breed`).
+
+The live search model is the father loaded with `AutoModelForCausalLM`; both parents' tensors stay on
+the device beside it (memory: two parents + the live model, plus 2 bytes per parameter of DARE noise),
+and a candidate rewrites the live tensors in place, skipping tensors whose ratio did not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import release
+from release.breeders import merge_ops
+from release.breeders.genome import Gene, GeneSpace, layer_genes
+from release.breeders.registry import Breeder, Live, Ratios, register
+from release.errors import ReleaseError
+from release.files import swap_folder
+
+log = logging.getLogger(__name__)
+
+GENOME_FILE = "darwin_genome.json"
+# The decoder layers of a CausalLM (`model.layers.N`) or of a ConditionalGeneration (`model.language_model.layers.N`).
+_DECODER_LAYER = re.compile(r"^(?:model\.language_model|model|language_model\.model|language_model)\.layers\.(\d+)\.(.+)$")
+_FFN = re.compile(r"(?:^|\.)(?:mlp|feed_forward|block_sparse_moe|experts)\.")
+_ATTN = re.compile(r"(?:^|\.)(?:self_attn|linear_attn|attn|attention)\.")
+# Everything of the father's folder except weights and what the release writes itself.
+_SKIP_FILES = re.compile(r"^(?:.*\.safetensors|.*\.bin|.*\.pt|.*\.index\.json|README\.md|\.gitattributes|"
+                         rf"{re.escape(GENOME_FILE)}|genome\.png|fitness\.png|mri\.png)$")
+
+
+def gene_of(key: str) -> tuple[str, int | None]:
+    """(component, decoder layer) of a checkpoint tensor: ("attn", i), ("ffn", i) or ("norms", None)."""
+    m = _DECODER_LAYER.match(key)
+    if m:
+        rest = m.group(2)
+        if _FFN.search(rest):
+            return "ffn", int(m.group(1))
+        if _ATTN.search(rest):
+            return "attn", int(m.group(1))
+    return "norms", None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    path: Path
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _headers(folder: Path) -> dict[str, TensorInfo]:
+    """Tensor name -> shard, shape and dtype, from the safetensors headers only (no weights read)."""
+    from safetensors import safe_open
+
+    from release.hybrid import _weight_files
+
+    files = _weight_files(folder)
+    out = {}
+    for path in dict.fromkeys(files.values()):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                sl = f.get_slice(key)
+                out[key] = TensorInfo(path, tuple(sl.get_shape()), sl.get_dtype())
+    return out
+
+
+def _model_type(folder: Path, role: str) -> str:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ReleaseError(f"{role} config: {path} not found: point it at a complete checkpoint folder")
+    return json.loads(path.read_text()).get("model_type")
+
+
+def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tuple[TensorInfo, TensorInfo]]:
+    """Both parents' tensors by name, after checking the parents share model_type and every tensor shape."""
+    father_type, mother_type = _model_type(father_dir, "father"), _model_type(mother_dir, "mother")
+    if father_type != mother_type:
+        raise ReleaseError(f"father is a {father_type!r} model and mother a {mother_type!r} one: weight merges "
+                           "need one architecture; choose parents of one model_type, or breed.method: ffn_blend")
+    father, mother = _headers(Path(father_dir)), _headers(Path(mother_dir))
+    for key in sorted(father.keys() | mother.keys()):
+        if key not in mother:
+            raise ReleaseError(f"mother {mother_dir} lacks tensor {key} that the father has: weight merges need "
+                               "the same tensors in both parents (same config, same checkpoint layout)")
+        if key not in father:
+            raise ReleaseError(f"father {father_dir} lacks tensor {key} that the mother has: weight merges need "
+                               "the same tensors in both parents (same config, same checkpoint layout)")
+        if father[key].shape != mother[key].shape:
+            raise ReleaseError(f"tensor {key} has shape {father[key].shape} in the father but {mother[key].shape} "
+                               "in the mother: weight merges need parents of the same size")
+    return {key: (father[key], mother[key]) for key in father}
+
+
+def _n_layers(father_dir: Path) -> int:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(father_dir).get_text_config().num_hidden_layers
+
+
+@dataclass
+class _Entry:
+    """One live tensor: where it is written, both parents' values, and what was last written."""
+
+    key: str
+    target: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    component: str
+    layer: int | None
+    cosine: float | None = None  # slerp: the parents' angle, fixed
+    noise: torch.Tensor | None = None  # dare_ties: the drop-mask noise, fixed
+    last: tuple | None = None
+
+
+class WeightsBreeder(Breeder):
+    trust_remote_code = False
+    uses_density = False
+
+    @property
+    def paper(self) -> dict:
+        return merge_ops.PAPERS[self.method]
+
+    def tiny_parent_writers(self) -> dict:
+        from release.tiny import write_tiny_father, write_tiny_finetune
+
+        return {"father": write_tiny_father, "mother": write_tiny_finetune}  # two tiny Gemma 4s
+
+    def check_parents(self, father_dir: Path, mother_dir: Path) -> None:
+        check_same_architecture(Path(father_dir), Path(mother_dir))
+
+    # --- genome -------------------------------------------------------------------------------------
+
+    def genome_space(self, n_layers: int, config) -> GeneSpace:
+        spec, breed = config.genome, config.breed
+        genes = layer_genes("attn", n_layers, spec) + layer_genes("ffn", n_layers, spec)
+        genes.append(Gene("norms", 0.0, spec.r_max, min(spec.init_mean, spec.r_max)))
+        if self.uses_density:
+            genes.append(Gene("density", breed.density_min, breed.density_max, breed.density_init))
+        return GeneSpace(genes)
+
+    def layer_ratios(self, named: dict[str, float]) -> Ratios:
+        n = sum(name.startswith("attn.") for name in named)
+        return {"attn": [named[f"attn.{i}"] for i in range(n)], "ffn": [named[f"ffn.{i}"] for i in range(n)],
+                "norms": [named["norms"]]}
+
+    def _density(self, named: dict[str, float]) -> float:
+        return float(named.get("density", 1.0)) if self.uses_density else 1.0
+
+    @staticmethod
+    def _ratio(ratios: Ratios, component: str, layer: int | None) -> float:
+        return float(ratios[component][0 if layer is None else layer])
+
+    # --- live search model --------------------------------------------------------------------------
+
+    def build_live(self, father_dir, mother_dir, config, device, dtype, progress: bool = False,
+                   r_mri: list[float] | None = None) -> Live:
+        from safetensors import safe_open
+        from transformers import AutoModelForCausalLM
+
+        father_dir, mother_dir = Path(father_dir), Path(mother_dir)
+        tensors = check_same_architecture(father_dir, mother_dir)
+        seed = _seed(config)
+        model = AutoModelForCausalLM.from_pretrained(father_dir, dtype=dtype).to(device).eval()
+        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+        targets = {k: v for k, v in model.state_dict(keep_vars=True).items() if k not in tied}
+        entries = []
+        with torch.no_grad():
+            for key, target in targets.items():
+                if key not in tensors:
+                    raise ReleaseError(f"{type(model).__name__} holds {key}, which the father's checkpoint lacks: "
+                                       "transformers reads this checkpoint into another layout; use a checkpoint "
+                                       "saved by this transformers class")
+                if not target.is_floating_point():
+                    continue  # integer buffers are the father's
+                (fa, mo) = tensors[key]
+                with safe_open(str(fa.path), framework="pt", device=str(device)) as f:
+                    a = f.get_tensor(key).to(target.dtype)
+                with safe_open(str(mo.path), framework="pt", device=str(device)) as f:
+                    b = f.get_tensor(key).to(target.dtype)
+                if not torch.equal(a, target):  # transformers' silent random init of unread weights
+                    raise ReleaseError(f"{type(model).__name__} did not load {key} from the father's checkpoint: "
+                                       "its class reads another key layout; use a checkpoint saved by it")
+                component, layer = gene_of(key)
+                entry = _Entry(key, target, a, b, component, layer)
+                if self.method == "slerp":
+                    entry.cosine = merge_ops.slerp_cosine(a, b)
+                if self.method == "dare_ties":
+                    entry.noise = merge_ops.dare_noise(a.shape, seed, key, device, compact=True)
+                entries.append(entry)
+        space = self.genome_space(_n_layers(father_dir), config)
+        if generation := _generation_config(father_dir):
+            model.generation_config = generation
+        log.info("built the %s live model: %d tensors of %s, both parents on %s in %s", self.method,
+                 len(entries), type(model).__name__, device, dtype)
+        return Live(self, model, space, record={"seed": seed, "model_class": type(model).__name__},
+                    state=entries)
+
+    def set_live(self, live: Live, ratios: Ratios, named: dict[str, float]) -> None:
+        density, seed = self._density(named), live.record["seed"]
+        with torch.no_grad():
+            for e in live.state:
+                t = self._ratio(ratios, e.component, e.layer)
+                if e.last == (t, density):
+                    continue
+                if self.method == "linear" and e.target.dtype == torch.float32:
+                    torch.lerp(e.a, e.b, t, out=e.target)  # same arithmetic as merge_ops.linear, no copy
+                else:
+                    e.target.copy_(merge_ops.merge(self.method, e.a, e.b, t, density, seed, e.key,
+                                                   cosine=e.cosine, noise=e.noise))
+                e.last = (t, density)
+
+    # --- the child ----------------------------------------------------------------------------------
+
+    def genome_record(self, config, bred: dict, pulled: dict, search: dict, ratios: Ratios) -> dict:
+        named = dict(zip(bred["genes"], bred["genome"]))
+        return {
+            "method": self.method,
+            "paper": self.paper,
+            "genes": named,
+            "ratios": ratios,
+            "density": self._density(named) if self.uses_density else None,
+            "seed": bred["seed"],
+            "frozen": list(config.genome.frozen),
+            "r_max": config.genome.r_max,
+            "model_class": bred["model_class"],
+            "search": search,
+            "father": {k: pulled["father"][k] for k in ("repo", "revision")},
+            "mother": {k: pulled["mother"][k] for k in ("repo", "revision")},
+            "tool": {"name": "darwin-release", "version": release.__version__},
+        }
+
+    def merged_tensor(self, key: str, a: torch.Tensor, b: torch.Tensor, genome: dict) -> torch.Tensor:
+        """The child's tensor `key` for a genome record, in the father's dtype."""
+        if not a.is_floating_point():
+            return a
+        component, layer = gene_of(key)
+        t = self._ratio(genome["ratios"], component, layer)
+        density = genome["density"] if genome.get("density") is not None else 1.0
+        return merge_ops.merge(self.method, a, b, t, density, genome["seed"], key).to(a.dtype)
+
+    def emit(self, father_dir, mother_dir, genome: dict, out: Path, max_shard_size: str,
+             progress: bool = True) -> Path:
+        from safetensors import safe_open
+
+        from release.emit import write_shards
+        from release.hybrid import TensorSource
+
+        father_dir, mother_dir, out = Path(father_dir), Path(mother_dir), Path(out)
+        tensors = check_same_architecture(father_dir, mother_dir)
+
+        def merged(key: str, a: torch.Tensor) -> torch.Tensor:
+            with safe_open(str(tensors[key][1].path), framework="pt") as f:
+                return self.merged_tensor(key, a, f.get_tensor(key), genome)
+
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            for path in sorted(father_dir.iterdir()):  # config, generation config, tokenizer, processors
+                if path.is_file() and not _SKIP_FILES.match(path.name):
+                    shutil.copy2(path, tmp / path.name)
+            sources = {key: TensorSource(fa.path, key) for key, (fa, _) in tensors.items()}
+            size = write_shards(sources, tmp, max_shard_size, progress, transform=merged)
+            (tmp / GENOME_FILE).write_text(json.dumps(genome, indent=2) + "\n")
+            swap_folder(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("emitted the %s child to %s (%.1f MB of weights)", self.method, out, size / 1e6)
+        return out
+
+    def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
+        from release.breeders.weights_card import render_weights_card
+
+        return render_weights_card(config, genome, results, search_log, out_dir)  # health: n/a yet
+
+    def child_tensors(self, father_dir, mother_dir, genome: dict) -> list[str]:
+        return list(check_same_architecture(Path(father_dir), Path(mother_dir)))
+
+
+def _seed(config) -> int:
+    return config.breed.seed if config.breed.seed is not None else config.search.seed
+
+
+def _generation_config(folder: Path):
+    from transformers import GenerationConfig
+
+    return GenerationConfig.from_pretrained(folder) if (folder / "generation_config.json").is_file() else None
+
+
+@register
+class Linear(WeightsBreeder):
+    method = "linear"
+
+
+@register
+class Slerp(WeightsBreeder):
+    method = "slerp"
+
+
+@register
+class Ties(WeightsBreeder):
+    method = "ties"
+    uses_density = True
+
+
+@register
+class DareTies(WeightsBreeder):
+    method = "dare_ties"
+    uses_density = True

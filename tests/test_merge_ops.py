@@ -1,0 +1,95 @@
+"""The same-architecture merge operators against mergekit's own implementations, on the same tensors."""
+
+import pytest
+import torch
+
+from release.breeders import merge_ops
+
+mergekit = pytest.importorskip("mergekit", reason="mergekit is a dev-only reference (pip install -e .[dev])")
+from mergekit.merge_methods.base import TensorBatch, TensorGroup  # noqa: E402
+from mergekit.merge_methods.registry import get as mergekit_method  # noqa: E402
+from mergekit.merge_methods.slerp import slerp as mk_slerp  # noqa: E402
+
+SHAPES = [(48, 32), (64,), (3, 5, 7)]
+
+
+def _pair(shape, seed, scale=0.05):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(shape, generator=g)
+    return a, a + scale * torch.randn(shape, generator=g)  # a fine-tune: close to the father
+
+
+def _group(a, b):
+    return TensorGroup.from_tensors([a, b], base_index=0, name="w")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.5, 0.8, 1.0])
+def test_linear_equals_mergekit(shape, t):
+    a, b = _pair(shape, 1)
+    batch = TensorBatch((a[None], b[None]))
+    ours = merge_ops.merge("linear", a, b, t)
+    theirs = mergekit_method("linear").merge_batch(batch, weight=torch.tensor([[1 - t, t]]),
+                                                              normalize=True)[0]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("t", [0.0, 0.25, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("scale", [0.05, 3.0, 0.0])  # close, far apart, colinear (linear fallback)
+def test_slerp_equals_mergekit(shape, t, scale):
+    a, b = _pair(shape, 2, scale)
+    theirs = mk_slerp(torch.tensor([t]), a[None], b[None])[0]
+    torch.testing.assert_close(merge_ops.merge("slerp", a, b, t), theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("t,density", [(0.5, 0.3), (1.0, 0.5), (0.7, 0.9), (0.4, 1.0), (0.6, 0.01)])
+def test_ties_equals_mergekit(shape, t, density):
+    a, b = _pair(shape, 3)
+    ties = mergekit_method("ties")
+    theirs = ties.merge_group(_group(a, b), int8_mask=False, normalize=False, rescale=False,
+                              **{"lambda": 1.0}, weight={1: t}, density={1: density})
+    torch.testing.assert_close(merge_ops.merge("ties", a, b, t, density), theirs, rtol=0, atol=1e-6)
+
+
+def test_ratio_zero_is_the_father_and_one_the_mother_exactly_for_every_method():
+    a, b = _pair((40, 24), 4, scale=1.0)
+    for method in merge_ops.METHODS:
+        assert torch.equal(merge_ops.merge(method, a, b, 0.0, 0.6, seed=1, name="w"), a), method
+        assert torch.equal(merge_ops.merge(method, a, b, 1.0, 1.0, seed=1, name="w"), b), method
+
+
+def test_dare_drops_at_the_rate_asked_rescales_survivors_and_is_seeded():
+    a, b = _pair((256, 256), 5)
+    delta = b - a
+    t, density = 0.6, 0.3
+    child = merge_ops.merge("dare_ties", a, b, t, density, seed=7, name="layers.0.mlp.up_proj.weight")
+    kept = child != a
+    rate = kept.float().mean().item()
+    assert abs(rate - density) < 0.01, rate  # 65536 entries: 3 sigma is 0.0054
+    # Survivors carry the task vector rescaled by 1 / (1 - p) = 1 / density; dropped entries are the father's.
+    torch.testing.assert_close(child[kept], (a + t * delta / density)[kept], rtol=0, atol=1e-6)
+    # Same genome, seed and name: the same child; another seed or tensor name: another mask.
+    again = merge_ops.merge("dare_ties", a, b, t, density, seed=7, name="layers.0.mlp.up_proj.weight")
+    assert torch.equal(child, again)
+    other = merge_ops.merge("dare_ties", a, b, t, density, seed=8, name="layers.0.mlp.up_proj.weight")
+    assert not torch.equal(child, other)
+    renamed = merge_ops.merge("dare_ties", a, b, t, density, seed=7, name="layers.1.mlp.up_proj.weight")
+    assert not torch.equal(child, renamed)
+    # The expected task vector is preserved: E[mask / density] = 1 (mergekit rescales by the L1 norm instead).
+    assert abs((child - a).abs().sum().item() / (t * delta.abs().sum().item()) - 1) < 0.02
+    # Masks nest as density grows: a surviving entry survives at every higher density.
+    denser = merge_ops.merge("dare_ties", a, b, t, 0.5, seed=7, name="layers.0.mlp.up_proj.weight") != a
+    assert bool((denser | ~kept).all())
+
+
+def test_dare_masks_are_the_same_on_every_device_and_for_huge_indices():
+    noise = merge_ops.dare_noise((1000,), seed=3, name="w")
+    assert noise.dtype == torch.int32 and int(noise.min()) >= 0 and int(noise.max()) < merge_ops.NOISE_LEVELS
+    # Integer-only arithmetic: recomputing from the indices reproduces it (a GPU run gives the same ints).
+    idx = torch.arange(1000, dtype=torch.int64)
+    x = merge_ops._mix(merge_ops._mix((idx & 0xFFFFFFFF) ^ merge_ops.tensor_salt(3, "w")) ^ (idx >> 32))
+    assert torch.equal((x >> 16).to(torch.int32), noise)
+    hist = torch.bincount(noise // 4096, minlength=16).float()
+    assert hist.min() > 30 and hist.max() < 100  # roughly uniform over 16 bins of 62.5 expected

@@ -1,0 +1,54 @@
+"""`make release CONFIG=configs/default-same-arch.yaml` end to end, offline: the real CLI in a subprocess
+with its own HF home and local Hub endpoint (only the run folder, the store and the port are moved)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_same_architecture_default_releases_a_stock_child(tmp_path):
+    raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
+    raw["runs_dir"] = str(tmp_path / "runs")
+    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=_free_port())
+    raw["search"].update(popsize=4, max_generations=1)  # the config's own search is longer; the path is the same
+    raw["fitness"]["tasks"][0].update(search_size=16, heldout_size=32)
+    config = tmp_path / "same-arch.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
+    env["HF_HOME"] = str(tmp_path / "hf-home")
+    out = subprocess.run([sys.executable, "-m", "release", "run", str(config), "--no-progress"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "trust_remote_code" not in out.stdout  # the printed load line needs none
+
+    run = tmp_path / "runs" / raw["name"]
+    release = json.loads((run / "release.json").read_text())
+    assert release["method"] == "dare_ties" and release["trust_remote_code"] is False
+    assert release["stages_run"] == ["pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"]
+    assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
+
+    child = run / "child"
+    genome = json.loads((child / "darwin_genome.json").read_text())
+    assert genome["method"] == "dare_ties" and genome["seed"] == raw["search"]["seed"]
+    assert genome["father"] == release["father"] and genome["mother"] == release["mother"]
+    assert genome["ratios"]["attn"][4] == genome["ratios"]["ffn"][4] == 0.0  # frozen layer
+    assert 0.3 <= genome["density"] <= 1.0
+    cfg = json.loads((child / "config.json").read_text())
+    assert cfg["architectures"] == ["Gemma4ForConditionalGeneration"] and "auto_map" not in cfg
+    assert not list(child.glob("*.py"))
+    card = (child / "README.md").read_text()
+    assert "**dare_ties**" in card and "https://arxiv.org/abs/2311.03099" in card
+    assert "trust_remote_code" not in card
