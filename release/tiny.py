@@ -239,3 +239,33 @@ def write_tiny_same_arch_parents(root: str | Path, seed: int = 0) -> TinyParents
     root = Path(root)
     father = write_tiny_father(root / "father", seed)
     return TinyParents(father=father, mother=_perturbed_copy(father, root / "mother", seed, scale=0.1))
+
+
+def write_tiny_causal_pair(root: str | Path, seed: int = 0, hidden: int = HIDDEN, intermediate: int = 128,
+                           layers: int = 2, heads: int = 2, kv_heads: int = 1, head_dim: int = 32,
+                           dtype: torch.dtype = torch.float32) -> TinyParents:
+    """Two plain `Qwen3ForCausalLM` checkpoints of one architecture, the mother a seeded fine-tune of the
+    father: an architecture mergekit supports, to check the same-architecture breeders against it."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    root = Path(root)
+    tok = father_tokenizer()
+    config = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         head_dim=head_dim, max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=False,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    torch.manual_seed(seed)
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(config)
+    model = model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # random at any width without transformers' slow init
+        for name, p in model.named_parameters():
+            p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g) if name.endswith("norm.weight")
+                    else 0.02 * torch.randn(p.shape, generator=g))
+    model = model.to(dtype).eval()
+    father = root / "father"
+    father.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(father)
+    tok.save_pretrained(father)
+    return TinyParents(father=father, mother=_perturbed_copy(father, root / "mother", seed, scale=0.1))

@@ -126,3 +126,11 @@ def test_parents_of_different_architectures_or_shapes_are_refused_before_any_wor
         get_breeder("ties").check_parents(parents.father, _copy_with(parents.mother, tmp_path / "b", reshaped))
     with pytest.raises(ReleaseError, match="is a 'gemma4' model, expected 'qwen3_5'"):
         get_breeder("ffn_blend").check_parents(parents.father, parents.mother)
+
+
+def test_cross_architecture_genome_settings_are_refused_for_weight_merges():
+    breeder = get_breeder("linear")
+    with pytest.raises(ReleaseError, match="genome.layer_map is for ffn_blend"):
+        breeder.genome_space(6, SimpleNamespace(genome=GenomeSpec(layer_map=[0] * 6), breed=BreedSpec()))
+    space = breeder.genome_space(6, SimpleNamespace(genome=GenomeSpec(frozen=[1], r_max=0.8), breed=BreedSpec()))
+    assert space.bounds == [0.0, 0.8] and len(space.free) == 2 * 5 + 1

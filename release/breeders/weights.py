@@ -149,6 +149,11 @@ class WeightsBreeder(Breeder):
 
     def genome_space(self, n_layers: int, config) -> GeneSpace:
         spec, breed = config.genome, config.breed
+        if spec.layer_map is not None:
+            raise ReleaseError(f"genome.layer_map is for ffn_blend (across architectures); {self.method} pairs "
+                               "layer i with layer i: remove genome.layer_map")
+        if getattr(spec, "mri", False):
+            raise ReleaseError(f"genome.mri is not wired to breed.method {self.method} yet: set genome.mri: false")
         genes = layer_genes("attn", n_layers, spec) + layer_genes("ffn", n_layers, spec)
         genes.append(Gene("norms", 0.0, spec.r_max, min(spec.init_mean, spec.r_max)))
         if self.uses_density:
