@@ -228,3 +228,35 @@ def test_a_child_missing_a_weight_it_names_refuses_to_load(saved, tmp_path, name
     message = str(error.value)
     assert "\n" not in message and name in message and "lack 1 tensor(s)" in message
     assert "refusing to fill them with random values" in message
+
+
+def test_an_emitted_child_missing_a_mother_ffn_in_its_shards_refuses_to_load(tiny_parents, tmp_path):
+    """The pipeline's own writer: config.json names mother FFN 2 (stored_mother_layers), its shard lacks it."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from modeling.configuration_darwin import TRANSFORMERS_VERSION
+    from release.emit import emit_child
+
+    genome = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
+    child = emit_child(tiny_parents.father, tiny_parents.mother, genome, tmp_path / "child", max_shard_size="50MB",
+                       progress=False)
+    raw = json.loads((child / "config.json").read_text())
+    assert raw["darwin_transformers_version"] == TRANSFORMERS_VERSION and 2 in raw["stored_mother_layers"]
+    AutoModelForCausalLM.from_pretrained(child, trust_remote_code=True)  # complete: loads
+    _drop_tensor(child, "model.mother_ffns.2.gate_proj.weight")
+    with pytest.raises(ValueError, match=r"lack 1 tensor\(s\) that config.json needs "
+                                         r"\(model\.mother_ffns\.2\.gate_proj\.weight\)"):
+        AutoModelForCausalLM.from_pretrained(child, trust_remote_code=True)
+
+
+def test_the_space_and_the_package_pin_the_release_the_child_code_needs():
+    from pathlib import Path
+
+    from modeling.configuration_darwin import TRANSFORMERS_VERSION
+
+    root = Path(__file__).resolve().parents[1]
+    pin = f"transformers=={TRANSFORMERS_VERSION}"
+    assert pin in (root / "space" / "requirements.txt").read_text().split()
+    assert f'"{pin}"' in (root / "pyproject.toml").read_text()
