@@ -256,6 +256,8 @@ class SearchSpec(_Strict):
     worker_resources: dict[str, float] = {}
     # Live dashboard (release.tracking): every candidate and generation logged to trackio.
     track: bool = False
+    # Also push the dashboard to this Space on the configured Hub after every generation (release.tracking_space).
+    track_space: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
 
 
 class TaskSpec(_Strict):

@@ -114,7 +114,8 @@ def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
     return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
                            config={"search": config.search.model_dump(), "genome": config.genome.model_dump(mode="json"),
-                                   "fitness": config.fitness.model_dump(mode="json")}),)
+                                   "fitness": config.fitness.model_dump(mode="json")},
+                           space=config.search.track_space, private=config.hub.private),)
 
 
 @contextmanager

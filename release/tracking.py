@@ -29,11 +29,13 @@ CANDIDATE, GENERATION = "candidate/", "generation/"
 
 class TrackioTracker(SearchCallback):
     def __init__(self, project: str, run: str, folder: Path, popsize: int, genes: list[str], frozen: list[int],
-                 r_max: float, config: dict | None = None):
+                 r_max: float, config: dict | None = None, space: str | None = None, private: bool = False):
         self.project, self.run_name, self.folder, self.popsize = project, run, Path(folder), popsize
         self.genes, self.frozen, self.r_max, self.config = genes, frozen, r_max, config or {}
+        self.space, self.private = space, private  # search.track_space: push the dashboard there
         self.run = None
         self.broken = False
+        self.space_broken = False
         self.candidates: set[tuple[int, int]] = set()  # (generation, candidate) already in trackio's store
         self.generations: set[int] = set()
 
@@ -63,9 +65,24 @@ class TrackioTracker(SearchCallback):
 
     def on_generation(self, record: dict, state: SearchState) -> None:
         self._safely(lambda: self._generation(record, state.best_genome, state.best_tau))
+        self._push_space()
 
     def on_end(self, result: SearchResult) -> None:
         self._safely(lambda: self.run and self.run.finish())
+        self._push_space()
+
+    def _push_space(self) -> None:
+        """Rows still in trackio's writer queue go with the next push; the last one follows finish()."""
+        if not self.space or self.broken or self.space_broken:
+            return
+        from release.tracking_space import push_dashboard
+
+        try:
+            push_dashboard(self.project, self.space, private=self.private)
+        except Exception as e:  # the Hub being away must not stop the search, nor the local tracking
+            self.space_broken = True
+            log.warning("pushing the dashboard to Space %s failed (%s: %s); tracking goes on locally", self.space,
+                        type(e).__name__, e)
 
     # --- rows -------------------------------------------------------------------------------------------
 

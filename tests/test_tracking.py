@@ -159,3 +159,46 @@ def test_search_track_in_the_config_logs_the_breed_stage_under_release_name_and_
     lines = [json.loads(line) for line in (config.run_dir / "breed" / LOG).read_text().splitlines()]
     assert fitness == pytest.approx(sorted(line["fitness"] for line in lines)) and len(fitness) == 6
     assert sum("generation/index" in r for r in rows) == 2
+
+
+def test_track_space_pushes_a_dashboard_space_that_serves_the_runs_rows(local_hub, tmp_path, monkeypatch):
+    import urllib.request
+
+    from huggingface_hub import snapshot_download
+
+    from release.config import SearchSpec
+    from tests.localhub_fixtures import free_port
+
+    monkeypatch.setenv("HF_TOKEN", local_hub.tokens[0])
+    project, run, space = f"spaced-{uuid.uuid4().hex[:6]}", "fp-space", f"darwin-local/dash-{uuid.uuid4().hex[:6]}"
+    tracker = TrackioTracker(project, run, tmp_path / "breed", 3, _space().names, FROZEN, 0.5, space=space)
+    run_search(_space(), quadratic, SearchSpec(popsize=3, max_generations=2, seed=4), tmp_path / "breed",
+               fingerprint=run, progress=False, callbacks=(tracker,))
+    assert not tracker.space_broken
+    folder = Path(snapshot_download(space, repo_type="space", local_dir=tmp_path / "space"))
+    assert {"app.py", "requirements.txt", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert list((folder / "trackio" / "media").rglob("*.png"))  # the best-genome images travel too
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKIO_DIR": str(folder / "trackio"), "TRACKIO_PROJECT": project}
+    read = ("import json, sys\nfrom trackio.sqlite_storage import SQLiteStorage\n"
+            f"rows = SQLiteStorage.get_logs({project!r}, {run!r})\n"
+            "print(json.dumps([sum('candidate/index' in r for r in rows), sum('generation/index' in r for r in rows)]))")
+    out = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [6, 2], out.stderr[-2000:]
+
+    port = free_port()  # the Space's own app, as the Hub would run it (variables become environment variables)
+    app = subprocess.Popen([sys.executable, folder / "app.py"], env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/?project={project}", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and app.poll() is None, "the Space app did not come up"
+                time.sleep(0.5)
+        assert b"<html" in page.lower() or b"<!doctype" in page.lower()
+    finally:
+        app.kill()
+        app.wait()
