@@ -99,6 +99,7 @@ class Evaluator:
                         self.lm.max_length, MIN_MAX_LENGTH)
         self._task_dict = suite.task_dict(split)
         self._samples = suite.samples(split)
+        self._reported_checks = 0
 
     @property
     def scorer(self) -> str:
@@ -118,7 +119,17 @@ class Evaluator:
         result.fitness, result.stderr = weighted_fitness(weights, result.scores, result.stderrs)
         result.seconds = time.perf_counter() - start
         result.tokens = self.lm.tokens_processed - tokens
+        self._report_self_check()
         return result
+
+    def _report_self_check(self) -> None:
+        """Say once what the fast scorer's self-check measured (it runs during the first evaluation)."""
+        checks = getattr(self.lm, "checks", [])
+        if len(checks) > self._reported_checks and self.scorer == "fast":
+            log.info("fast scorer checked against stock lm-eval on %d contexts: max |dLL| %.2e within tolerance "
+                     "%.2e (%g x the floating-point noise measured on the stock path)", len(checks),
+                     max(c["max_dll"] for c in checks), min(c["tolerance"] for c in checks), self.lm.noise_factor)
+        self._reported_checks = len(checks)
 
     def _score(self, task: SuiteTask, out: dict, result: EvalResult) -> tuple[float, float | None, int]:
         metric = task.bench.metric
