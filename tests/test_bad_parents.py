@@ -69,3 +69,18 @@ def test_a_damaged_parent_is_a_one_line_error_naming_the_file(parents, case):
     assert "\n" not in message
     assert all(w in message for w in words), message
     assert ("father" if case.startswith("father") else "mother") in message
+
+
+@pytest.mark.parametrize("case", ["father-missing-shard", "mother-config-not-json", "mother-config-no-model-type",
+                                  "father-index-no-weight-map"])
+def test_a_damaged_parent_of_a_weight_merge_is_a_one_line_error(tiny_parents, tmp_path, case):
+    """The same-architecture breeder reads parents through the same checks."""
+    from release.breeders.weights import check_same_architecture
+
+    father, mother = tmp_path / "father", tmp_path / "mother"
+    shutil.copytree(tiny_parents.father, father)
+    shutil.copytree(tiny_parents.father, mother)  # two parents of one architecture
+    words = _damage(case, father, mother)
+    with pytest.raises(ReleaseError) as e:
+        check_same_architecture(father, mother)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)

@@ -65,15 +65,18 @@ class TensorInfo:
     dtype: str
 
 
-def _headers(folder: Path) -> dict[str, TensorInfo]:
+def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
     """Tensor name -> shard, shape and dtype, from the safetensors headers only (no weights read)."""
     from safetensors import safe_open
 
     from release.hybrid import _weight_files
 
-    files = _weight_files(folder)
+    files = _weight_files(folder, role)
     out = {}
     for path in dict.fromkeys(files.values()):
+        if not path.is_file():
+            raise ReleaseError(f"{role} index model.safetensors.index.json in {folder} names shard {path.name}, "
+                               "which is missing: re-download it (--force pull) or choose a complete revision")
         with safe_open(str(path), framework="pt") as f:
             for key in f.keys():
                 sl = f.get_slice(key)
@@ -82,10 +85,9 @@ def _headers(folder: Path) -> dict[str, TensorInfo]:
 
 
 def _model_type(folder: Path, role: str) -> str:
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise ReleaseError(f"{role} config: {path} not found: point it at a complete checkpoint folder")
-    return json.loads(path.read_text()).get("model_type")
+    from release.hybrid import _model_type as read  # one reader: a damaged config.json is a one-line error
+
+    return read(folder, role)
 
 
 def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tuple[TensorInfo, TensorInfo]]:
@@ -94,7 +96,7 @@ def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tup
     if father_type != mother_type:
         raise ReleaseError(f"father is a {father_type!r} model and mother a {mother_type!r} one: weight merges "
                            "need one architecture; choose parents of one model_type, or breed.method: ffn_blend")
-    father, mother = _headers(Path(father_dir)), _headers(Path(mother_dir))
+    father, mother = _headers(Path(father_dir), "father"), _headers(Path(mother_dir), "mother")
     for key in sorted(father.keys() | mother.keys()):
         if key not in mother:
             raise ReleaseError(f"mother {mother_dir} lacks tensor {key} that the father has: weight merges need "
