@@ -168,6 +168,20 @@ class Hub:
             return None
         return value if isinstance(value, dict) else None
 
+    def card_data(self, repo_id: str, revision: str, repo_type: str = "model") -> dict | None:
+        """The YAML front matter of the repo's README.md, or None when there is none."""
+        from huggingface_hub.repocard import metadata_load
+
+        with self._errors(f"read README.md of {repo_id}@{revision}", repo_id, revision, reading=True):
+            try:
+                path = self.api.hf_hub_download(repo_id, "README.md", revision=revision, repo_type=repo_type)
+            except RemoteEntryNotFoundError:
+                return None
+        try:
+            return metadata_load(path)
+        except (OSError, ValueError):
+            return None
+
     def pull_requests(self, repo_id: str) -> dict[str, str]:
         """ref ('refs/pr/N') -> head commit of every pull request of the repo."""
         with self._errors(f"list the pull requests of {repo_id}", repo_id, reading=True):
@@ -221,8 +235,9 @@ class Hub:
                 self.api.add_space_secret(space_repo, key, value)
             if hardware:
                 self.api.request_space_hardware(space_repo, hardware)
+            # Exactly the folder's files: whatever an earlier deploy left and this one lacks is deleted.
             commit = self.api.upload_folder(repo_id=space_repo, folder_path=folder, repo_type="space",
-                                            commit_message=message)
+                                            commit_message=message, delete_patterns="*")
         log.info("deployed Space %s at %s (variables: %s; %d secret(s))", space_repo, commit.oid,
                  ", ".join(sorted(variables)) or "none", len(secrets))
         return commit.oid

@@ -189,7 +189,10 @@ def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
 def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tuple[dict, list[Path]]:
     from release.space import prepare_space_folder, space_secrets
 
+    from release.safe_push import check_space_target
+
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
+    check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
     folder = prepare_space_folder(config, config.run_dir / "space")
     variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed["revision"], **config.space.variables}
     sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets=secrets,

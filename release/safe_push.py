@@ -97,3 +97,22 @@ def _pull_request(hub: Hub, folder, repo: str, message: str, local: dict[str, Lo
 
 def _pr_url(hub: Hub, repo: str, ref: str) -> str:
     return f"{hub.endpoint}/{repo}/discussions/{ref.rsplit('/', 1)[-1]}"
+
+
+def check_space_target(hub: Hub, space_repo: str, child_repo: str, on_existing: str) -> None:
+    """Refuse to deploy over a Space this release did not deploy, unless `space.on_existing: replace`.
+
+    Ours: new, empty, or its README's front matter lists the child under `models` (as every deploy writes).
+    """
+    if on_existing == "replace" or not hub.exists(space_repo, repo_type="space"):
+        return
+    head = hub.head(space_repo, repo_type="space")
+    if set(hub.files(space_repo, head, repo_type="space")) <= HUB_FILES:
+        return
+    card = hub.card_data(space_repo, head, repo_type="space") or {}
+    models = card.get("models") or []
+    if child_repo in (models if isinstance(models, list) else [models]):
+        return
+    raise ReleaseError(f"space: {space_repo} already holds a Space this release did not deploy (its README does "
+                       f"not name {child_repo}); set space.on_existing: replace to overwrite it (its other "
+                       "files are deleted), or pick another space.repo")

@@ -58,3 +58,34 @@ def test_a_missing_secret_is_one_line_and_deploys_nothing(tmp_path, local_hub, m
         stage_space(config, _session(local_hub), {"revision": "a" * 40})
     assert "\n" not in str(e.value)
     assert not HfApi(token=TOKEN).repo_exists(space, repo_type="space")
+
+
+def _foreign_space(tmp_path) -> str:
+    space = repo_name("someone-elses-space")
+    api = HfApi(token=TOKEN)
+    api.create_repo(space, repo_type="space", space_sdk="gradio")
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    (folder / "app.py").write_text("print('another app')\n")
+    (folder / "README.md").write_text("---\nsdk: gradio\nmodels: [someone/else]\n---\n# Not ours\n")
+    (folder / "data.csv").write_text("a,b\n")
+    api.upload_folder(repo_id=space, folder_path=folder, repo_type="space")
+    return space
+
+
+def test_a_space_this_release_did_not_deploy_is_refused_unless_replace(tmp_path, local_hub, monkeypatch):
+    monkeypatch.setenv("DARWIN_TEST_READ_TOKEN", SECRET)
+    api = HfApi(token=TOKEN)
+    space = _foreign_space(tmp_path)
+    head = api.space_info(space).sha
+    config = _config(tmp_path, space)
+    with pytest.raises(ReleaseError, match="space.on_existing: replace") as e:
+        stage_space(config, _session(local_hub), {"revision": "a" * 40})
+    assert "\n" not in str(e.value) and api.space_info(space).sha == head
+    replacing = config.model_copy(update={"space": config.space.model_copy(update={"on_existing": "replace"})})
+    stage_space(replacing, _session(local_hub), {"revision": "a" * 40})
+    assert set(api.list_repo_files(space, repo_type="space")) - {".gitattributes"} == \
+        {"app.py", "requirements.txt", "README.md"}  # the old data.csv is gone
+    # Now it is this release's Space: redeploying needs no `replace`.
+    again = stage_space(config, _session(local_hub), {"revision": "b" * 40})
+    assert api.get_space_variables(space)["MODEL_REVISION"].value == "b" * 40 and again[0]["repo"] == space
