@@ -255,11 +255,11 @@ class SearchSpec(_Strict):
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
-    worker_resources: dict[str, float] = {}
+    worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # Live dashboard (release.tracking): every candidate and generation logged to trackio.
     track: bool = False
     # Also push the dashboard to this Space on the configured Hub after every generation (release.tracking_space).
-    track_space: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
+    track_space: RepoId | None = None
 
 
 class TaskSpec(_Strict):

@@ -53,6 +53,8 @@ BROKEN = {
     "child-repo-dot-git": _config(child="a/child.git"),
     "child-repo-too-long": _config(child="a/" + "x" * 97),
     "space-repo-double-dot": _config(extra="space: {repo: a/b..c}\n"),
+    "dashboard-space-repo-dot-git": _config(extra="search: {track_space: a/dash.git}\n"),
+    "negative-worker-resources": _config(extra="search: {worker_resources: {GPU: -1}}\n"),
     "father-revision-escapes": _config().replace("{repo: a/father}", "{repo: a/father, revision: ../../x}"),
     "mother-revision-hidden": _config().replace("{repo: a/mother}", "{repo: a/mother, revision: .git}"),
     "push-branch-escapes": _config(shards="5GB, on_existing: {branch: ../main}"),
