@@ -143,15 +143,19 @@ def test_transplant_keeps_a_snap_within_the_noise_and_drops_one_that_loses():
     genome = [0.05, 0.0, 0.5, 0.9, 0.1]
     calls = []
 
-    def flat(g):  # the snap costs 0.01
+    def fitness(g):  # the snap costs 0.01
         calls.append(g)
-        return 0.79, {"t": 0.79}
+        return (0.80 if g == genome else 0.79), {"t": 0.0}
 
-    kept = transplant(genome, 0.80, flat, noise=0.02, thresholds=(0.15, 0.85))
-    assert calls == [[0.0, 0.0, 0.5, 1.0, 0.0]]  # measured once, on the snapped genome
+    fitness.stderr = 0.02
+    kept = transplant(genome, fitness, thresholds=(0.15, 0.85))
+    assert calls == [genome, [0.0, 0.0, 0.5, 1.0, 0.0]]  # both measured, side by side
     assert kept["kept"] and kept["genome"] == [0.0, 0.0, 0.5, 1.0, 0.0]
     assert (kept["father_layers"], kept["mother_layers"]) == ([0, 4], [3])
-    dropped = transplant(genome, 0.80, flat, noise=0.005, thresholds=(0.15, 0.85))
+    assert (kept["searched_fitness"], kept["snapped_fitness"], kept["noise"]) == (0.80, 0.79, 0.02)
+    fitness.stderr = 0.005
+    dropped = transplant(genome, fitness, thresholds=(0.15, 0.85))
     assert not dropped["kept"] and dropped["genome"] == genome and "lost beyond the noise" in dropped["reason"]
-    nothing = transplant([0.0, 0.3], 0.5, flat, noise=None, thresholds=(0.15, 0.85))
-    assert nothing["kept"] and len(calls) == 2  # nothing to snap: no evaluation
+    calls.clear()
+    nothing = transplant([0.0, 0.3], fitness, thresholds=(0.15, 0.85))
+    assert nothing["kept"] and calls == []  # nothing to snap: no evaluation

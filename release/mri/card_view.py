@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-def _num(value: float) -> str:
-    return f"{value:.3f}"
+def _num(value: float | None) -> str | None:
+    return None if value is None else f"{value:.3f}"
 
 
 def layer_kind_counts(kinds: list[str]) -> dict[str, int]:

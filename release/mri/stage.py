@@ -1,0 +1,87 @@
+"""The pipeline's MRI pieces, called by `release.pipeline`: the `mri` stage, the breed-time hooks (r_MRI for
+the genome space, the transplant after the search, the records they leave) and the `health` stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from release.config import ReleaseConfig
+
+DEFAULT_THRESHOLDS = (0.15, 0.85)  # Darwin V6's transplant thresholds; also where the diagnosis marks dominance
+
+
+def thresholds(config: ReleaseConfig) -> tuple[float, float]:
+    return tuple(config.genome.transplant or DEFAULT_THRESHOLDS)
+
+
+def _device(config: ReleaseConfig):
+    from release.device import pick_device, pick_dtype
+
+    device = pick_device(config.search.device)
+    return device, pick_dtype(config.search.dtype, device)
+
+
+def stage_mri(config: ReleaseConfig, pulled: dict) -> tuple[dict, list[Path]]:
+    from release.mri.scan import MRI_JSON, run_mri
+
+    device, dtype = _device(config)
+    out = config.run_dir / "mri"
+    result = run_mri(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), out,
+                     layer_map=config.genome.layer_map, frozen=config.genome.frozen, thresholds=thresholds(config),
+                     per_domain=config.mri.prompts_per_domain, seed=config.search.seed, device=device, dtype=dtype,
+                     bins=config.mri.histogram_bins, static_weight=config.mri.static_weight)
+    keep = ("r_mri", "father_dominant", "mother_dominant", "thresholds", "static_weight", "seconds")
+    return {"path": str(out / MRI_JSON), **{k: result[k] for k in keep}}, [out / MRI_JSON]
+
+
+def search_r_mri(config: ReleaseConfig, mri: dict | None) -> list[float] | None:
+    """r_MRI for the genome space when `genome.mri` is on (the search then also learns tau), else None."""
+    return mri["r_mri"] if config.genome.mri and mri else None
+
+
+def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, fitness, mri: dict | None) -> dict:
+    """What the breed stage records beyond the search: tau, r_MRI, and the transplant outcome (which may
+    change the genome that ships)."""
+    from release.mri.transplant import transplant
+
+    record = {"searched_genome": list(genome), "tau": tau, "mri_trust": bool(config.genome.mri),
+              "r_mri": mri["r_mri"] if mri else None, "transplant": None, "genome": list(genome)}
+    if config.genome.transplant:
+        record["transplant"] = transplant(genome, fitness, thresholds(config))
+        record["genome"] = record["transplant"]["genome"]
+    return record
+
+
+def genome_mri_record(bred: dict, mri: dict | None) -> dict:
+    """The `mri` and `transplant` entries of darwin_genome.json (what the card's MRI section renders)."""
+    out = {}
+    if mri:
+        out["mri"] = {"trust": bred.get("mri_trust", False), "tau": bred.get("tau"), "r_mri": mri["r_mri"],
+                      "thresholds": mri["thresholds"], "static_weight": mri["static_weight"],
+                      "father_dominant": mri["father_dominant"], "mother_dominant": mri["mother_dominant"]}
+    if bred.get("transplant"):
+        out["transplant"] = {k: v for k, v in bred["transplant"].items() if k != "scores"}
+    return out
+
+
+def stage_health(config: ReleaseConfig, pulled: dict, child: dict) -> tuple[dict, list[Path]]:
+    from release.mri.health import HEALTH_JSON, HEALTH_PNG, health_check
+
+    device, dtype = _device(config)
+    out = config.run_dir / "health"
+    genome = child["genome"]
+    text = config.fitness.calibration_text.read_text() if config.fitness.calibration_text else None
+    result = health_check(Path(child["path"]), Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), out,
+                          config.health, genome["layer_map"], genome["ratios"], device=device, dtype=dtype,
+                          per_domain=config.mri.prompts_per_domain, seed=config.search.seed,
+                          calibration_text=text)
+    return {"path": str(out / HEALTH_JSON), "passed": result["passed"], "reasons": result["reasons"],
+            "flagged_layers": result["flagged_layers"]}, [out / HEALTH_JSON, out / HEALTH_PNG]
+
+
+def check_before_push(config: ReleaseConfig, health: dict | None, force: set[str]) -> None:
+    """A failed health check stops the release before push, unless --force push or health.stop_on_failure: false."""
+    from release.mri.health import require_healthy
+
+    if health and config.health.stop_on_failure and "push" not in force:
+        require_healthy(health, Path(health["path"]))
