@@ -9,7 +9,7 @@ import torch
 
 
 def darwin_model(hidden: int, father_ffn: int, mother_ffn: int, layers: int, ratios=None, stored=None,
-                 vocab: int = 1024, heads: int = 8, head_dim: int = 256, dtype=torch.float32, seed: int = 0,
+                 layer_kinds=None, vocab: int = 1024, heads: int = 8, head_dim: int = 256, dtype=torch.float32, seed: int = 0,
                  weights_only: bool = False):
     """A randomly initialised Darwin child (search form unless `stored` says otherwise).
 
@@ -27,7 +27,7 @@ def darwin_model(hidden: int, father_ffn: int, mother_ffn: int, layers: int, rat
         final_logit_softcapping=30.0, vocab_size_per_layer_input=vocab, hidden_size_per_layer_input=64,
         num_kv_shared_layers=0, tie_word_embeddings=True, mother_intermediate_size=mother_ffn,
         mother_hidden_act="silu", ratios=ratios or [0.0] * layers, layer_map=list(range(layers)),
-        stored_mother_layers=stored,
+        stored_mother_layers=stored, layer_kinds=layer_kinds,
     )
     if weights_only:
         with torch.device("meta"):

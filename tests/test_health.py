@@ -64,3 +64,4 @@ def test_broken_layers_are_flagged_and_stop_the_release(tiny_parents, child, tmp
     with pytest.raises(ReleaseError, match=r"health check failed: layers 1, 2 diverge from both parents") as e:
         require_healthy(result, tmp_path / "out")
     assert "\n" not in str(e.value) and "--force push" in str(e.value)
+

@@ -19,7 +19,6 @@ non-finite logits, or a generation that produces nothing.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 from pathlib import Path
@@ -37,6 +36,14 @@ log = logging.getLogger(__name__)
 HEALTH_JSON = "health.json"
 HEALTH_PNG = "health.png"
 GENERATION_PROMPT = "The capital of France is"
+# A short English and Korean calibration text for the perplexities (fitness.calibration_text replaces it).
+CALIBRATION_TEXT = (
+    "The detective examined the evidence carefully; the suspect had a motive, an opportunity and the means. "
+    "In the kitchen, Emma placed the keys on the table before leaving for the garden with her brother. "
+    "The team must allocate each person to a task so that the work is done most efficiently. "
+    "한국어 문화와 역사에 관한 질문입니다. 보기 중에서 가장 알맞은 것을 고르십시오. "
+    "Answer the question by choosing the best option."
+)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,29 +75,30 @@ def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int)
     device = next(child.parameters()).device
     ref_layers, mothers = reference.model.layers, reference.model.mother_ffns
     for prompts in probe_prompts(per_domain, seed).values():
-        for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-            seen_child, seen_father = {}, {}
-            handles = _capture(child.model.layers, seen_child, ffn=True)
-            handles += _capture(ref_layers, seen_father, ffn=False)
-            try:
-                child(input_ids=ids, use_cache=False)
-                reference(input_ids=ids, use_cache=False)
-            finally:
-                for h in handles:
-                    h.remove()
-            for i in range(n):
-                residual, update = seen_child[("ffn", i)]
-                layer = ref_layers[i]
-                f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
-                m = layer.post_feedforward_layernorm(mothers.for_layer(i)(residual))
-                row = sums[i]
-                row["cos_father"] += float(_cos(update, f).sum())
-                row["norm_father"] += float(_ratio(update, f).sum())
-                row["cos_mother"] += float(_cos(update, m).sum())
-                row["norm_mother"] += float(_ratio(update, m).sum())
-                row["hidden_cos_father"] += float(_cos(seen_child[("hidden", i)], seen_father[("hidden", i)]).sum())
-            tokens += ids.shape[1]
+        # one right-padded batch per domain; padding positions are left out of every statistic
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+        real = batch.attention_mask.bool().flatten()
+        seen_child, seen_father = {}, {}
+        handles = _capture(child.model.layers, seen_child, ffn=True)
+        handles += _capture(ref_layers, seen_father, ffn=False)
+        try:
+            child(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        for i in range(n):
+            residual, update = seen_child[("ffn", i)]
+            layer = ref_layers[i]
+            f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
+            m = layer.post_feedforward_layernorm(mothers.for_layer(i)(residual))
+            row = sums[i]
+            row["cos_father"] += float(_cos(update, f)[real].sum())
+            row["norm_father"] += float(_ratio(update, f)[real].sum())
+            row["cos_mother"] += float(_cos(update, m)[real].sum())
+            row["norm_mother"] += float(_ratio(update, m)[real].sum())
+            row["hidden_cos_father"] += float(_cos(seen_child[("hidden", i)], seen_father[("hidden", i)])[real].sum())
+        tokens += int(real.sum())
     return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
 
 
@@ -99,10 +107,12 @@ def _diverges(cos: float, norm: float, min_cosine: float, max_norm_ratio: float)
 
 
 @torch.no_grad()
-def _perplexity(model, tokenizer, text: str) -> float:
-    from release.evals.calibration import calibration_fitness
-
-    return math.exp(-calibration_fitness(model, tokenizer, text))
+def _perplexity(model, tokenizer, text: str, max_tokens: int = 512) -> float:
+    """exp of the mean next-token negative log-likelihood of `text` (the calibration fitness's measure; not
+    imported from release.evals, which would load lm-eval just for this)."""
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, :max_tokens].to(next(model.parameters()).device)
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    return math.exp(float(F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())))
 
 
 def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path, spec, layer_map: list[int],
@@ -111,10 +121,9 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     """Run the check; write out/health.json and out/health.png; return the health.json content."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from release.evals.calibration import DEFAULT_TEXT
     from release.hybrid import build_search_hybrid
 
-    text = calibration_text or DEFAULT_TEXT
+    text = calibration_text or CALIBRATION_TEXT
     tokenizer = AutoTokenizer.from_pretrained(father_dir)
     reference = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device, dtype=dtype)
     child = AutoModelForCausalLM.from_pretrained(child_dir, trust_remote_code=True, dtype=dtype).to(device).eval()
@@ -126,12 +135,10 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
                           and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
 
     perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(reference, tokenizer, text)}
-    del reference
-    gc.collect()
-    mother, mother_tok = _load_mother(mother_dir, device, dtype)
-    perplexity["mother"] = _perplexity(mother, mother_tok, text)
+    del reference  # one parent in memory at a time besides the child
+    mother = AutoModelForCausalLM.from_pretrained(mother_dir, dtype=dtype).to(device).eval()
+    perplexity["mother"] = _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
     del mother
-    gc.collect()
 
     ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
@@ -164,12 +171,6 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     plot_health(layers, out / HEALTH_PNG)
     log.info("health: %s", "passed" if result["passed"] else "; ".join(reasons))
     return result
-
-
-def _load_mother(mother_dir: Path, device, dtype):
-    from release.evals.final import ModelSpec, load_model
-
-    return load_model(ModelSpec(path=Path(mother_dir), repo=str(mother_dir)), device, dtype)
 
 
 def require_healthy(result: dict, where: Path) -> None:

@@ -42,6 +42,7 @@ def probe_run(model, tokenizer, per_domain: int | None = None, seed: int = 0) ->
     model.set_ratios([0.0] * len(layers))  # the father's own residual stream
     sums: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(METRICS, 0.0))
     counts = [0]
+    mask = [None]
 
     def hook_for(i):
         layer = layers[i]
@@ -49,10 +50,11 @@ def probe_run(model, tokenizer, per_domain: int | None = None, seed: int = 0) ->
         def hook(module, args, output):
             residual, father = args
             mother = layer.post_feedforward_layernorm(mother_ffns.for_layer(i)(residual))
+            real = mask[0].flatten()  # padding positions do not count
             for name, values in _token_stats(residual, father, mother).items():
-                sums[i][name] += float(values.sum())
+                sums[i][name] += float(values[real].sum())
             if i == 0:
-                counts[0] += residual.shape[0] * residual.shape[1]
+                counts[0] += int(real.sum())
 
         return hook
 
@@ -63,9 +65,11 @@ def probe_run(model, tokenizer, per_domain: int | None = None, seed: int = 0) ->
         for domain, prompts in probe_prompts(per_domain, seed).items():
             sums.clear()
             counts[0] = 0
-            for prompt in prompts:  # one at a time: no padding to mask out of the statistics
-                ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-                model(input_ids=ids, use_cache=False)
+            # One right-padded batch per domain: causal attention keeps real tokens exact, and the hooks skip
+            # the padding positions.
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+            mask[0] = batch.attention_mask.bool()
+            model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
             domains[domain] = {"prompts": len(prompts), "tokens": counts[0],
                                "layers": [{k: v / counts[0] for k, v in sums[i].items()} for i in range(len(layers))]}
     finally:
