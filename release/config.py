@@ -348,6 +348,13 @@ class ReleaseConfig(_Strict):
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")
+    def _transplant_snaps_ffn_blends(self) -> ReleaseConfig:
+        if self.genome.transplant and self.breed.method != "ffn_blend":
+            raise ValueError(f"genome.transplant snaps FFN blend ratios: it applies to breed.method ffn_blend, "
+                             f"not {self.breed.method}; remove it")
+        return self
+
+    @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
         parents = {self.father.repo.lower(), self.mother.repo.lower()}
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):

@@ -36,7 +36,7 @@ class LiveSearch:
     dtype: str
 
 
-def build_live_search(config: ReleaseConfig, pulled: dict) -> LiveSearch:
+def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None = None) -> LiveSearch:
     """The breeder's live search model from the pulled parents, and its fitness, as the config says.
 
     The one place that does so: the in-process search and every Ray worker call it, so a candidate's
@@ -51,7 +51,7 @@ def build_live_search(config: ReleaseConfig, pulled: dict) -> LiveSearch:
     breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype)
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri)  # r_MRI: genome.mri
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)

@@ -17,6 +17,7 @@ from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
 from release.files import remove_orphans, write_json
 from release.hub_session import HubSession, open_hub
+from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
 from release.runlock import hold_run_lock
 from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 
@@ -84,21 +85,26 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
         print(f"published the tiny {role} to {repo}")
 
 
-def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool) -> tuple[dict, list[Path]]:
+def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool,
+                mri: dict | None = None) -> tuple[dict, list[Path]]:
+    from release.mri.stage import after_search, search_fingerprint, search_r_mri
     from release.search import fingerprint, run_search
 
-    with _search_evaluation(config, pulled) as (evaluation, live):
+    with _search_evaluation(config, pulled, search_r_mri(config, mri)) as (evaluation, live):
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=config.genome.model_dump(), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled["father"]["content"], mother=pulled["mother"]["content"],
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
+        # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
+        # CMA-ES's); measured on the same live model(s) as the search
+        extra = after_search(config, result.genome, result.tau, evaluation, mri)
     bred = {
-        "genome": result.genome, "fitness": result.fitness, "scores": result.scores,
+        **extra, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
         "stop_reason": result.stop_reason, "method": live.method, "genes": live.space.names, **live.record,
         "device": live.device.split(":")[0], "dtype": live.dtype.removeprefix("torch."),
@@ -119,22 +125,24 @@ def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
 
 
 @contextmanager
-def _search_evaluation(config: ReleaseConfig, pulled: dict):
+def _search_evaluation(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None = None):
     """(evaluation, live model facts): in this process, or Ray workers when the config asks for them."""
     from release.fitness import build_live_search
 
     if config.search.workers == 1 and config.search.ray_address is None:
-        live = build_live_search(config, pulled)
+        live = build_live_search(config, pulled, r_mri)
         yield live.fitness, live
         return
     from release.distributed import ray_workers
 
-    with ray_workers(config, pulled) as pool:
+    with ray_workers(config, pulled, r_mri) as pool:
         yield pool, pool.live
 
 
-def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) -> tuple[dict, list[Path]]:
+def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool,
+               mri: dict | None = None) -> tuple[dict, list[Path]]:
     from release.breeders import get_breeder
+    from release.mri.stage import genome_mri_record
 
     breeder = get_breeder(config.breed.method)
     s, f = config.search, config.fitness
@@ -148,7 +156,7 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool) 
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
     ratios = breeder.ratios(breeder.named_genome(bred))
-    genome = breeder.genome_record(config, bred, pulled, search, ratios)
+    genome = breeder.genome_record(config, bred, pulled, search, ratios) | genome_mri_record(bred, mri)
     out = config.run_dir / "child"
     breeder.emit(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
                  max_shard_size=config.child.max_shard_size, progress=progress)
@@ -165,13 +173,17 @@ def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: b
     return {"path": str(out), "results": results}, [out]
 
 
-def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None) -> tuple[dict, list[Path]]:
+def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
+               health: dict | None = None) -> tuple[dict, list[Path]]:
+    import json
+
     from release.breeders import get_breeder
 
     folder = Path(child["path"])
     results = evaluated["results"] if evaluated else None
+    report = json.loads(Path(health["path"]).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child["genome"], results,
-                                                 config.run_dir / "breed" / "candidates.jsonl", folder)
+                                                 config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
     return {"readme": str(folder / "README.md")}, [folder / "README.md"]
 
 
@@ -254,31 +266,49 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "pull" not in book.ran:
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
-        if "breed" not in needed:
+        if "mri" not in needed:
             return {"ran": book.ran, "pull": pulled}
         # The search depends on the parents' content; the child also records which commits they came from.
         # Neither depends on where the cache keeps them.
         contents = {role: pulled[role]["content"] for role in ("father", "mother")}
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
-        bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness],
+        s, g = config.search, config.genome
+        # The MRI scan and the health check read a cross-architecture hybrid's FFN branches: ffn_blend only.
+        darwin = config.breed.method == "ffn_blend"
+        mri = None
+        if darwin:
+            mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
+                                   s.dtype], lambda: stage_mri(config, pulled))
+        if "breed" not in needed:
+            return {"ran": book.ran, "mri": mri}
+        # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
+        bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness]
+                        + ([mri["r_mri"]] if g.mri else []),
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
-                                            opts.progress))
+                                            opts.progress, mri))
         if "emit" not in needed:
             return {"ran": book.ran, "breed": bred}
         child = book.run("emit", [parents, bred, config.breed, config.genome, config.child.max_shard_size,
-                                  config.search],
-                         lambda: stage_emit(config, pulled, bred, opts.progress))
+                                  config.search, mri],
+                         lambda: stage_emit(config, pulled, bred, opts.progress, mri))
+        health = None
+        if "health" in needed and config.health.enabled and darwin:
+            health = book.run("health", [contents, child["digest"], config.health, config.mri, s.seed, s.device,
+                                         s.dtype, config.fitness.calibration_text],
+                              lambda: stage_health(config, pulled, child))
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:
             evaluated = book.run("evaluate", [parents, child["digest"], config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress))
         if "card" in needed:
             book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
-                              config.name, _templates_digest()],
-                     lambda: stage_card(config, child, evaluated))
+                              config.name, _templates_digest(), health],
+                     lambda: stage_card(config, child, evaluated, health))
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
-                    "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)]}
+                    "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
+                    "health": health}
+        check_before_push(config, health, force)  # a failed health check stops the release here
         pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
@@ -294,6 +324,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                                 lambda: stage_verify(config, session, child, pushed))
         summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
                                   time.monotonic() - started, book.ran)
+        summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
 

@@ -20,7 +20,7 @@ from release.files import write_json
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pull", "breed", "emit", "evaluate", "card", "push", "space", "verify")
+STAGES = ("pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify")
 
 
 def digest(value: Any) -> str:

@@ -77,12 +77,24 @@ def test_release_json_records_the_whole_release(first_release):
         assert re.fullmatch(r"[0-9a-f]{40}", release[role]["revision"])
     assert len(release["genome"]) == len(release["layer_map"]) == 6
     assert release["frozen"] == [4] and release["genome"][4] == 0.0
-    assert all(0.0 <= r <= 0.5 for r in release["genome"])
+    assert all(0.0 <= r <= 0.5 or r == 1.0 for r in release["genome"])  # 1.0: a transplanted mother FFN
+    # Darwin MRI (the default turns on trust and transplant): tau learned, r_MRI per layer, health passed.
+    assert 0.0 <= release["tau"] <= 1.0 and len(release["r_mri"]) == 6
+    assert release["transplant"]["kept"] in (True, False)
+    if release["transplant"]["kept"]:
+        assert all(r == 0.0 or r >= 0.15 for r in release["genome"])  # nothing below the threshold ships
+    card = (tmp / "runs/tiny-default/child/README.md").read_text(encoding="utf-8")
+    assert "## Darwin MRI" in card and "## Health check" in card and "](mri.png)" in card
+    assert (tmp / "runs/tiny-default/child/health.png").is_file()
+    assert (tmp / "runs/tiny-default/mri/mri.json").is_file() and (tmp / "runs/tiny-default/health/health.json").is_file()
+    assert release["health"] == {"passed": True, "flagged_layers": [], "reasons": []}
+    assert release["layer_kinds"][4] == "father"
     assert release["mixing_rule"] == "ffn_output_blend"
     assert set(release["scores"]) == {"child", "father", "mother"}
     assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
     assert release["wall_seconds"] > 0
-    assert release["stages_run"] == ["pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"]
+    assert release["stages_run"] == ["pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space",
+                                     "verify"]
     # The summary tells a person where things are and how to load and chat.
     assert "released darwin-local/tiny-darwin-child" in out.stdout and "trust_remote_code=True" in out.stdout
     assert "make space" in out.stdout

@@ -143,13 +143,13 @@ class RayPool:
 
 
 @contextmanager
-def ray_workers(config: ReleaseConfig, pulled: dict):
+def ray_workers(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None = None):
     """A RayPool for a release: Ray started or joined as the config says, stopped again if started here."""
     s = config.search
     resources = dict(s.worker_resources or {"CPU": 1})
     started = connect(s.ray_address, num_cpus=max(1, ceil(s.workers * resources.get("CPU", 1))))
     try:
-        pool = RayPool(BuildFromHub(_absolute(config), pulled), s.workers, resources)
+        pool = RayPool(BuildFromHub(_absolute(config), pulled, r_mri), s.workers, resources)
         try:
             log.info("%d Ray workers ready (%s, %s)", s.workers, pool.live.device, pool.live.dtype)
             yield pool

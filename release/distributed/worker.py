@@ -26,6 +26,7 @@ class BuildFromHub:
 
     config: ReleaseConfig
     pulled: dict
+    r_mri: list[float] | None = None  # the MRI stage's per-layer ratios when genome.mri is on
 
     def __call__(self, workdir: Path):
         from release.fitness import build_live_search
@@ -37,7 +38,7 @@ class BuildFromHub:
             ref = self.pulled[role]
             local[role] = {**ref, "path": str(hub.pull(ref["repo"], ref["revision"]).path)}
         # Each worker writes its task files under its own folder: workers on one node must not race.
-        return build_live_search(self.config.model_copy(update={"runs_dir": workdir}), local)
+        return build_live_search(self.config.model_copy(update={"runs_dir": workdir}), local, self.r_mri)
 
 
 class FitnessWorker:

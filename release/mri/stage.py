@@ -39,7 +39,31 @@ def search_r_mri(config: ReleaseConfig, mri: dict | None) -> list[float] | None:
     return mri["r_mri"] if config.genome.mri and mri else None
 
 
-def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, fitness, mri: dict | None) -> dict:
+def search_fingerprint(config: ReleaseConfig, mri: dict | None) -> dict:
+    """The genome part of the search checkpoint's fingerprint. The transplant acts after the search, and
+    without `genome.mri` the MRI settings do not touch it: both stay out, so such checkpoints still resume."""
+    genome = config.genome.model_dump(exclude={"transplant", "mri", "mri_trust_init"})
+    if config.genome.mri:
+        genome |= {"mri": True, "mri_trust_init": config.genome.mri_trust_init, "r_mri": search_r_mri(config, mri)}
+    return genome
+
+
+def _one_at_a_time(evaluation):
+    """`fitness(genome) -> (value, scores)` from the search's evaluation: the in-process fitness itself (with
+    its `stderr`), or one candidate at a time through the Ray workers (which report no stderr)."""
+    if not hasattr(evaluation, "evaluate"):
+        return evaluation
+
+    def fitness(genome: list[float]):
+        got = {}
+        evaluation.evaluate([genome], lambda k, value, scores, seconds, worker: got.update(v=value, s=scores))
+        return got["v"], got["s"]
+
+    return fitness
+
+
+def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, evaluation,
+                 mri: dict | None) -> dict:
     """What the breed stage records beyond the search: tau, r_MRI, and the transplant outcome (which may
     change the genome that ships)."""
     from release.mri.transplant import transplant
@@ -47,7 +71,7 @@ def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, 
     record = {"searched_genome": list(genome), "tau": tau, "mri_trust": bool(config.genome.mri),
               "r_mri": mri["r_mri"] if mri else None, "transplant": None, "genome": list(genome)}
     if config.genome.transplant:
-        record["transplant"] = transplant(genome, fitness, thresholds(config))
+        record["transplant"] = transplant(genome, _one_at_a_time(evaluation), thresholds(config))
         record["genome"] = record["transplant"]["genome"]
     return record
 
@@ -85,3 +109,14 @@ def check_before_push(config: ReleaseConfig, health: dict | None, force: set[str
 
     if health and config.health.stop_on_failure and "push" not in force:
         require_healthy(health, Path(health["path"]))
+
+
+def mri_summary(bred: dict, child: dict, health: dict | None) -> dict:
+    """release.json's MRI entries: tau, r_MRI, what was transplanted, the layer kinds and the health verdict."""
+    transplant = bred.get("transplant")
+    return {
+        "tau": bred.get("tau"), "r_mri": bred.get("r_mri"), "searched_genome": bred.get("searched_genome"),
+        "transplant": transplant and {k: transplant[k] for k in ("kept", "father_layers", "mother_layers", "reason")},
+        "layer_kinds": child["genome"].get("layer_kinds"),
+        "health": health and {k: health[k] for k in ("passed", "flagged_layers", "reasons")},
+    }
