@@ -153,6 +153,11 @@ def _print_plan(config, args) -> int:
     print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
     frozen = ",".join(map(str, config.genome.frozen)) or "none"
     print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")
+    g = config.genome
+    trust = f"on (tau from {g.mri_trust_init:g})" if g.mri else "off"
+    transplant = f"below {g.transplant[0]:g} / above {g.transplant[1]:g}" if g.transplant else "off"
+    dims = "one ratio per unfrozen father layer" + (" + tau" if g.mri else "")
+    print(f"  MRI     trust {trust}; transplant {transplant}; CMA-ES searches {dims}")
     tasks = " + ".join(f"{t.name} x{t.weight}" for t in config.fitness.tasks) or config.fitness.kind
     print(f"  fitness {tasks}; search popsize {config.search.popsize}, device {config.search.device}, "
           f"dtype {config.search.dtype}")

@@ -117,7 +117,7 @@ def test_breed_and_emit_from_the_cli_with_progress(local_hub, tmp_path):
     assert emit.returncode == 0, emit.stderr
     assert "write shards" in emit.stderr
     stages = json.loads((tmp_path / "runs" / "breed-test" / "stages.json").read_text())
-    assert set(stages) == {"pull", "breed", "emit"}
+    assert set(stages) == {"pull", "mri", "breed", "emit"}
     assert (tmp_path / "runs" / "breed-test" / "child" / "config.json").is_file()
 
 
@@ -137,7 +137,7 @@ def test_dry_run_does_everything_but_write_to_the_hub(bred, local_hub, tmp_path)
     config = ReleaseConfig.model_validate(raw)  # parents already on the Hub; no token: nothing to write
     summary = run_release(config, RunOptions(dry_run=True, progress=False))
     assert summary["dry_run"] and summary["skipped"] == ["push", "verify"]
-    assert summary["ran"] == ["pull", "breed", "emit", "card"]  # calibration fitness: nothing to evaluate
+    assert summary["ran"] == ["pull", "mri", "breed", "emit", "health", "card"]  # calibration: nothing to evaluate
     card = (config.run_dir / "child" / "README.md").read_text()
     assert "evaluation was skipped" in card.lower() or "not evaluated" in card.lower()
     assert not HfApi().repo_exists(config.child.repo)

@@ -62,7 +62,7 @@ def test_not_yaml_and_missing_file(tmp_path):
 def test_cli_plans_the_genesis_release_offline():
     out = _cli("run", "configs/darwin-4b-genesis.yaml", "--dry-run", "--plan")
     assert out.returncode == 0, out.stderr
-    for stage in ("pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"):
+    for stage in ("pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify"):
         assert f"  {stage}" in out.stdout
     assert "push  (skipped: --dry-run)" in out.stdout
 
