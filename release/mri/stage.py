@@ -94,7 +94,7 @@ def stage_health(config: ReleaseConfig, pulled: dict, child: dict) -> tuple[dict
     device, dtype = _device(config)
     out = config.run_dir / "health"
     genome = child["genome"]
-    text = config.fitness.calibration_text.read_text() if config.fitness.calibration_text else None
+    text = config.fitness.calibration_text.read_text(encoding="utf-8") if config.fitness.calibration_text else None
     result = health_check(Path(child["path"]), Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), out,
                           config.health, genome["layer_map"], genome["ratios"], device=device, dtype=dtype,
                           per_domain=config.mri.prompts_per_domain, seed=config.search.seed,
