@@ -1,4 +1,4 @@
-"""The release pipeline: pull -> breed -> emit -> evaluate -> card -> push -> space -> verify.
+"""The release pipeline: pull -> mri -> breed -> emit -> health -> evaluate -> card -> push -> space -> verify.
 
 Every stage reads the config and earlier stages' results and writes into `runs/<name>/`; the StageBook
 skips a stage whose inputs have not changed. `dry_run` does everything except writing to the Hub.
