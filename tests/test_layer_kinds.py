@@ -3,10 +3,12 @@ only what its kind needs, and equals the search hybrid running the same genome."
 
 import json
 import logging
+import shutil
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from release.emit import emit_child
 from release.hybrid import build_search_hybrid
@@ -47,7 +49,8 @@ def test_shards_hold_only_what_each_kind_needs(shipped):
     assert mothers == {layer_map[1], layer_map[3]}  # father-only layers bring no mother FFN
 
 
-def test_shipped_child_loads_cleanly_and_equals_the_search_hybrid(tiny_parents, shipped):
+def _load_warnings(folder):
+    """Load with AutoModelForCausalLM; return the model and what transformers logged at WARNING or above."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -55,15 +58,20 @@ def test_shipped_child_loads_cleanly_and_equals_the_search_hybrid(tiny_parents, 
 
     class Catch(logging.Handler):
         def emit(self, record):
-            records.append(record.getMessage())
+            records.append(record.getMessage().lower())
 
     handler = Catch(level=logging.WARNING)
     hf_logging.get_logger().addHandler(handler)
     try:
-        child = AutoModelForCausalLM.from_pretrained(shipped, trust_remote_code=True, dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
     finally:
         hf_logging.get_logger().removeHandler(handler)
-    assert not [m for m in records if "missing" in m.lower() or "unexpected" in m.lower() or "newly" in m.lower()]
+    return model, [m for m in records if "missing" in m or "unexpected" in m or "newly initialized" in m]
+
+
+def test_shipped_child_loads_cleanly_and_equals_the_search_hybrid(tiny_parents, shipped):
+    child, warnings = _load_warnings(shipped)
+    assert warnings == []
     assert child.model.layers[1].mlp is None  # not allocated at load
     assert child.model.layers[0].mother_ffns.active == [False, True, False, True, False, False]
 
@@ -72,6 +80,23 @@ def test_shipped_child_loads_cleanly_and_equals_the_search_hybrid(tiny_parents, 
     ids = torch.tensor([[2, 17, 33, 5, 81, 9, 40]])
     with torch.no_grad():
         torch.testing.assert_close(child(input_ids=ids).logits, hybrid(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_the_warning_capture_sees_a_father_ffn_where_none_belongs(shipped, tmp_path):
+    """The check above is not vacuous: a mother-only layer that carries a father FFN is reported."""
+    copy = tmp_path / "child"
+    shutil.copytree(shipped, copy)
+    shard = sorted(copy.glob("*.safetensors"))[0]
+    tensors = load_file(shard)
+    tensors["model.layers.1.mlp.down_proj.weight"] = torch.zeros(64, 128)
+    save_file(tensors, shard, metadata={"format": "pt"})
+    index = copy / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"]["model.layers.1.mlp.down_proj.weight"] = shard.name
+        index.write_text(json.dumps(data))
+    _, warnings = _load_warnings(copy)
+    assert any("model.layers.1.mlp.down_proj.weight" in m and "unexpected" in m for m in warnings)
 
 
 def test_kinds_fix_their_ratio(shipped):
