@@ -65,3 +65,20 @@ def test_broken_layers_are_flagged_and_stop_the_release(tiny_parents, child, tmp
         require_healthy(result, tmp_path / "out")
     assert "\n" not in str(e.value) and "--force push" in str(e.value)
 
+
+
+def test_the_push_gate_and_its_two_overrides(tmp_path):
+    from release.config import ReleaseConfig
+    from release.mri.stage import check_before_push
+
+    def config(**health):
+        return ReleaseConfig.model_validate({"name": "g", "father": {"repo": "a/f"}, "mother": {"repo": "a/m"},
+                                             "child": {"repo": "a/c"}, "fitness": {"kind": "calibration"},
+                                             "health": health})
+
+    failed = {"passed": False, "reasons": ["layers 3 diverge from both parents"], "path": str(tmp_path / "h.json")}
+    with pytest.raises(ReleaseError, match="health check failed: layers 3 diverge from both parents"):
+        check_before_push(config(), failed, force=set())
+    check_before_push(config(), failed, force={"push"})  # --force push
+    check_before_push(config(stop_on_failure=False), failed, force=set())  # the config switch
+    check_before_push(config(), {**failed, "passed": True, "reasons": []}, force=set())
