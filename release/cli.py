@@ -186,6 +186,14 @@ def _print_summary(summary: dict) -> None:
         elif "breed" in summary:
             print(f"best genome: {json.dumps([round(r, 4) for r in summary['breed']['genome']])} "
                   f"(fitness {summary['breed']['fitness']:.4f})")
+        elif summary.get("mri"):
+            mri = summary["mri"]
+            print(f"r_MRI: {json.dumps([round(r, 3) for r in mri['r_mri']])}; father-dominant layers "
+                  f"{mri['father_dominant'] or 'none'}, mother-dominant {mri['mother_dominant'] or 'none'} "
+                  f"(details: {mri['path']})")
+        if summary.get("health"):
+            h = summary["health"]
+            print("health check: " + ("passed" if h["passed"] else "FAILED: " + "; ".join(h["reasons"])))
         return
     print(f"stages run: {ran}")
     repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
