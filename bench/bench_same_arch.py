@@ -94,7 +94,7 @@ def _measure() -> dict:
             switch = median_seconds(lambda: live.apply(next(it)), repeat=5, warmup=1)
             fitness = make_fitness(config, live.model, tokenizer, tmp / method, apply=live.apply)
             fitness(genomes[0])  # warm-up: first forward, lazy inits
-            candidate = median_seconds(lambda: fitness(next(it)), repeat=3, warmup=0)
+            candidate = median_seconds(lambda: fitness(next(it)), repeat=2, warmup=0)
             named = live.space.named(genomes[1])
             density = named.get("density", 1.0)
             mergekit = _mergekit(parents.father, parents.mother, method, 0.5, density, tmp / f"mergekit-{method}")

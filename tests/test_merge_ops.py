@@ -131,3 +131,11 @@ def test_the_emitted_child_equals_what_mergekit_writes_for_the_same_merge(qwen3_
     assert sorted(theirs) == sorted(mine) and len(mine) == 25
     for key in mine:
         torch.testing.assert_close(mine[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_dare_compact_noise_gives_the_same_masks():
+    full = merge_ops.dare_noise((300, 7), seed=2, name="w")
+    compact = merge_ops.dare_noise((300, 7), seed=2, name="w", compact=True)
+    assert compact.dtype == torch.int16
+    for density in (0.0, 1e-5, 0.3, 0.5, 0.99999, 1.0):
+        assert torch.equal(merge_ops.dare_keep(full, density), merge_ops.dare_keep(compact, density)), density

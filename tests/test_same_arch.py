@@ -98,6 +98,15 @@ def test_live_model_is_father_at_0_mother_at_1_and_the_emitted_stock_child_equal
     assert set(breeder.child_tensors(parents.father, parents.mother, saved)) == set(
         json.loads((out / "model.safetensors.index.json").read_text())["weight_map"])
 
+    # The Space app loads the stock child and describes its genome.
+    from release.space import load_app
+
+    app = load_app()
+    model, tokenizer, error = app.load(str(out), None)
+    assert error is None and type(model).__name__ == "Gemma4ForConditionalGeneration"
+    header = app.header(str(out), None, None)
+    assert f"Method `{method}`: mean mother share attention" in header
+
 
 def _copy_with(folder, tmp_path, edit):
     copy = tmp_path / "edited"

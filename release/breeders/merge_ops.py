@@ -60,8 +60,8 @@ def work(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def linear(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.lerp(work(a), work(b), t)
+def linear(a: torch.Tensor, b: torch.Tensor, t: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    return _masked_lerp(work(a), work(b), t, None, out)
 
 
 def slerp_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -82,14 +82,16 @@ def slerp_coefficients(cosine: float, t: float) -> tuple[float, float]:
     return float(torch.sin((1 - t) * theta) / s), float(torch.sin(t * theta) / s)
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float, cosine: float | None = None) -> torch.Tensor:
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float, cosine: float | None = None,
+          out: torch.Tensor | None = None) -> torch.Tensor:
     cosine = slerp_cosine(a, b) if cosine is None else cosine
     ca, cb = slerp_coefficients(cosine, t)
+    a, b = work(a), work(b)
     if cb == 0.0:
-        return work(a).clone()  # t = 0: the father exactly
+        return a.clone() if out is None else out.copy_(a)  # t = 0: the father exactly
     if ca == 0.0:
-        return work(b).clone()  # t = 1: the mother exactly
-    return torch.add(work(a) * ca, work(b), alpha=cb)
+        return b.clone() if out is None else out.copy_(b)  # t = 1: the mother exactly
+    return torch.mul(a, ca, out=out).add_(b, alpha=cb) if out is not None else torch.mul(a, ca).add_(b, alpha=cb)
 
 
 def magnitude_threshold(delta: torch.Tensor, density: float) -> float | None:
@@ -103,12 +105,21 @@ def magnitude_threshold(delta: torch.Tensor, density: float) -> float | None:
     return float(torch.kthvalue(work(delta).abs().flatten(), n - k + 1).values)
 
 
-def ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float) -> torch.Tensor:
+def _masked_lerp(a, b, w: float, keep: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
+    """where(keep, lerp(a, b, w), a), into `out` when given (same arithmetic either way)."""
+    merged = torch.lerp(a, b, w, out=out) if out is not None else torch.lerp(a, b, w)
+    if keep is None:
+        return merged
+    return torch.where(keep, merged, a, out=merged)
+
+
+def ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, out: torch.Tensor | None = None) -> torch.Tensor:
     a, b = work(a), work(b)
-    threshold = magnitude_threshold(b - a, density)
-    if threshold is None:
-        return torch.lerp(a, b, t)
-    return torch.where((b - a).abs() >= threshold, torch.lerp(a, b, t), a)
+    delta = b - a
+    threshold = magnitude_threshold(delta, density)
+    keep = None if threshold is None else delta.abs_() >= threshold
+    del delta
+    return _masked_lerp(a, b, t, keep, out)
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
@@ -140,31 +151,40 @@ def dare_noise(shape, seed: int, name: str, device="cpu", compact: bool = False)
 def dare_keep(noise: torch.Tensor, density: float) -> torch.Tensor:
     """Keep mask at `density`: each entry survives with probability `density` (masks nest as it grows)."""
     threshold = round(density * NOISE_LEVELS)
-    if noise.dtype == torch.int16:  # compact form
-        return noise.to(torch.int32) < threshold - NOISE_LEVELS // 2
+    if noise.dtype == torch.int16:  # compact form, compared as int16 (no widened copy)
+        if threshold >= NOISE_LEVELS:
+            return torch.ones_like(noise, dtype=torch.bool)
+        return noise < threshold - NOISE_LEVELS // 2
     return noise < threshold
 
 
 def dare_ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, seed: int, name: str,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     a, b = work(a), work(b)
     if density >= 1:
-        return torch.lerp(a, b, t)
+        return _masked_lerp(a, b, t, None, out)
     if density <= 0:
-        return a.clone()
+        return a.clone() if out is None else out.copy_(a)
     noise = dare_noise(a.shape, seed, name, a.device) if noise is None else noise
-    return torch.where(dare_keep(noise, density), torch.lerp(a, b, t / density), a)
+    return _masked_lerp(a, b, t / density, dare_keep(noise, density), out)
 
 
 def merge(method: str, a: torch.Tensor, b: torch.Tensor, t: float, density: float = 1.0, seed: int = 0,
-          name: str = "", cosine: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """The child's tensor for one method (the one entry point the breeder and the emitter share)."""
+          name: str = "", cosine: float | None = None, noise: torch.Tensor | None = None,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """The child's tensor for one method (the one entry point the breeder and the emitter share).
+
+    `out`: a tensor of the work dtype to write the result into, in place (the live model's own); the
+    arithmetic is the same as without it, so the live model and the emitted child agree bit for bit.
+    """
+    if out is not None and out.dtype != work(a).dtype:
+        raise ValueError(f"out must have the work dtype {work(a).dtype}, not {out.dtype}")
     if method == "linear":
-        return linear(a, b, t)
+        return linear(a, b, t, out)
     if method == "slerp":
-        return slerp(a, b, t, cosine)
+        return slerp(a, b, t, cosine, out)
     if method == "ties":
-        return ties(a, b, t, density)
+        return ties(a, b, t, density, out)
     if method == "dare_ties":
-        return dare_ties(a, b, t, density, seed, name, noise)
+        return dare_ties(a, b, t, density, seed, name, noise, out)
     raise ValueError(f"unknown merge method {method!r}: one of {', '.join(METHODS)}")

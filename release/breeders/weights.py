@@ -226,9 +226,10 @@ class WeightsBreeder(Breeder):
                 t = self._ratio(ratios, e.component, e.layer)
                 if e.last == (t, density):
                     continue
-                if self.method == "linear" and e.target.dtype == torch.float32:
-                    torch.lerp(e.a, e.b, t, out=e.target)  # same arithmetic as merge_ops.linear, no copy
-                else:
+                if e.target.dtype == merge_ops.work(e.a).dtype:  # write in place: no child-sized copy
+                    merge_ops.merge(self.method, e.a, e.b, t, density, seed, e.key, cosine=e.cosine,
+                                    noise=e.noise, out=e.target)
+                else:  # e.g. bf16 on a GPU: merged in float32, then rounded, as the emitter does
                     e.target.copy_(merge_ops.merge(self.method, e.a, e.b, t, density, seed, e.key,
                                                    cosine=e.cosine, noise=e.noise))
                 e.last = (t, density)
