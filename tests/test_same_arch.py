@@ -143,3 +143,26 @@ def test_cross_architecture_genome_settings_are_refused_for_weight_merges():
         breeder.genome_space(6, SimpleNamespace(genome=GenomeSpec(layer_map=[0] * 6), breed=BreedSpec()))
     space = breeder.genome_space(6, SimpleNamespace(genome=GenomeSpec(frozen=[1], r_max=0.8), breed=BreedSpec()))
     assert space.bounds == [0.0, 0.8] and len(space.free) == 2 * 5 + 1
+
+
+def test_lineage_configs_chain_generation_to_generation(tmp_path):
+    from pathlib import Path
+
+    from release.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    opus, david = load_config(root / "darwin-4b-opus.yaml"), load_config(root / "darwin-4b-david.yaml")
+    genesis, tiny = load_config(root / "darwin-4b-genesis.yaml"), load_config(root / "default-same-arch.yaml")
+    assert (opus.father.repo, opus.mother.repo) == ("google/gemma-4-E4B-it", "TeichAI/Claude-Opus-Distill-E4B")
+    assert (david.father.repo, david.mother.repo) == (opus.child.repo, "DavidAU/DECKARD-Expresso-Universe")
+    assert genesis.father.repo == david.child.repo and genesis.breed.method == "ffn_blend"
+    assert opus.breed.method == david.breed.method == tiny.breed.method == "dare_ties"
+    assert tiny.tiny_parents and tiny.hub.endpoint == "local"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((root / "default-same-arch.yaml").read_text().replace("density_init: 0.7", "density_init: 0.1"))
+    with pytest.raises(ReleaseError, match=r"breed: Value error, need density_min <= density_init") as e:
+        load_config(bad)
+    assert "\n" not in str(e.value)
+    bad.write_text((root / "default-same-arch.yaml").read_text().replace("method: dare_ties", "method: dare"))
+    with pytest.raises(ReleaseError, match=r"breed.method: Input should be 'ffn_blend', 'linear'"):
+        load_config(bad)
