@@ -1,12 +1,12 @@
 """7. Scale-out: the search on 2 Ray workers vs 1, and the Ray path's per-candidate cost vs in-process.
 
 The same search (one CMA-ES generation of POPSIZE candidates, `release.search.run_search`) runs three
-ways side by side in one run: in this process (`search.workers: 1`), on one Ray worker and on two, each
-worker a `release.distributed` actor that builds the live model once (`build_bench_search` below: a
-search-form Darwin hybrid at hidden 768, the synthetic task's 16-item search subset, lm-eval machinery,
-one torch thread), so a candidate costs about a second or more on one core. Time per candidate is the
-search's own clock (ask/tell, log and checkpoint included) over all candidates; the three searches must
-give the same fitness values (asserted), so the comparison is of the same work.
+ways, interleaved over ROUNDS rounds in a rotating order (medians of per-round ratios): in this process
+(`search.workers: 1`), on one Ray worker and on two. Each worker is a `release.distributed` actor that
+builds the live model once (`build_bench_search` below: a search-form Darwin hybrid at hidden 768, the
+synthetic task's 16-item search subset, lm-eval machinery, one torch thread), so a candidate costs a
+second or more on one core. Time per candidate is the search's own clock (ask/tell, log and checkpoint
+included); the three searches must give the same fitness values (asserted): the same work three ways.
 
 Targets: 2 workers / 1 worker >= 1.6x on this 2-core machine; Ray 1 worker / in-process <= 1.05. On a
 machine shared with other work the speed-up is depressed (two workers need two idle cores): the load
@@ -25,7 +25,7 @@ import torch
 from bench.common import row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 768, 3072, 2688, 6
-ITEMS, BATCH, POPSIZE = 16, 8, 6
+ITEMS, BATCH, POPSIZE, ROUNDS = 16, 8, 4, 3
 SPEEDUP_TARGET, OVERHEAD_TARGET = 1.6, 1.05
 
 
@@ -79,38 +79,45 @@ def run() -> dict:
 
 
 def _measure() -> dict:
+    import statistics
+
     import ray
 
     from release.distributed import RayPool
     from release.distributed.cluster import connect
 
     load_before = os.getloadavg()[0]
-    per, fitness = {}, {}
+    rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
         tmp = Path(tmp)
         live = build_bench_search(tmp / "local")
-        per["in-process"], fitness["in-process"] = _search(live.fitness, tmp / "a")
-        started = connect(None, num_cpus=2)
+        started = connect(None, num_cpus=3)  # logical: both pools live at once, only one of them works at a time
         try:
-            for workers in (1, 2):
-                pool = RayPool(build_bench_search, workers)
-                try:
-                    per[workers], fitness[workers] = _search(pool, tmp / f"ray{workers}")
-                finally:
+            paths = {"in-process": live.fitness, 1: RayPool(build_bench_search, 1), 2: RayPool(build_bench_search, 2)}
+            try:
+                for r in range(ROUNDS):  # interleaved, in a rotating order: load drift hits every path alike
+                    order = list(paths)[r % 3:] + list(paths)[:r % 3]
+                    rounds.append({name: _search(paths[name], tmp / f"r{r}-{name}") for name in order})
+            finally:
+                for pool in (paths[1], paths[2]):
                     pool.close()
         finally:
             if started:
                 ray.shutdown()
     load_after = os.getloadavg()[0]
-    assert fitness[1] == fitness[2] == fitness["in-process"], fitness  # the same work three ways
-    speedup, overhead = per[1] / per[2], per[1] / per["in-process"]
-    print(f"   {POPSIZE} candidates x {ITEMS} items, hidden {HIDDEN}, {LAYERS} layers, 1 thread each: "
+    for one in rounds:  # the same search three ways: the same fitness values
+        assert one[1][1] == one[2][1] == one["in-process"][1], one
+    per = {name: statistics.median(one[name][0] for one in rounds) for name in ("in-process", 1, 2)}
+    speedup = statistics.median(one[1][0] / one[2][0] for one in rounds)
+    overhead = statistics.median(one[1][0] / one["in-process"][0] for one in rounds)
+    print(f"   {POPSIZE} candidates x {ITEMS} items, hidden {HIDDEN}, {LAYERS} layers, 1 thread each, {ROUNDS} rounds: "
           f"in-process {per['in-process']:.2f} s, Ray 1 worker {per[1]:.2f} s, 2 workers {per[2]:.2f} s per candidate")
     print(f"   2 workers vs 1: {speedup:.2f}x (target >= {SPEEDUP_TARGET}); Ray 1 worker / in-process "
           f"{overhead:.3f} (target <= {OVERHEAD_TARGET}); load average {load_before:.1f} -> {load_after:.1f} "
           f"on {os.cpu_count()} cores")
-    common = dict(candidates=POPSIZE, items=ITEMS, hidden=HIDDEN, layers=LAYERS, load_average_before=round(load_before, 2),
-                  load_average_after=round(load_after, 2), cores=os.cpu_count())
+    common = dict(candidates=POPSIZE, items=ITEMS, hidden=HIDDEN, layers=LAYERS, rounds=ROUNDS,
+                  load_average_before=round(load_before, 2), load_average_after=round(load_after, 2),
+                  cores=os.cpu_count())
     return {
         "scaleout_speedup_2_workers": row(speedup, "time per candidate, 1 worker / 2 workers", f">= {SPEEDUP_TARGET}",
                                           seconds_per_candidate={"1": round(per[1], 3), "2": round(per[2], 3)},

@@ -32,7 +32,9 @@ def connect(address: str | None, num_cpus: int) -> bool:
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address is None:
         # A short temp path: Ray's unix sockets live there and their paths have a length limit.
-        ray.init(num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
+        # Workers at the driver's priority: Ray starts them at nice 15, which on a shared machine hands
+        # their cores to anything else that runs there.
+        ray.init(num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, _system_config={"worker_niceness": 0},
                  _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp" if os.path.isdir("/tmp") else None), **quiet)
         log.info("started a local Ray instance with %d CPUs", num_cpus)
         return True
