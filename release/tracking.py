@@ -34,6 +34,7 @@ class TrackioTracker(SearchCallback):
         self.genes, self.frozen, self.r_max, self.config = genes, frozen, r_max, config or {}
         self.space, self.private = space, private  # search.track_space: push the dashboard there
         self.run = None
+        self._drawn: tuple[list[float], Path] | None = None  # (best genome, its image)
         self.broken = False
         self.space_broken = False
         self.candidates: set[tuple[int, int]] = set()  # (generation, candidate) already in trackio's store
@@ -119,9 +120,12 @@ class TrackioTracker(SearchCallback):
 
         from release.plots import plot_genome
 
-        # Kept beside the search log: trackio reads the file after log() returns, from its own thread.
-        path = plot_genome(genome, self.frozen, self.r_max, self.folder / "track" / f"best-genome-{generation}.png")
-        return trackio.Image(str(path), caption=f"best genome after generation {generation + 1}")
+        # Drawn again only when the best genome changed (drawing is most of the tracker's cost). Kept beside
+        # the search log: trackio reads the file after log() returns, from its own thread.
+        if self._drawn is None or self._drawn[0] != genome:
+            path = plot_genome(genome, self.frozen, self.r_max, self.folder / "track" / f"best-genome-{generation}.png")
+            self._drawn = (list(genome), path)
+        return trackio.Image(str(self._drawn[1]), caption=f"best genome after generation {generation + 1}")
 
     def _safely(self, action) -> None:
         if self.broken:
