@@ -15,6 +15,7 @@ average at the start and end is recorded beside the figures.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -65,8 +66,10 @@ def _search(evaluation, folder: Path):
     config = _config(folder)
     result = run_search(GenomeSpace(LAYERS, config.genome), evaluation, config.search, folder / "breed",
                         fingerprint="bench", progress=False)
-    rows = (folder / "breed" / "candidates.jsonl").read_text().splitlines()
-    return result.seconds / result.evaluations, [__import__("json").loads(r)["fitness"] for r in rows]
+    rows = [json.loads(r) for r in (folder / "breed" / "candidates.jsonl").read_text().splitlines()]
+    # Workers busy on average: the candidates' own seconds over the search's wall time (2.0 = both always busy).
+    busy = sum(r["seconds"] for r in rows) / result.seconds
+    return result.seconds / result.evaluations, [r["fitness"] for r in rows], busy
 
 
 def run() -> dict:
@@ -110,17 +113,19 @@ def _measure() -> dict:
     per = {name: statistics.median(one[name][0] for one in rounds) for name in ("in-process", 1, 2)}
     speedup = statistics.median(one[1][0] / one[2][0] for one in rounds)
     overhead = statistics.median(one[1][0] / one["in-process"][0] for one in rounds)
+    busy = statistics.median(one[2][2] for one in rounds)
     print(f"   {POPSIZE} candidates x {ITEMS} items, hidden {HIDDEN}, {LAYERS} layers, 1 thread each, {ROUNDS} rounds: "
           f"in-process {per['in-process']:.2f} s, Ray 1 worker {per[1]:.2f} s, 2 workers {per[2]:.2f} s per candidate")
     print(f"   2 workers vs 1: {speedup:.2f}x (target >= {SPEEDUP_TARGET}); Ray 1 worker / in-process "
           f"{overhead:.3f} (target <= {OVERHEAD_TARGET}); load average {load_before:.1f} -> {load_after:.1f} "
-          f"on {os.cpu_count()} cores")
+          f"on {os.cpu_count()} cores; with 2 workers, {busy:.2f} of them busy on average")
     common = dict(candidates=POPSIZE, items=ITEMS, hidden=HIDDEN, layers=LAYERS, rounds=ROUNDS,
                   load_average_before=round(load_before, 2), load_average_after=round(load_after, 2),
                   cores=os.cpu_count())
     return {
         "scaleout_speedup_2_workers": row(speedup, "time per candidate, 1 worker / 2 workers", f">= {SPEEDUP_TARGET}",
                                           seconds_per_candidate={"1": round(per[1], 3), "2": round(per[2], 3)},
+                                          workers_busy_on_average=round(busy, 3),
                                           **common),
         "scaleout_ray_overhead": row(overhead, "time per candidate, Ray 1 worker / in-process",
                                      f"<= {OVERHEAD_TARGET}", seconds_per_candidate={
