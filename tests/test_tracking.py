@@ -202,3 +202,56 @@ def test_track_space_pushes_a_dashboard_space_that_serves_the_runs_rows(local_hu
     finally:
         app.kill()
         app.wait()
+
+
+def test_without_trackio_the_search_warns_once_naming_the_extra_and_watch_is_a_one_line_error(
+        tmp_path, caplog, monkeypatch):
+    from release.config import SearchSpec
+    from release.errors import ReleaseError
+    from release.tracking import open_dashboard
+
+    monkeypatch.setitem(sys.modules, "trackio", None)  # import trackio -> ImportError, as when not installed
+    monkeypatch.setitem(sys.modules, "trackio.sqlite_storage", None)
+    tracker = TrackioTracker("absent", "f", tmp_path, 4, _space().names, FROZEN, 0.5)
+    with caplog.at_level(logging.WARNING, logger="release"):
+        result = run_search(_space(), quadratic, SearchSpec(popsize=4, max_generations=2, seed=2), tmp_path,
+                            fingerprint="f", progress=False, callbacks=(tracker,))
+    assert result.evaluations == 8
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "pip install darwin-release[track]" in warnings[0]
+    with pytest.raises(ReleaseError, match=r"pip install darwin-release\[track\]") as e:
+        open_dashboard("absent", open_browser=False, block=False)
+    assert "\n" not in str(e.value)
+
+
+def test_watch_command_serves_the_dashboard_on_127_0_0_1(tmp_path):
+    import urllib.request
+
+    import yaml
+
+    from tests.localhub_fixtures import free_port
+
+    config = tmp_path / "watch.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "watched", "father": {"repo": "a/father"}, "mother": {"repo": "a/mother"}, "child": {"repo": "a/child"},
+        "search": {"track": True}, "fitness": {"kind": "calibration"}}))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "release", "watch", str(config), "--port", str(port),
+                             "--no-browser"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/?project=watched", timeout=5).status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the dashboard did not come up"
+                time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
