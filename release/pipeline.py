@@ -288,8 +288,9 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                                             opts.progress, mri))
         if "emit" not in needed:
             return {"ran": book.ran, "breed": bred}
+        diagnosis = mri and {k: v for k, v in mri.items() if k != "seconds"}  # what the child records
         child = book.run("emit", [parents, bred, config.breed, config.genome, config.child.max_shard_size,
-                                  config.search, mri],
+                                  config.search, diagnosis],
                          lambda: stage_emit(config, pulled, bred, opts.progress, mri))
         health = None
         if "health" in needed and config.health.enabled and darwin:
