@@ -133,9 +133,16 @@ def test_the_emitted_child_equals_what_mergekit_writes_for_the_same_merge(qwen3_
         torch.testing.assert_close(mine[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_dare_compact_noise_gives_the_same_masks():
+def test_dare_noise_gives_the_same_masks_in_every_storage_form():
     full = merge_ops.dare_noise((300, 7), seed=2, name="w")
-    compact = merge_ops.dare_noise((300, 7), seed=2, name="w", compact=True)
-    assert compact.dtype == torch.int16
-    for density in (0.0, 1e-5, 0.3, 0.5, 0.99999, 1.0):
-        assert torch.equal(merge_ops.dare_keep(full, density), merge_ops.dare_keep(compact, density)), density
+    compact = merge_ops.dare_noise((300, 7), seed=2, name="w", dtype=torch.int16)
+    floats = merge_ops.dare_noise((300, 7), seed=2, name="w", dtype=torch.float32)
+    assert compact.dtype == torch.int16 and torch.equal(floats, full.float())
+    for density in (1e-5, 0.3, 0.5, 0.99999):
+        keep = merge_ops.dare_keep(full, density)
+        assert torch.equal(merge_ops.dare_keep(compact, density), keep), density
+        for noise in (full, compact, floats):
+            assert torch.equal(merge_ops.dare_keep_weights(noise, density, torch.float32), keep.float()), density
+    a, b = _pair((300, 7), 9)
+    children = [merge_ops.merge("dare_ties", a, b, 0.4, 0.3, seed=2, name="w", noise=n) for n in (None, compact, floats)]
+    assert torch.equal(children[0], children[1]) and torch.equal(children[0], children[2])

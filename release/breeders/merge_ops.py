@@ -135,9 +135,13 @@ def tensor_salt(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
 
 
-def dare_noise(shape, seed: int, name: str, device="cpu", compact: bool = False) -> torch.Tensor:
-    """Per-element uniform integers in [0, 65536) from (seed, tensor name, index), as int32; `compact`
-    stores them shifted by -32768 as int16 (2 bytes per parameter, for the live model to keep)."""
+def dare_noise(shape, seed: int, name: str, device="cpu", dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    """Per-element uniform integers in [0, 65536) from (seed, tensor name, index).
+
+    `dtype` is only how they are kept: int32; int16 shifted by -32768 (2 bytes per parameter, what a GPU
+    live model keeps); float32 (exact integers, what a CPU live model keeps: CPU float kernels are several
+    times faster than its integer-to-float conversion). Every form gives the same masks.
+    """
     n = 1
     for d in shape:
         n *= d
@@ -145,17 +149,31 @@ def dare_noise(shape, seed: int, name: str, device="cpu", compact: bool = False)
     x = _mix((idx & _M32) ^ tensor_salt(seed, name))
     x = _mix(x ^ (idx >> 32))  # tensors past 2**32 elements (per-layer embeddings) stay distinct
     x = (x >> 16).reshape(shape)
-    return (x - NOISE_LEVELS // 2).to(torch.int16) if compact else x.to(torch.int32)
+    if dtype == torch.int16:
+        return (x - NOISE_LEVELS // 2).to(torch.int16)
+    return x.to(dtype)
+
+
+def _threshold(density: float) -> int:
+    return round(density * NOISE_LEVELS)
 
 
 def dare_keep(noise: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep mask at `density`: each entry survives with probability `density` (masks nest as it grows)."""
-    threshold = round(density * NOISE_LEVELS)
-    if noise.dtype == torch.int16:  # compact form, compared as int16 (no widened copy)
-        if threshold >= NOISE_LEVELS:
-            return torch.ones_like(noise, dtype=torch.bool)
-        return noise < threshold - NOISE_LEVELS // 2
-    return noise < threshold
+    """Keep mask at `density` (bool): each entry survives with probability `density`; masks nest as it grows."""
+    if noise.dtype == torch.int16:
+        return noise.to(torch.int32) + NOISE_LEVELS // 2 < _threshold(density)
+    return noise < _threshold(density)
+
+
+def dare_keep_weights(noise: torch.Tensor, density: float, dtype: torch.dtype) -> torch.Tensor:
+    """The keep mask as 0/1 numbers of `dtype`: clamp(threshold - noise, 0, 1), exact for integer noise.
+    Plain arithmetic, because CPU kernels on boolean masks (torch.where) are several times slower."""
+    if noise.dtype == dtype:
+        return torch.rsub(noise, float(_threshold(density))).clamp_(0, 1)
+    n = noise.to(dtype)
+    if noise.dtype == torch.int16:
+        n.add_(NOISE_LEVELS // 2)
+    return n.neg_().add_(float(_threshold(density))).clamp_(0, 1)
 
 
 def dare_ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, seed: int, name: str,
@@ -166,7 +184,10 @@ def dare_ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, seed: 
     if density <= 0:
         return a.clone() if out is None else out.copy_(a)
     noise = dare_noise(a.shape, seed, name, a.device) if noise is None else noise
-    return _masked_lerp(a, b, t / density, dare_keep(noise, density), out)
+    keep = dare_keep_weights(noise, density, a.dtype)
+    # a + (t / density) * keep * delta: survivors rescaled by 1 / (1 - p), dropped entries stay the father's
+    return torch.addcmul(a, keep, torch.sub(b, a), value=t / density, out=out) if out is not None else \
+        torch.addcmul(a, keep, torch.sub(b, a), value=t / density)
 
 
 def merge(method: str, a: torch.Tensor, b: torch.Tensor, t: float, density: float = 1.0, seed: int = 0,

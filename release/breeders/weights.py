@@ -12,7 +12,8 @@ attention and FFN (frozen layers pinned at 0, bounds [0, r_max]); `norms`, her s
 `density`, the fraction of the task vector kept (bounds from `breed`).
 
 The live search model is the father loaded with `AutoModelForCausalLM`; both parents' tensors stay on
-the device beside it (memory: two parents + the live model, plus 2 bytes per parameter of DARE noise),
+the device beside it (memory: two parents + the live model, plus DARE's drop-mask noise: 2 bytes per
+parameter on a GPU, 4 on CPU),
 and a candidate rewrites the live tensors in place, skipping tensors whose ratio did not change.
 """
 
@@ -209,7 +210,8 @@ class WeightsBreeder(Breeder):
                 if self.method == "slerp":
                     entry.cosine = merge_ops.slerp_cosine(a, b)
                 if self.method == "dare_ties":
-                    entry.noise = merge_ops.dare_noise(a.shape, seed, key, device, compact=True)
+                    form = torch.float32 if torch.device(device).type == "cpu" else torch.int16
+                    entry.noise = merge_ops.dare_noise(a.shape, seed, key, device, dtype=form)
                 entries.append(entry)
         space = self.genome_space(_n_layers(father_dir), config)
         if generation := _generation_config(father_dir):
