@@ -21,7 +21,8 @@ from release.errors import ReleaseError
 
 # component -> one ratio per layer (e.g. {"ffn": [...]}; same-architecture breeders add "attn", ...)
 Ratios = dict[str, list[float]]
-# A ratio hook: (ratios, the genome by gene name) -> adjusted ratios. Applied in order, in search and emit alike.
+# A ratio hook: (ratios, the genome by gene name) -> adjusted ratios, applied in order by `Live.apply` in the
+# search; whoever adds one must pass the same hooks to `Breeder.ratios` when the child is emitted.
 RatioHook = Callable[[Ratios, dict[str, float]], Ratios]
 
 
