@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--dry-run", action="store_true", help="do everything except writing to the Hub")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
         sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
-    run.add_argument("--plan", action="store_true", help="validate the config and list the planned stages")
+    run.add_argument("--plan", action="store_true",
+                     help="check the config and the parents (configs and safetensors headers only, no weights), "
+                          "print what the release will cost and the planned stages")
+    run.add_argument("--gpu", metavar="NAME", help="with --plan: estimate time on this GPU (H200, H100, A100, L40S)")
     run.set_defaults(only=STAGES)
     sub.choices["breed"].add_argument("--resume", action="store_true",
                                       help="continue an interrupted search from its last checkpoint")
@@ -145,38 +148,19 @@ def _no_progress_bars() -> None:
 
 
 def _print_plan(config, args) -> int:
-    from release.pipeline import HUB_STAGES
+    from release.plan.gpus import GPUS
+    from release.plan.report import print_plan
 
-    print(f"config {args.config}: valid")
-    print(f"  father  {config.father.repo}@{config.father.revision}")
-    print(f"  mother  {config.mother.repo}@{config.mother.revision}")
-    print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
-    frozen = ",".join(map(str, config.genome.frozen)) or "none"
-    print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")
-    g = config.genome
-    trust = f"on (tau from {g.mri_trust_init:g})" if g.mri else "off"
-    transplant = f"below {g.transplant[0]:g} / above {g.transplant[1]:g}" if g.transplant else "off"
-    dims = "one ratio per unfrozen father layer" + (" + tau" if g.mri else "")
-    print(f"  MRI     trust {trust}; transplant {transplant}; CMA-ES searches {dims}")
-    tasks = " + ".join(f"{t.name} x{t.weight}" for t in config.fitness.tasks) or config.fitness.kind
-    print(f"  fitness {tasks}; search popsize {config.search.popsize}, device {config.search.device}, "
-          f"dtype {config.search.dtype}")
-    print(f"  hub     {config.hub.endpoint or 'the Hugging Face Hub (or HF_ENDPOINT)'}")
-    print("planned stages:")
-    for stage in STAGES:
-        note = ""
-        if args.dry_run and stage in HUB_STAGES:
-            note = "  (skipped: --dry-run)"
-        elif stage == "evaluate" and not config.fitness.tasks:
-            note = "  (skipped: no benchmark tasks)"
-        elif stage == "space" and not config.space:
-            note = "  (skipped: no space in config)"
-        print(f"  {stage}{note}")
-    return 0
+    if args.gpu and args.gpu not in GPUS:
+        raise ReleaseError(f"--gpu {args.gpu}: unknown GPU; choose one of {', '.join(GPUS)}")
+    return print_plan(config, args.config, args.dry_run, gpu=args.gpu)
 
 
 def _print_summary(summary: dict) -> None:
     ran = ", ".join(summary.get("ran", summary.get("stages_run", []))) or "none (everything was up to date)"
+    for role, (fetched, total) in summary.get("fetched", {}).items():
+        print(f"pulled {role}: {fetched / 1e6:,.1f} MB of the repo's {total / 1e6:,.1f} MB "
+              "(only the shards the release reads)")
     if "child_repo" not in summary:
         print(f"stages run: {ran}")
         if summary.get("dry_run"):

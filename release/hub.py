@@ -90,6 +90,30 @@ class Hub:
         with self._errors(f"read {repo_id}", repo_id, revision, reading=True):
             return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
 
+    def weights_metadata(self, repo_id: str, revision: str = "main"):
+        """(commit sha, config.json bytes, safetensors metadata, file sizes) of a model repo, without its weights
+        (config and metadata None when the repo holds no config.json).
+
+        Headers come by HTTP range requests (`get_safetensors_metadata`); nothing large is downloaded.
+        """
+        from huggingface_hub.errors import NotASafetensorsRepoError, SafetensorsParsingError
+
+        with self._errors(f"read the metadata of {repo_id}@{revision}", repo_id, revision):
+            info = self.api.model_info(repo_id, revision=revision, files_metadata=True)
+            files = {s.rfilename: s.size or 0 for s in info.siblings or []}
+            if "config.json" not in files:  # e.g. a repo created by an upload that never came
+                return info.sha, None, None, files
+            config = Path(self.api.hf_hub_download(repo_id, "config.json", revision=info.sha)).read_bytes()
+            try:
+                meta = self.api.get_safetensors_metadata(repo_id, revision=info.sha)
+            except NotASafetensorsRepoError:
+                raise ReleaseError(f"{repo_id}@{revision} holds no safetensors weights: choose a repo with "
+                                   "model.safetensors or a safetensors index") from None
+            except SafetensorsParsingError as e:
+                raise ReleaseError(f"{repo_id}@{revision}: a safetensors header is damaged ({e}); the repo "
+                                   "is not a usable checkpoint") from None
+        return info.sha, config, meta, files
+
     def pull(self, repo_id: str, revision: str = "main", cache_dir: str | Path | None = None,
              allow_patterns: Sequence[str] = PULL_PATTERNS, verified: Path | None = None,
              rehash: bool = False, action: str = "pull", damaged_fix: str | None = None) -> PulledRepo:

@@ -31,19 +31,34 @@ HUB_STAGES = ("push", "space", "verify")
 
 def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
                rehash: bool = False) -> tuple[dict, list[Path]]:
+    """Download the parents. A breeder that can plan from the parents' configs and headers (ffn_blend, as
+    --plan does) checks them first and names the files it reads: only those are downloaded."""
+    from release.breeders import get_breeder
+    from release.parents.selection import write_view
+
     hub = session.hub
     if config.tiny_parents:
         publish_tiny_parents(config, hub, dry_run)
+    selections = get_breeder(config.breed.method).plan_pull(config, hub)  # one-line errors before any download
     result = {}
     for role in ("father", "mother"):
-        ref = getattr(config, role)
+        ref, selection = getattr(config, role), (selections or {}).get(role)
+        extra = {} if selection is None else {"allow_patterns": selection.files}
         # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
-        pulled = hub.pull(ref.repo, ref.revision, verified=config.run_dir / "pull" / "verified.json", rehash=rehash)
+        pulled = hub.pull(ref.repo, selection.revision if selection else ref.revision,
+                          verified=config.run_dir / "pull" / "verified.json", rehash=rehash, **extra)
         if not (pulled.path / "config.json").is_file():  # e.g. a repo created by an upload that never came
             raise ReleaseError(f"pull: the {role} {ref.repo}@{pulled.revision[:12]} holds no config.json, so no "
                                "checkpoint: publish it completely (or name another revision), then run again")
         result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path),
                         "content": snapshot_digest(pulled.path)}
+        if selection is not None:
+            # transformers opens every shard an index names: the stages read a view that names only ours.
+            result[role]["path"] = str(write_view(pulled.path, config.run_dir / "parents" / role))
+            result[role].update(fetched_bytes=selection.fetch_bytes, repo_bytes=selection.repo_bytes,
+                                skipped_shards=selection.skipped)
+            log.info("pulled %s: %d of %d bytes (skipped %s)", role, selection.fetch_bytes, selection.repo_bytes,
+                     ", ".join(selection.skipped) or "nothing")
     return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]
 
 
@@ -267,7 +282,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
         if "mri" not in needed:
-            return {"ran": book.ran, "pull": pulled}
+            return {"ran": book.ran, "pull": pulled, "fetched": fetched_summary(pulled)}
         # The search depends on the parents' content; the child also records which commits they came from.
         # Neither depends on where the cache keeps them.
         contents = {role: pulled[role]["content"] for role in ("father", "mother")}
@@ -280,14 +295,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
                                    s.dtype], lambda: stage_mri(config, pulled))
         if "breed" not in needed:
-            return {"ran": book.ran, "mri": mri}
+            return {"ran": book.ran, "mri": mri, "fetched": fetched_summary(pulled)}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
         bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness]
                         + ([mri["r_mri"]] if g.mri else []),
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
                                             opts.progress, mri))
         if "emit" not in needed:
-            return {"ran": book.ran, "breed": bred}
+            return {"ran": book.ran, "breed": bred, "fetched": fetched_summary(pulled)}
         diagnosis = mri and {k: v for k, v in mri.items() if k != "seconds"}  # what the child records
         child = book.run("emit", [parents, bred, config.breed, config.genome, config.child.max_shard_size,
                                   config.search, diagnosis],
@@ -307,6 +322,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                      lambda: stage_card(config, child, evaluated, health))
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
+                    "fetched": fetched_summary(pulled),
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
                     "health": health}
         check_before_push(config, health, force)  # a failed health check stops the release here
@@ -330,6 +346,12 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
     return summary
 
 
+def fetched_summary(pulled: dict) -> dict:
+    """role -> [bytes the pull selected, bytes the repo holds] (absent for pulls recorded before selection)."""
+    return {role: [pulled[role]["fetched_bytes"], pulled[role]["repo_bytes"]]
+            for role in ("father", "mother") if "fetched_bytes" in pulled[role]}
+
+
 def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified, seconds, ran) -> dict:
     from release.breeders import get_breeder
 
@@ -347,6 +369,7 @@ def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, sp
         "space_revision": spaced and spaced["revision"],
         "father": {k: pulled["father"][k] for k in ("repo", "revision")},
         "mother": {k: pulled["mother"][k] for k in ("repo", "revision")},
+        "fetched": fetched_summary(pulled),
         "genome": bred["genome"],
         "method": config.breed.method,
         "trust_remote_code": get_breeder(config.breed.method).trust_remote_code,  # False: a stock child

@@ -144,17 +144,27 @@ def _perturb(model: torch.nn.Module, seed: int, norm_base: float) -> None:
 
 
 def _write_checkpoint(model, tensors: dict[str, torch.Tensor], out: Path) -> None:
-    """Sharded safetensors + index, written by hand so extra keys (mtp.*) land like in real repos."""
+    """Sharded safetensors + index, written by hand so extra keys (mtp.*) land like in real repos.
+
+    The text decoder's tensors fill the first shards, the rest (vision tower, mtp.*) shards of their own, as
+    in many real repos: a pull that needs only the text decoder can skip those shards.
+    """
     from huggingface_hub import split_torch_state_dict_into_shards  # late: HF_ENDPOINT may be set after us
     from safetensors.torch import save_file
 
-    split = split_torch_state_dict_into_shards(tensors, max_shard_size=SHARD_SIZE)
-    for filename, names in split.filename_to_tensors.items():
-        save_file({n: tensors[n].contiguous().clone() for n in names}, out / filename,
-                  metadata={"format": "pt"})
-    if split.is_sharded:
+    text = {k: v for k, v in tensors.items() if k.startswith(("model.language_model.", "lm_head."))}
+    groups = [g for g in (text, {k: v for k, v in tensors.items() if k not in text}) if g]
+    shards = [names for group in groups
+              for names in split_torch_state_dict_into_shards(group, max_shard_size=SHARD_SIZE)
+              .filename_to_tensors.values()]
+    weight_map = {}
+    for i, names in enumerate(shards, 1):
+        filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors" if len(shards) > 1 else "model.safetensors"
+        save_file({n: tensors[n].contiguous().clone() for n in names}, out / filename, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(names, filename))
+    if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-                 "weight_map": dict(sorted(split.tensor_to_filename.items()))}
+                 "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(out)

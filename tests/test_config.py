@@ -20,8 +20,9 @@ fitness: {kind: calibration}
 """
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True, cwd=ROOT)
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env)
 
 
 def test_shipped_configs_validate():
@@ -60,8 +61,17 @@ def test_not_yaml_and_missing_file(tmp_path):
 
 
 def test_cli_plans_the_genesis_release_offline():
-    out = _cli("run", "configs/darwin-4b-genesis.yaml", "--dry-run", "--plan")
-    assert out.returncode == 0, out.stderr
+    """Offline, the YAML checks still run; the parents are reported unchecked (exit 1), never valid."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    out = _cli("run", "configs/darwin-4b-genesis.yaml", "--dry-run", "--plan", env={**os.environ, "HF_ENDPOINT": closed})
+    assert out.returncode == 1, out.stderr
+    assert "configs/darwin-4b-genesis.yaml: valid" in out.stdout
+    assert "parents: NOT CHECKED, the Hub is unreachable" in out.stdout and "parents: valid" not in out.stdout
     for stage in ("pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify"):
         assert f"  {stage}" in out.stdout
     assert "push  (skipped: --dry-run)" in out.stdout

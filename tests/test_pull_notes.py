@@ -17,16 +17,13 @@ from release.pipeline import RunOptions, run_release
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _parents(tmp_path: Path) -> tuple[str, str]:
+def _parents(tiny_parents) -> tuple[str, str]:
+    # Real checkpoints: the pull checks the parents' configs and headers before it downloads.
     hub = Hub(token=TOKEN)
     repos = []
     for role in ("father", "mother"):
-        folder = tmp_path / role
-        folder.mkdir()
-        (folder / "config.json").write_text(f'{{"role": "{role}"}}')
-        (folder / "model.safetensors").write_bytes(bytes(range(256)) * 8)
         repos.append(repo_name(role))
-        hub.push_folder(folder, repos[-1])
+        hub.push_folder(getattr(tiny_parents, role), repos[-1])
     return repos[0], repos[1]
 
 
@@ -35,12 +32,12 @@ def _raw(tmp_path: Path, local_hub, father: str, mother: str) -> dict:
                 fitness={"kind": "calibration"}, runs_dir=str(tmp_path / "runs"), hub={"endpoint": local_hub.url})
 
 
-def test_a_branch_that_moved_on_since_the_pull_is_reported_with_how_to_take_it(tmp_path, local_hub, capsys):
-    father, mother = _parents(tmp_path)
+def test_a_branch_that_moved_on_since_the_pull_is_reported_with_how_to_take_it(tmp_path, local_hub, capsys,
+                                                                              tiny_parents):
+    father, mother = _parents(tiny_parents)
     config = ReleaseConfig.model_validate(_raw(tmp_path, local_hub, father, mother))
     first = run_release(config, RunOptions(only=("pull",), progress=False))["pull"]
-    Hub(token=TOKEN).api.upload_file(path_or_fileobj=b'{"role": "father", "v": 2}', path_in_repo="config.json",
-                                     repo_id=father)
+    Hub(token=TOKEN).api.upload_file(path_or_fileobj=b'{"notes": 2}', path_in_repo="notes.json", repo_id=father)
     capsys.readouterr()
     again = run_release(config, RunOptions(only=("pull",), progress=False))
     out = capsys.readouterr().out
@@ -50,8 +47,8 @@ def test_a_branch_that_moved_on_since_the_pull_is_reported_with_how_to_take_it(t
     assert taken["father"]["revision"] == Hub().head(father) != first["father"]["revision"]
 
 
-def test_no_progress_also_silences_the_hub_clients_bars(tmp_path, local_hub):
-    father, mother = _parents(tmp_path)
+def test_no_progress_also_silences_the_hub_clients_bars(tmp_path, local_hub, tiny_parents):
+    father, mother = _parents(tiny_parents)
     config = tmp_path / "notes.yaml"
     config.write_text(yaml.safe_dump(_raw(tmp_path, local_hub, father, mother)))
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_TOKEN")}

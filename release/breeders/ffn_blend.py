@@ -23,9 +23,20 @@ class FfnBlend(Breeder):
         return {"father": write_tiny_father, "mother": write_tiny_mother}  # Gemma 4 x Qwen3.5
 
     def check_parents(self, father_dir: Path, mother_dir: Path) -> None:
-        from release.hybrid import _parent_text_configs
+        from release.parents.childmap import parent_text_configs
+        from release.parents.metadata import read_folder
 
-        _parent_text_configs(Path(father_dir), Path(mother_dir))
+        parent_text_configs(read_folder("father", father_dir), read_folder("mother", mother_dir))
+
+    def plan_pull(self, config, hub) -> dict:
+        from release.parents.metadata import read_hub
+        from release.parents.selection import select_files
+        from release.plan.checks import parent_checks
+
+        metas = {role: read_hub(role, hub, getattr(config, role).repo, getattr(config, role).revision)
+                 for role in ("father", "mother")}
+        plan = parent_checks(config, metas["father"], metas["mother"])
+        return {role: select_files(meta, plan.tensors) for role, meta in metas.items()}
 
     def build_live(self, father_dir, mother_dir, config, device, dtype, progress: bool = False,
                    r_mri: list[float] | None = None) -> Live:

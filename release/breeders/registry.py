@@ -85,6 +85,11 @@ class Breeder(ABC):
     def child_tensors(self, father_dir: Path, mother_dir: Path, genome: dict) -> list[str]:
         """The names of the tensors the child of `genome` stores."""
 
+    def plan_pull(self, config, hub) -> dict | None:
+        """Check the parents from their configs and safetensors headers (no weights) and return, per role, the
+        `release.parents.selection.PullSelection` of files to download; None = download the usual patterns."""
+        return None
+
     def tiny_parent_writers(self) -> dict[str, Callable[..., Path]]:
         """Writers of tiny parents this method can breed, `{"father": write(out, seed), "mother": ...}`,
         published by the embedded default configs (`tiny_parents: true`)."""

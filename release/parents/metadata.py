@@ -1,0 +1,134 @@
+"""A parent's config and tensor table (name -> shard file, shape, dtype), read without its weights.
+
+From the Hub: config.json, the safetensors index and each shard's header (huggingface_hub's
+`get_safetensors_metadata`, which reads headers with HTTP range requests). From a local folder: the same
+files, each header read from the first bytes of its shard. Shards an index names but the folder lacks (a
+pull that skipped them) are listed with unknown shape.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from release.errors import ReleaseError
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+REDOWNLOAD = "re-download it (--force pull) or choose a revision whose checkpoint is complete"
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    file: str  # shard file name inside the repo / folder
+    shape: tuple[int, ...] | None  # None: the shard is not here (not pulled)
+    dtype: str | None  # safetensors dtype name, e.g. "BF16"
+
+    @property
+    def nbytes(self) -> int | None:
+        if self.shape is None or self.dtype is None:
+            return None
+        n = DTYPE_BYTES.get(self.dtype, 2)
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class ParentMeta:
+    role: str  # "father" or "mother"
+    where: str  # repo id (with revision) or folder path, for messages
+    config: dict
+    tensors: dict[str, TensorInfo]
+    files: dict[str, int] = field(default_factory=dict)  # every file of the repo -> size in bytes
+    revision: str | None = None  # the commit the metadata was read at (Hub only)
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+
+def _json_mapping(data: bytes | str, where: str, name: str) -> dict:
+    try:
+        value = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except ValueError:  # not JSON, or not UTF-8
+        value = None
+    if not isinstance(value, dict):
+        raise ReleaseError(f"{where}: {name} is not valid JSON holding a mapping: {REDOWNLOAD}")
+    return value
+
+
+def _config_json(data: bytes | str, where: str) -> dict:
+    config = _json_mapping(data, where, "config.json")
+    if not isinstance(config.get("model_type"), str):
+        raise ReleaseError(f"{where}: config.json has no model_type: {REDOWNLOAD}")
+    return config
+
+
+def read_header(path: Path) -> dict[str, TensorInfo]:
+    """Tensor name -> info from a safetensors file's header (8-byte length, then JSON)."""
+    with path.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ReleaseError(f"{path}: not a readable safetensors file (too short): {REDOWNLOAD}")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100_000_000:
+            raise ReleaseError(f"{path}: not a readable safetensors file (header length {length}): {REDOWNLOAD}")
+        try:
+            header = json.loads(f.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ReleaseError(f"{path}: not a readable safetensors file (damaged header): {REDOWNLOAD}") from None
+    return {name: TensorInfo(path.name, tuple(e["shape"]), e["dtype"])
+            for name, e in header.items() if name != "__metadata__"}
+
+
+def read_config(role: str, folder: str | Path) -> dict:
+    """A checkpoint folder's config.json, checked: a mapping with a model_type."""
+    config_path = Path(folder) / "config.json"
+    if not config_path.is_file():
+        raise ReleaseError(f"{role} config: {config_path} not found: point it at a complete checkpoint folder")
+    return _config_json(config_path.read_bytes(), f"{role} {folder}")
+
+
+def read_folder(role: str, folder: str | Path) -> ParentMeta:
+    """A parent checkpoint folder's metadata (only headers are read)."""
+    folder = Path(folder)
+    where = f"{role} {folder}"
+    config = read_config(role, folder)
+    tensors: dict[str, TensorInfo] = {}
+    if (folder / INDEX).is_file():
+        weight_map = _json_mapping((folder / INDEX).read_bytes(), where, INDEX).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ReleaseError(f"{where}: {INDEX} has no weight_map of tensor -> shard: {REDOWNLOAD}")
+        headers = {name: read_header(folder / name) for name in sorted(set(weight_map.values()))
+                   if (folder / name).is_file()}
+        for key, name in weight_map.items():
+            tensors[key] = headers.get(name, {}).get(key, TensorInfo(name, None, None))
+    elif (folder / SINGLE).is_file():
+        tensors = read_header(folder / SINGLE)
+    # else: no weights; the config checks still run, and childmap names the missing weights
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    return ParentMeta(role, where, config, tensors, files)
+
+
+def read_hub(role: str, hub, repo: str, revision: str = "main") -> ParentMeta:
+    """A parent repo's metadata from the Hub: small files and range requests only, never weights."""
+    where = f"{role} {repo}@{revision}"
+    sha, config_text, repo_meta, files = hub.weights_metadata(repo, revision)
+    if config_text is None:
+        raise ReleaseError(f"pull: the {role} {repo}@{sha[:12]} holds no config.json, so no checkpoint: publish "
+                           "it completely (or name another revision), then run again")
+    config = _config_json(config_text, where)
+    tensors = {}
+    for name, file_meta in repo_meta.files_metadata.items():
+        for key, info in file_meta.tensors.items():
+            tensors[key] = TensorInfo(name, tuple(info.shape), info.dtype)
+    missing = sorted({name for key, name in repo_meta.weight_map.items() if key not in tensors})
+    if missing:
+        raise ReleaseError(f"{where}: the index names {', '.join(missing)} but the repo lacks it; "
+                           "the parent repo is incomplete")
+    return ParentMeta(role, f"{role} {repo}", config, tensors, files, revision=sha)

@@ -1,0 +1,160 @@
+"""What a release will cost, computed from the child's tensor list and the search subsets, without weights.
+
+- download: the bytes of the files the pull selects (release/parents/selection.py) vs the repos' sizes;
+- the search hybrid: parameters (every child tensor of the search form) and bytes at the search dtype;
+- tokens per candidate: the search subset's requests built by lm-eval, tokenised with the father's
+  tokenizer as lm-eval's HFLM does, and counted the way the scorer batches them (`count_tokens`);
+- FLOPs per candidate: 2 x (matmul parameters a token passes through) x tokens, plus attention scores;
+  an upper bound: every free layer runs its mother FFN, and the LM head runs at every position;
+- peak memory of one evaluation batch: the hybrid plus the most demanding forward pass: its kept logits
+  (model dtype, then the fp32 log-softmax) and its activations (KV cache, per-layer inputs, one layer's);
+- time: FLOPs / (GPU peak x utilisation) for the GPUs in release/plan/gpus.py.
+Checked against measured runs in tests/test_plan.py (tiny) and bench/bench_plan.py (mid-size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from release.plan.gpus import GPUS, UTILISATION
+
+if TYPE_CHECKING:
+    from release.plan.checks import ParentPlan
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+EMBEDDING_SUFFIXES = ("embed_tokens.weight", "embed_tokens_per_layer.weight")
+
+
+@dataclass(frozen=True)
+class Request:
+    context: list[int]
+    continuation: list[int]
+
+
+@dataclass
+class TokenCount:
+    tokens: int  # token positions the model runs per candidate
+    requests: int
+    longest: int  # longest prompt (context + continuation) in tokens
+    forwards: list[tuple[int, int, int]]  # each forward pass: (rows, positions, positions whose logits are kept)
+
+    @property
+    def largest_batch(self) -> tuple[int, int]:
+        rows, width, _ = max(self.forwards, key=lambda f: f[0] * f[1], default=(0, 0, 0))
+        return rows, width
+
+
+def hybrid_params(plan: ParentPlan) -> int:
+    total = 0
+    for t in plan.tensors.values():
+        n = 1
+        for d in t.shape:
+            n *= d
+        total += n
+    return total
+
+
+def matmul_params_per_token(plan: ParentPlan) -> int:
+    """Parameters a token multiplies through: every 2-D weight but embedding tables, the LM head (tied to
+    the embeddings) once, and the mother FFNs of free layers (worst case: all of them blending)."""
+    cfg = plan.config
+    father, mother_per_layer = 0, {}
+    for name, t in plan.tensors.items():
+        if len(t.shape) != 2:
+            continue
+        n = t.shape[0] * t.shape[1]
+        if name.startswith("model.mother_ffns."):
+            mother_per_layer[int(name.split(".")[2])] = mother_per_layer.get(int(name.split(".")[2]), 0) + n
+        elif name.endswith(EMBEDDING_SUFFIXES):
+            if name == "model.embed_tokens.weight" and getattr(cfg, "tie_word_embeddings", True):
+                father += n  # the LM head
+        else:
+            father += n
+    free = set(range(cfg.num_hidden_layers)) - set(plan.frozen)
+    mother = sum(mother_per_layer.get(cfg.layer_map[i], 0) for i in free)
+    return father + mother
+
+
+def count_tokens(requests: list[Request], batch_size: int, max_length: int, scorer: str) -> TokenCount:
+    """Token positions per candidate, and every forward pass, batched as release.evals.scorer does: the
+    fast path runs a shared context once (last logits only) and the options' tails against its cache; the
+    stock path is lm-eval's HFLM (one row per distinct context + continuation[:-1], longest first, padded
+    per batch) keeping logits for the batch's padding plus the call's longest continuation."""
+    stock: list[Request] = []
+    forwards: list[tuple[int, int, int]] = []
+    by_context: dict[tuple[int, ...], list[Request]] = {}
+    for r in requests:
+        by_context.setdefault(tuple(r.context), []).append(r)
+    for ctx, group in by_context.items():
+        longest_cont = max(len(r.continuation) for r in group)
+        if scorer != "fast" or longest_cont < 2 or len(ctx) + longest_cont > max_length + 1:
+            stock.extend(group)
+            continue
+        forwards.append((1, len(ctx), 1))  # the context once, keeping only its last logits
+        multi = [r for r in group if len(r.continuation) > 1]
+        for k in range(0, len(multi), batch_size):
+            chunk = multi[k:k + batch_size]
+            width = max(len(r.continuation) - 1 for r in chunk)
+            forwards.append((len(chunk), width, width))
+    if stock:
+        longest_cont = max(len(r.continuation) for r in stock)
+        inputs = {tuple((r.context + r.continuation)[-(max_length + 1):][:-1]) for r in stock}
+        lengths = sorted((len(i) for i in inputs), reverse=True)
+        for k in range(0, len(lengths), batch_size):
+            batch = lengths[k:k + batch_size]
+            forwards.append((len(batch), batch[0], min(batch[0], batch[0] - batch[-1] + longest_cont)))
+    longest = max((len(r.context) + len(r.continuation) for r in requests), default=0)
+    return TokenCount(sum(rows * width for rows, width, _ in forwards), len(requests), longest, forwards)
+
+
+def flops_per_candidate(plan: ParentPlan, count: TokenCount) -> float:
+    cfg = plan.config
+    linear = 2 * matmul_params_per_token(plan) * count.tokens
+    # Attention scores and weighted sum: ~4 x heads x head_dim x (positions attended) per token and layer;
+    # a token attends to about half of its prompt on average.
+    attended = min(count.longest / 2, getattr(cfg, "sliding_window", None) or count.longest)
+    attention = 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * attended * count.tokens
+    return float(linear + attention)
+
+
+def forward_bytes(plan: ParentPlan, rows: int, width: int, keep: int, dtype: str) -> int:
+    """Activation bytes alive at the peak of one forward pass (on top of the weights)."""
+    cfg = plan.config
+    act = DTYPE_BYTES[dtype]
+    # Kept logits in the model dtype, then the scorer's fp32 log-softmax of them: both alive at once.
+    logits = rows * keep * cfg.vocab_size * (act + 4)
+    # Alive through the whole pass: the KV cache of every layer and the per-layer inputs (Gemma 4's PLE).
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim
+    ple = cfg.num_hidden_layers * (getattr(cfg, "hidden_size_per_layer_input", 0) or 0)
+    # Inside the layer running: residual, norms and attention (~4 x hidden), and the gate/up activations of
+    # one FFN (a blending layer runs the father's FFN, then the mother's: never both at once).
+    mother_width = getattr(cfg, "mother_intermediate_size", 0) or 0
+    layer = 4 * cfg.hidden_size + 2 * max(cfg.intermediate_size, mother_width)
+    return int(logits + rows * width * (kv + 2 * ple + layer) * act)
+
+
+def peak_batch_bytes(plan: ParentPlan, count: TokenCount, dtype: str) -> int:
+    """Activation bytes of the most demanding forward pass of a candidate."""
+    return max((forward_bytes(plan, *f, dtype) for f in count.forwards), default=0)
+
+
+@dataclass
+class Estimate:
+    hybrid_params: int
+    hybrid_bytes: int
+    dtype: str
+    tokens: TokenCount | None
+    flops: float | None
+    peak_bytes: int | None  # hybrid + largest batch
+    seconds: dict[str, float]  # GPU name -> seconds per candidate
+
+
+def estimate(plan: ParentPlan, count: TokenCount | None, dtype: str) -> Estimate:
+    params = hybrid_params(plan)
+    weights = params * DTYPE_BYTES[dtype]
+    if count is None:
+        return Estimate(params, weights, dtype, None, None, None, {})
+    flops = flops_per_candidate(plan, count)
+    seconds = {gpu: flops / (peak * UTILISATION) for gpu, peak in GPUS.items()}
+    return Estimate(params, weights, dtype, count, flops, weights + peak_batch_bytes(plan, count, dtype), seconds)

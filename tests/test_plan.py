@@ -1,0 +1,211 @@
+"""`--dry-run --plan` checks the parents from their configs and safetensors headers, never their weights;
+the pull downloads only the shards the release reads; the plan's token count matches the scorer's.
+
+Parents are the tiny ones (real classes, real key names) published to the session's local endpoint; each
+mismatch class is a copy with one thing broken.
+"""
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from release.cli import main
+from tests.conftest import LOCALHUB_TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _publish(folder: Path, stem: str) -> str:
+    from release.hub import Hub
+
+    repo = f"darwin-local/{stem}-{uuid.uuid4().hex[:8]}"
+    Hub(token=LOCALHUB_TOKEN).push_folder(folder, repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def published(tiny_parents):
+    return {"father": _publish(tiny_parents.father, "plan-father"),
+            "mother": _publish(tiny_parents.mother, "plan-mother")}
+
+
+def _config(tmp_path: Path, father: str, mother: str, **genome) -> Path:
+    raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    raw.update(name="plan", runs_dir=str(tmp_path / "runs"), tiny_parents=False,
+               father={"repo": father}, mother={"repo": mother})
+    raw["hub"] = {"endpoint": None}  # HF_ENDPOINT: the session's local endpoint
+    raw["genome"].update(genome)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _cached_weights(repo: str) -> list[Path]:
+    import os
+
+    cache = Path(os.environ["HF_HOME"]) / "hub" / f"models--{repo.replace('/', '--')}"
+    return [p for p in cache.rglob("*.safetensors")] if cache.exists() else []
+
+
+def _broken_copy(src: Path, dst: Path, edit_config=None, edit_tensors=None) -> Path:
+    shutil.copytree(src, dst)
+    if edit_config:
+        config = json.loads((dst / "config.json").read_text())
+        edit_config(config)
+        (dst / "config.json").write_text(json.dumps(config))
+    if edit_tensors:  # rewrite the shard holding the tensor, and the index
+        from safetensors.torch import load_file, save_file
+
+        index_path = dst / "model.safetensors.index.json"
+        index = json.loads(index_path.read_text())
+        key, change = edit_tensors
+        shard = dst / index["weight_map"][key]
+        tensors = load_file(shard)
+        if change is None:
+            del tensors[key], index["weight_map"][key]
+        else:
+            tensors[key] = change(tensors[key])
+        save_file(tensors, shard, metadata={"format": "pt"})
+        index_path.write_text(json.dumps(index))
+    return dst
+
+
+def _plan(config: Path, capsys) -> tuple[int, str, str]:
+    code = main(["run", str(config), "--dry-run", "--plan", "--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_plan_checks_the_parents_and_prints_costs_without_downloading_weights(published, tmp_path, capsys):
+    code, out, err = _plan(_config(tmp_path, published["father"], published["mother"]), capsys)
+    assert code == 0, err
+    assert "parents: valid" in out
+    assert "layer map (default): [0, 1, 1, 2, 2, 3]" in out
+    assert "genome: 6 CMA-ES dimensions (5 ratios + 1 mri tau; 1 frozen" in out  # default: genome.mri on
+    assert "skips 1 shard(s) without text weights" in out  # the mother's vision tower and mtp.* shard
+    for line in ("search hybrid:", "tokens per candidate:", "peak memory of one evaluation batch:",
+                 "FLOPs per candidate:", "H200"):
+        assert line in out
+    assert not _cached_weights(published["father"]) and not _cached_weights(published["mother"])
+
+
+def test_plan_without_the_hub_does_not_call_the_parents_valid(published, tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    config = _config(tmp_path, published["father"], published["mother"])
+    raw = yaml.safe_load(config.read_text())
+    raw["hub"] = {"endpoint": f"http://127.0.0.1:{port}"}
+    config.write_text(yaml.safe_dump(raw))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")  # read at import, like the CLI's
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    code, out, err = _plan(config, capsys)
+    assert code == 1
+    assert "config " in out and ": valid" in out
+    assert "parents: NOT CHECKED, the Hub is unreachable" in out and "parents: valid" not in out
+
+
+def _narrow(config):
+    config["text_config"]["hidden_size"] = 32
+
+
+CASES = {
+    "wrong repo": (lambda tp, tmp: (None, "darwin-local/no-such-mother"), r"repository darwin-local/no-such-mother not found"),
+    "architecture swapped": (lambda tp, tmp: ("MOTHER", "FATHER"), r"swap father and mother"),
+    "hidden size": (lambda tp, tmp: (None, _publish(_broken_copy(tp.mother, tmp / "m", _narrow), "narrow")),
+                    r"hidden sizes differ: father 64, mother 32"),
+    "missing tensor": (lambda tp, tmp: (None, _publish(_broken_copy(
+        tp.mother, tmp / "m", edit_tensors=("model.language_model.layers.2.mlp.up_proj.weight", None)), "holey")),
+        r"lacks tensor model\.language_model\.layers\.2\.mlp\.up_proj\.weight"),
+    "shape": (lambda tp, tmp: (None, _publish(_broken_copy(
+        tp.mother, tmp / "m", edit_tensors=("model.language_model.layers.1.mlp.down_proj.weight",
+                                            lambda t: t[:, :48].contiguous())), "bent")),
+        r"down_proj\.weight has shape \(64, 48\).*the child needs \(64, 96\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_mismatch_is_one_line_before_any_download(case, published, tiny_parents, tmp_path, capsys):
+    make, message = CASES[case]
+    father, mother = make(tiny_parents, tmp_path)
+    swap = {"MOTHER": published["mother"], "FATHER": published["father"]}
+    father = swap.get(father, father or published["father"])
+    mother = swap.get(mother, mother or published["mother"])
+    code, out, err = _plan(_config(tmp_path, father, mother), capsys)
+    assert code == 2 and "parents: valid" not in out
+    line = err.strip()
+    assert "\n" not in line and line.startswith("error: ")
+    import re
+
+    assert re.search(message, line), line
+    assert not _cached_weights(father) and not _cached_weights(mother)
+
+
+@pytest.mark.parametrize("genome, message", [
+    ({"layer_map": [0, 1, 1, 2, 2, 4]}, r"genome\.layer_map names mother layers \[4\]"),
+    ({"frozen": [6]}, r"genome\.frozen names layers \[6\]"),
+])
+def test_layer_map_and_frozen_out_of_range(genome, message, published, tmp_path, capsys):
+    import re
+
+    code, out, err = _plan(_config(tmp_path, published["father"], published["mother"], **genome), capsys)
+    assert code == 2 and re.search(message, err) and "\n" not in err.strip()
+
+
+def test_pull_fetches_only_text_shards_and_the_child_is_unchanged(published, tiny_parents, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from release.config import load_config
+    from release.emit import emit_child
+    from release.pipeline import RunOptions, run_release
+    from release.stages import folder_digest
+
+    config = load_config(_config(tmp_path, published["father"], published["mother"]))
+    pulled = run_release(config, RunOptions(only=("pull",), progress=False))["pull"]
+    mother = pulled["mother"]
+    assert mother["skipped_shards"] and mother["fetched_bytes"] < mother["repo_bytes"]
+    cached = {p.name for p in _cached_weights(published["mother"])}
+    assert cached and not cached & set(mother["skipped_shards"])  # never downloaded
+    genome = json.loads((ROOT / "tests/fixtures/card/genome.json").read_text())
+    views = {role: Path(pulled[role]["path"]) for role in ("father", "mother")}
+    selective = emit_child(views["father"], views["mother"], genome, tmp_path / "a", "300KB", progress=False)
+    full = emit_child(tiny_parents.father, tiny_parents.mother, genome, tmp_path / "b", "300KB", progress=False)
+    assert folder_digest(selective) == folder_digest(full)
+    # The final evaluation loads each parent as a text model from the view: same logits as the full repo.
+    ids = torch.tensor([[2, 40, 41, 42, 43]])
+    with torch.no_grad():
+        a = AutoModelForCausalLM.from_pretrained(views["mother"]).eval()(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(tiny_parents.mother).eval()(ids).logits
+    assert torch.equal(a, b)
+    main(["pull", str(_config(tmp_path, published["father"], published["mother"])), "--no-progress"])
+    assert "pulled mother: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scorer, batch_size", [("fast", 8), ("stock", 3)])
+def test_plan_token_count_equals_the_scorers(scorer, batch_size, tiny_parents, tmp_path):
+    """Tokens per candidate, predicted without a model, equal what the scorer runs through the model."""
+    from transformers import AutoTokenizer
+
+    from release.config import load_config
+    from release.evals import Evaluator, TaskSuite
+    from release.hybrid import build_search_hybrid
+    from release.plan.costs import count_tokens
+    from release.plan.requests import search_requests
+
+    config = load_config(ROOT / "configs/default.yaml")
+    model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
+    model.set_ratios([0.2] * 6)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_parents.father)
+    suite = TaskSuite.from_spec(config.fitness, tmp_path, config.search.seed)
+    measured = Evaluator(model, tokenizer, suite, scorer=scorer, batch_size=batch_size, verify=0).evaluate().tokens
+    predicted = count_tokens(search_requests(config, tokenizer), batch_size, 8192, scorer)
+    assert predicted.tokens == measured > 0
