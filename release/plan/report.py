@@ -8,7 +8,9 @@ publishes them) and the plan exits 0: they are built by this tool, there is noth
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
@@ -33,6 +35,8 @@ def _count(n: float) -> str:
 
 
 def _duration(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.3g} ms"
     if s < 120:
         return f"{s:.1f} s"
     if s < 7200:
@@ -165,7 +169,9 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
 
         pulled = hub.pull(config.father.repo, plan.father.revision, allow_patterns=TOKENIZER_FILES)
         tokenizer = AutoTokenizer.from_pretrained(pulled.path)
-        requests = search_requests(config, tokenizer)
+        # lm-eval and datasets draw bars while building the requests: noise in a report.
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+            requests = search_requests(config, tokenizer)
         max_length = max(plan.config.max_position_embeddings, 4096)
         count = count_tokens(requests, config.fitness.batch_size, max_length, config.fitness.scorer)
     est = estimate(plan, count, dtype)
