@@ -209,3 +209,50 @@ def test_plan_token_count_equals_the_scorers(scorer, batch_size, tiny_parents, t
     measured = Evaluator(model, tokenizer, suite, scorer=scorer, batch_size=batch_size, verify=0).evaluate().tokens
     predicted = count_tokens(search_requests(config, tokenizer), batch_size, 8192, scorer)
     assert predicted.tokens == measured > 0
+
+
+def _genesis_shaped(role: str, hidden: int = 2560):
+    """A parent's metadata at the real Genesis shapes and key names, as its safetensors headers list them
+    (the model built on the meta device: no weights, no memory)."""
+    import torch
+    from transformers import Gemma4ForConditionalGeneration, Qwen3_5ForConditionalGeneration
+
+    from release.parents.metadata import ParentMeta, TensorInfo
+    from release.tiny import father_config, mother_config
+
+    if role == "father":
+        config, cls = father_config(262_144), Gemma4ForConditionalGeneration
+        t = config.text_config
+        t.hidden_size, t.intermediate_size, t.num_hidden_layers = hidden, 10240, 42
+        t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.global_head_dim = 8, 2, 256, 512
+        t.hidden_size_per_layer_input, t.vocab_size_per_layer_input, t.num_kv_shared_layers = 256, 262_144, 18
+        t.layer_types = (["sliding_attention"] * 5 + ["full_attention"]) * 7
+    else:
+        config, cls = mother_config(248_320), Qwen3_5ForConditionalGeneration
+        t = config.text_config
+        t.hidden_size, t.intermediate_size, t.num_hidden_layers = hidden, 9216, 32
+        t.layer_types = (["linear_attention"] * 3 + ["full_attention"]) * 8
+        config.vision_config.out_hidden_size = hidden
+    with torch.device("meta"):
+        shapes = cls(config).state_dict()
+    if role == "father":
+        shapes.pop("lm_head.weight")  # tied, not stored
+    tensors = {k: TensorInfo("model-00001-of-00002.safetensors", tuple(v.shape), "BF16") for k, v in shapes.items()}
+    return ParentMeta(role, f"{role} genesis-shaped", config.to_dict(), tensors)
+
+
+def test_genesis_shaped_parents_plan_the_hybrid_design_quotes():
+    """At the real shapes the plan finds the ~9.7B-parameter search hybrid (~19.4 GB in bf16) the design
+    notes quote, and refuses a mother of another width."""
+    from release.config import load_config
+    from release.errors import ReleaseError
+    from release.plan.checks import parent_checks
+    from release.plan.costs import estimate
+
+    config = load_config(ROOT / "configs/darwin-4b-genesis.yaml")
+    plan = parent_checks(config, _genesis_shaped("father"), _genesis_shaped("mother"))
+    assert plan.config.layer_map[41] == 31 and plan.genome_dims["ratios"] == 42 - 6
+    est = estimate(plan, None, "bfloat16")
+    assert abs(est.hybrid_params / 9.7e9 - 1) < 0.02 and est.hybrid_bytes == 2 * est.hybrid_params
+    with pytest.raises(ReleaseError, match="hidden sizes differ: father 2560, mother 2048"):
+        parent_checks(config, _genesis_shaped("father"), _genesis_shaped("mother", hidden=2048))
