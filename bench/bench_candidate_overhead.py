@@ -27,7 +27,7 @@ from unittest import mock
 
 import torch
 
-from bench.common import row
+from bench.common import one_thread, row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 768, 3072, 2688, 6
 ITEMS, BATCH, POPSIZE = 48, 8, 4
@@ -92,12 +92,8 @@ def _config(folder: Path):
 
 
 def run() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared machine: oversubscribed OpenMP threads make the noise the signal
-    try:
+    with one_thread():
         return _measure()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure() -> dict:

@@ -23,7 +23,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import darwin_model, row
+from bench.common import darwin_model, one_thread, row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 1024, 4096, 3584, 6
 BATCH, SEQ = 2, 64
@@ -73,12 +73,8 @@ def _median_ratios(times: dict[str, list[float]], base: str) -> dict[str, tuple[
 
 
 def run() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _measure()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure() -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import darwin_model, row
+from bench.common import darwin_model, one_thread, row
 
 ROUNDS = 3
 GENOME = [0.1, 0.9, 0.05, 0.5, 0.88, 0.3]
@@ -31,12 +31,8 @@ BATCH, SEQ, TPS_ROUNDS = 2, 64, 11
 
 
 def run() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return {**_mri_cost(), **_transplant_speed()}
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _mri_cost() -> dict:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import median_seconds, row
+from bench.common import median_seconds, one_thread, row
 
 HIDDEN, FFN, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 2560, 9728, 32, 8, 128, 2
 ITEMS, BATCH, ROUNDS = 48, 8, 3
@@ -65,12 +65,8 @@ def _mergekit(father: Path, mother: Path, method: str, t: float, density: float,
 
 
 def run() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _measure()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure() -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import row
+from bench.common import one_thread, row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 768, 3072, 2688, 6
 ITEMS, BATCH, POPSIZE, ROUNDS = 16, 8, 4, 3
@@ -73,12 +73,8 @@ def _search(evaluation, folder: Path):
 
 
 def run() -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _measure()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure() -> dict:

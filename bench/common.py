@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -54,3 +55,15 @@ def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
 
 def row(value: float, unit: str, target: str, **extra) -> dict:
     return {"value": round(value, 4), "unit": unit, "target": target, **extra}
+
+
+@contextmanager
+def one_thread():
+    """torch on one thread while measuring: on a shared machine oversubscribed OpenMP threads make the noise
+    the signal."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -8,8 +8,15 @@ DARWIN_LOCALHUB_TOKEN set) it is reused; otherwise one is started here on a temp
 import atexit
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="darwin-test-hf-"))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -47,3 +54,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def standalone_hub(root: Path, token: str, log_path: Path):
+    """`python -m release.localhub` in its own process (as `make hub` serves it), answering when entered.
+
+    Yields (process, url); the server's log goes to `log_path`."""
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(root), "--port", str(port),
+                                   "--token", token], cwd=Path(__file__).resolve().parents[1], stderr=log, stdout=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"{url}/api/models/x/y").close()
+                except urllib.error.HTTPError:
+                    break  # it answers
+                except OSError:
+                    time.sleep(0.1)
+            yield server, url
+        finally:
+            server.terminate()
+            server.wait(10)

@@ -1,15 +1,12 @@
 """The local hub, driven by the real huggingface_hub client (and transformers), offline."""
 
-from tests.localhub_fixtures import ENDPOINT, TOKEN, free_port, repo_name  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import ENDPOINT, TOKEN, free_port, repo_name, standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -325,20 +322,9 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def test_200mb_file_streams_through_a_small_server(tmp_path):
-    size_mb, port, token = 200, free_port(), "hf_big_upload_token"
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(tmp_path / "hub"),
-                               "--port", str(port), "--token", token], cwd=ROOT, stderr=log, stdout=log)
+    size_mb, token = 200, "hf_big_upload_token"
     big = tmp_path / "big.bin"
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/api/models/x/y").close()
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                time.sleep(0.1)
+    with standalone_hub(tmp_path / "hub", token, tmp_path / "server.log") as (server, url):
         api = HfApi(endpoint=url, token=token)
         api.create_repo("darwin-local/big")
         api.upload_file(path_or_fileobj=b"warm up", path_in_repo="small.txt", repo_id="darwin-local/big")
@@ -356,11 +342,7 @@ def test_200mb_file_streams_through_a_small_server(tmp_path):
         with got.open("rb") as f:
             assert hashlib.file_digest(f, "sha256").hexdigest() == digest.hexdigest()
         assert growth < 60, f"server peak RSS grew by {growth:.0f} MB for a {size_mb} MB file"
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
-        big.unlink(missing_ok=True)
+    big.unlink(missing_ok=True)
     logged = (tmp_path / "server.log").read_text()
     assert "PUT /api/lfs/upload/" in logged and "GET /darwin-local/big/resolve/main/big.bin 200" in logged
     assert token not in logged and "ticket=" not in logged

@@ -1,14 +1,12 @@
 """The local hub under hostile or broken clients: bounded bodies, short 4xx answers, idle timeouts,
 connections that stay in step after an error, and file paths / repo ids it refuses."""
 
-from tests.localhub_fixtures import ENDPOINT, TOKEN, free_port, repo_name  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import ENDPOINT, TOKEN, repo_name, standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
 import http.client
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -73,18 +71,8 @@ def _huge_post(port: int, path: str, announced: int, send_mb: int, headers: str 
 
 
 def test_a_400mb_unauthenticated_post_is_refused_without_growing_the_server(tmp_path):
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(tmp_path / "hub"),
-                               "--port", str(port), "--token", "hf_t"], cwd=ROOT, stderr=log, stdout=log)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models/x/y").close()
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                time.sleep(0.1)
+    with standalone_hub(tmp_path / "hub", "hf_t", tmp_path / "server.log") as (server, url):
+        port = urlsplit(url).port
         before = _peak_rss_mb(server.pid)
         for path in ("/api/validate-yaml", "/api/repos/create", "/api/models/a/b/paths-info/main",
                      "/a/b.git/info/lfs/objects/batch", "/api/lfs/upload/" + "0" * 64 + "?size=5&ticket=x"):
@@ -96,10 +84,6 @@ def test_a_400mb_unauthenticated_post_is_refused_without_growing_the_server(tmp_
         growth = _peak_rss_mb(server.pid) - before
         assert growth < 40, f"server peak RSS grew by {growth:.0f} MB"
         assert server.poll() is None  # still serving
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
 
 
 def test_chunked_bodies_are_bounded_too():

@@ -1,7 +1,7 @@
 """Pushing with hf_xet installed and HF_HUB_DISABLE_XET unset (a user's plain environment) works against a
 standalone local hub, as `make hub` serves it: the Xet upload protocol ends in ordinary, verified blobs."""
 
-from tests.localhub_fixtures import free_port  # noqa: F401  (first: sets HF_ENDPOINT)
+from tests.localhub_fixtures import standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
 import json
@@ -9,9 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -54,28 +51,13 @@ CLIENT = textwrap.dedent('''
 
 
 def test_push_with_xet_enabled_to_a_standalone_local_hub(tmp_path):
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(tmp_path / "hub"),
-                               "--port", str(port), "--token", "hf_t"], cwd=ROOT, stderr=log, stdout=log)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models/x/y").close()
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.1)
+    with standalone_hub(tmp_path / "hub", "hf_t", tmp_path / "server.log") as (_, url):
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_XET", "HF_TOKEN")}
-        env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf-home"))
+        env.update(HF_ENDPOINT=url, HF_HOME=str(tmp_path / "hf-home"))
         folder = tmp_path / "model"
         folder.mkdir()
         child = subprocess.run([sys.executable, "-c", CLIENT, str(folder)], env=env, capture_output=True,
                                text=True, timeout=120, cwd=ROOT)
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
     assert child.returncode == 0, child.stderr[-3000:]
     out = json.loads(child.stdout.strip().splitlines()[-1])
     assert out["a.safetensors"] and out["b.safetensors"] and out["via_release"]
