@@ -27,11 +27,16 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 # One Hub-compatible endpoint for the whole session, up before huggingface_hub is first imported.
 import atexit  # noqa: E402
+import shutil  # noqa: E402
 
 from release.localhub import serve  # noqa: E402  (stdlib only: does not import huggingface_hub)
 
 LOCALHUB_TOKEN = "hf_darwin_local_test_token"
-_LOCAL_HUB = serve(tempfile.mkdtemp(prefix="darwin-test-hub-"), tokens=[LOCALHUB_TOKEN])
+_HUB_ROOT = tempfile.mkdtemp(prefix="darwin-test-hub-")
+# atexit runs last-registered first: the hub stops, then both temp folders go (hundreds of MB per session).
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+atexit.register(shutil.rmtree, _HUB_ROOT, ignore_errors=True)
+_LOCAL_HUB = serve(_HUB_ROOT, tokens=[LOCALHUB_TOKEN])
 atexit.register(_LOCAL_HUB.stop)
 os.environ.update(HF_ENDPOINT=_LOCAL_HUB.url, DARWIN_LOCALHUB_TOKEN=LOCALHUB_TOKEN)
 
