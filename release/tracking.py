@@ -118,12 +118,13 @@ class TrackioTracker(SearchCallback):
     def _genome_image(self, genome: list[float], generation: int):
         import trackio
 
-        from release.plots import plot_genome
+        from release.plots import draw_genome_bars
 
-        # Drawn again only when the best genome changed (drawing is most of the tracker's cost). Kept beside
-        # the search log: trackio reads the file after log() returns, from its own thread.
+        # Drawn again only when the best genome changed. Kept beside the search log: trackio reads the file
+        # after log() returns, from its own thread.
         if self._drawn is None or self._drawn[0] != genome:
-            path = plot_genome(genome, self.frozen, self.r_max, self.folder / "track" / f"best-genome-{generation}.png")
+            path = draw_genome_bars(genome, self.frozen, self.r_max,
+                                    self.folder / "track" / f"best-genome-{generation}.png")
             self._drawn = (list(genome), path)
         return trackio.Image(str(self._drawn[1]), caption=f"best genome after generation {generation + 1}")
 
