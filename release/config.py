@@ -187,7 +187,8 @@ class GenomeSpec(_Strict):
     # Darwin MRI trust: search tau in [0, 1] too; candidate ratios = clip(tau * r_MRI + (1 - tau) * g).
     mri: bool = False
     mri_trust_init: float = Field(0.5, ge=0, le=1)
-    # After the search: ratios below the first value become 0 (father FFN), above the second 1 (mother FFN).
+    # After the search: ratios below the first value become 0 (the father's FFN, or for weight merges his
+    # attention/FFN/norms tensors), above the second 1 (the mother's).
     transplant: tuple[float, float] | None = None
 
     @field_validator("transplant")
@@ -346,13 +347,6 @@ class ReleaseConfig(_Strict):
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     tiny_parents: bool = False
     runs_dir: Path = Path("runs")
-
-    @model_validator(mode="after")
-    def _transplant_snaps_ffn_blends(self) -> ReleaseConfig:
-        if self.genome.transplant and self.breed.method != "ffn_blend":
-            raise ValueError(f"genome.transplant snaps FFN blend ratios: it applies to breed.method ffn_blend, "
-                             f"not {self.breed.method}; remove it")
-        return self
 
     @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:

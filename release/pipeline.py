@@ -117,7 +117,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
                             progress=progress, callbacks=_search_callbacks(config, live, key))
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
-        extra = after_search(config, result.genome, result.tau, evaluation, mri)
+        extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
     bred = {
         **extra, "fitness": result.fitness, "scores": result.scores,
         "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
@@ -288,7 +288,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         contents = {role: pulled[role]["content"] for role in ("father", "mother")}
         parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
         s, g = config.search, config.genome
-        # The MRI scan and the health check read a cross-architecture hybrid's FFN branches: ffn_blend only.
+        # The MRI scan reads a cross-architecture hybrid's FFN branches: ffn_blend only (the health check
+        # runs for every breeder).
         darwin = config.breed.method == "ffn_blend"
         mri = None
         if darwin:
@@ -308,7 +309,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                                   config.search, diagnosis],
                          lambda: stage_emit(config, pulled, bred, opts.progress, mri))
         health = None
-        if "health" in needed and config.health.enabled and darwin:
+        if "health" in needed and config.health.enabled:
             health = book.run("health", [contents, child["digest"], config.health, config.mri, s.seed, s.device,
                                          s.dtype, config.fitness.calibration_text],
                               lambda: stage_health(config, pulled, child))

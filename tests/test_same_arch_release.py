@@ -37,7 +37,11 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     run = tmp_path / "runs" / raw["name"]
     release = json.loads((run / "release.json").read_text())
     assert release["method"] == "dare_ties" and release["trust_remote_code"] is False
-    assert release["stages_run"] == ["pull", "breed", "emit", "evaluate", "card", "push", "space", "verify"]
+    assert release["stages_run"] == ["pull", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify"]
+    # The health check ran on the stock child against both parents, passed, and let the push go on.
+    assert release["health"]["passed"] and release["health"]["flagged_layers"] == []
+    health = json.loads((run / "health" / "health.json").read_text())
+    assert len(health["layers"]) == 6 and all(row["cos_father"] > 0.5 for row in health["layers"])
     assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
 
     child = run / "child"
@@ -46,9 +50,17 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     assert genome["father"] == release["father"] and genome["mother"] == release["mother"]
     assert genome["ratios"]["attn"][4] == genome["ratios"]["ffn"][4] == 0.0  # frozen layer
     assert 0.3 <= genome["density"] <= 1.0
+    # The transplant rule (on in the default): measured, recorded in the genome, release.json and the card.
+    assert genome["transplant"]["thresholds"] == [0.15, 0.85]
+    assert release["transplant"]["kept"] == genome["transplant"]["kept"]
+    if genome["transplant"]["kept"]:
+        shares = genome["ratios"]["attn"] + genome["ratios"]["ffn"] + genome["ratios"]["norms"]
+        assert all(s == 0 or 0.15 <= s <= 0.85 or s == 1 for s in shares)
     cfg = json.loads((child / "config.json").read_text())
     assert cfg["architectures"] == ["Gemma4ForConditionalGeneration"] and "auto_map" not in cfg
     assert not list(child.glob("*.py"))
     card = (child / "README.md").read_text()
     assert "**dare_ties**" in card and "https://arxiv.org/abs/2311.03099" in card
     assert "trust_remote_code" not in card
+    assert "**Transplant**" in card and "The transplant rule was off" not in card
+    assert "## Health check" in card and "Result: **passed**" in card and (child / "health.png").is_file()

@@ -95,6 +95,10 @@ class Breeder(ABC):
         published by the embedded default configs (`tiny_parents: true`)."""
         raise ReleaseError(f"breed.method {self.method} has no tiny parents: set tiny_parents: false")
 
+    def transplant_genes(self, names: list[str]) -> list[int] | None:
+        """The genome positions the transplant rule snaps to 0 or 1 (shares, not e.g. a density); None = all."""
+        return None
+
     def named_genome(self, bred: dict) -> dict[str, float]:
         """The bred genome (the breed stage's record) by gene name."""
         return dict(zip(bred["genes"], bred["genome"]))

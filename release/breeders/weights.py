@@ -9,7 +9,11 @@ config, tokenizer and files, every tensor merged by `merge_ops`. It loads with s
 Genome (genes, in order): `attn.0..n-1` and `ffn.0..n-1`, the mother's share of each decoder layer's
 attention and FFN (frozen layers pinned at 0, bounds [0, r_max]); `norms`, her share of everything else
 (embeddings, per-layer inputs, every norm, the LM head, vision/audio towers); and for TIES/DARE
-`density`, the fraction of the task vector kept (bounds from `breed`).
+`density`, the fraction of the task vector kept (bounds from `breed`) where a share lies strictly
+between 0 and 1: share 0 is the father's tensor, share 1 the mother's, whole.
+
+`genome.transplant: [lo, hi]` snaps, after the search, every share below lo to 0 and above hi to 1
+(release/mri/transplant.py; the density gene is not snapped), kept if its fitness holds up.
 
 The live search model is the father loaded with `AutoModelForCausalLM`; both parents' tensors stay on
 the device beside it (memory: two parents + the live model, plus DARE's drop-mask noise: 2 bytes per
@@ -44,7 +48,7 @@ _FFN = re.compile(r"(?:^|\.)(?:mlp|feed_forward|block_sparse_moe|experts)\.")
 _ATTN = re.compile(r"(?:^|\.)(?:self_attn|linear_attn|attn|attention)\.")
 # Everything of the father's folder except weights and what the release writes itself.
 _SKIP_FILES = re.compile(r"^(?:.*\.safetensors|.*\.bin|.*\.pt|.*\.index\.json|README\.md|\.gitattributes|"
-                         rf"{re.escape(GENOME_FILE)}|genome\.png|fitness\.png|mri\.png)$")
+                         rf"{re.escape(GENOME_FILE)}|genome\.png|fitness\.png|mri\.png|health\.png)$")
 
 
 def gene_of(key: str) -> tuple[str, int | None]:
@@ -168,6 +172,10 @@ class WeightsBreeder(Breeder):
         return {"attn": [named[f"attn.{i}"] for i in range(n)], "ffn": [named[f"ffn.{i}"] for i in range(n)],
                 "norms": [named["norms"]]}
 
+    def transplant_genes(self, names: list[str]) -> list[int]:
+        """Every share (attn.i, ffn.i, norms) snaps; the density does not: 0 or 1 means a whole parent's tensor."""
+        return [i for i, n in enumerate(names) if n == "norms" or n.split(".")[0] in ("attn", "ffn")]
+
     def _density(self, named: dict[str, float]) -> float:
         return float(named.get("density", 1.0)) if self.uses_density else 1.0
 
@@ -226,15 +234,16 @@ class WeightsBreeder(Breeder):
         with torch.no_grad():
             for e in live.state:
                 t = self._ratio(ratios, e.component, e.layer)
-                if e.last == (t, density):
+                d = _tensor_density(t, density)
+                if e.last == (t, d):
                     continue
                 if e.target.dtype == merge_ops.work(e.a).dtype:  # write in place: no child-sized copy
-                    merge_ops.merge(self.method, e.a, e.b, t, density, seed, e.key, cosine=e.cosine,
+                    merge_ops.merge(self.method, e.a, e.b, t, d, seed, e.key, cosine=e.cosine,
                                     noise=e.noise, out=e.target)
                 else:  # e.g. bf16 on a GPU: merged in float32, then rounded, as the emitter does
-                    e.target.copy_(merge_ops.merge(self.method, e.a, e.b, t, density, seed, e.key,
+                    e.target.copy_(merge_ops.merge(self.method, e.a, e.b, t, d, seed, e.key,
                                                    cosine=e.cosine, noise=e.noise))
-                e.last = (t, density)
+                e.last = (t, d)
 
     # --- the child ----------------------------------------------------------------------------------
 
@@ -262,7 +271,7 @@ class WeightsBreeder(Breeder):
             return a
         component, layer = gene_of(key)
         t = self._ratio(genome["ratios"], component, layer)
-        density = genome["density"] if genome.get("density") is not None else 1.0
+        density = _tensor_density(t, genome["density"] if genome.get("density") is not None else 1.0)
         return merge_ops.merge(self.method, a, b, t, density, genome["seed"], key).to(a.dtype)
 
     def emit(self, father_dir, mother_dir, genome: dict, out: Path, max_shard_size: str,
@@ -299,10 +308,16 @@ class WeightsBreeder(Breeder):
     def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
         from release.breeders.weights_card import render_weights_card
 
-        return render_weights_card(config, genome, results, search_log, out_dir)  # health: n/a yet
+        return render_weights_card(config, genome, results, search_log, out_dir, health=extra.get("health"))
 
     def child_tensors(self, father_dir, mother_dir, genome: dict) -> list[str]:
         return list(check_same_architecture(Path(father_dir), Path(mother_dir)))
+
+
+def _tensor_density(t: float, density: float) -> float:
+    """A share of 1 is the mother's tensor whole, as a share of 0 is the father's (what the transplant rule
+    snaps to): TIES/DARE's density thins only a partial task vector."""
+    return 1.0 if t == 1.0 else density
 
 
 def _seed(config) -> int:

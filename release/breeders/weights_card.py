@@ -44,6 +44,7 @@ class WeightsGenome(base._In):
     father: base._Parent
     mother: base._Parent
     tool: base._Tool
+    transplant: dict | None = None  # release/mri/transplant.py's record, when genome.transplant was set
 
 
 def _genome_view(g: WeightsGenome) -> dict:
@@ -54,9 +55,19 @@ def _genome_view(g: WeightsGenome) -> dict:
         "r_max": f"{g.r_max:g}", "norms": base._num(g.ratios["norms"][0]),
         "density": None if g.density is None else base._num(g.density), "seed": g.seed, "frozen": g.frozen,
         "mean_attn": base._num(sum(attn) / len(attn)), "mean_ffn": base._num(sum(ffn) / len(ffn)),
+        "transplant": _transplant_view(g.transplant),
         "layers": [{"index": i, "attn": base._num(a), "ffn": base._num(f), "bar": base._bar(f, g.r_max),
                     "note": "frozen" if i in frozen else ""} for i, (a, f) in enumerate(zip(attn, ffn))],
     }
+
+
+def _transplant_view(t: dict | None) -> dict | None:
+    if not t:
+        return None
+    num = lambda v: None if v is None else base._num(v)  # noqa: E731  (None: nothing was snapped, nor measured)
+    return {"low": t["thresholds"][0], "high": t["thresholds"][1], "kept": t["kept"],
+            "father": t["father_layers"], "mother": t["mother_layers"],
+            "searched": num(t["searched_fitness"]), "snapped": num(t["snapped_fitness"]), "noise": num(t["noise"])}
 
 
 def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_max: float, path: Path) -> Path:
@@ -87,7 +98,11 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
 
 
 def render_weights_card(config, genome: dict, results: dict | None, search_log: Path | None,
-                        out_dir: Path) -> ModelCard:
+                        out_dir: Path, health: dict | None = None) -> ModelCard:
+    """`health`: the health stage's health.json (None: no health section)."""
+    from release.mri.card_view import health_view
+    from release.mri.plots import plot_health
+
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: WeightsGenome = base._parse(WeightsGenome, genome, "darwin_genome.json", fix)
     r = base._parse(base.Results, results, "results.json", fix) if results is not None else None
@@ -114,6 +129,7 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
                       "mean": base._num(x["mean"])} for x in generations],
         genome_png=base.GENOME_PNG, fitness_png=base.FITNESS_PNG if generations else None,
         genealogy=list(config.card.genealogy.items()),
+        health=health_view(health), health_png=base.HEALTH_PNG,
         citation=(config.card.citation or base._default_citation(config, g)).strip(), tool=g.tool,
     )
     base._check_no_leaks(str(card), config, out_dir)  # before anything is written
@@ -124,6 +140,10 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
                           [x["mean"] for x in generations], out_dir / base.FITNESS_PNG)
     else:
         (out_dir / base.FITNESS_PNG).unlink(missing_ok=True)
+    if health:
+        plot_health(health["layers"], out_dir / base.HEALTH_PNG, what="layer update")
+    else:
+        (out_dir / base.HEALTH_PNG).unlink(missing_ok=True)
     with atomic_path(out_dir / "README.md") as tmp:
         card.save(tmp)
     log.info("model card written: README.md, %s", base.GENOME_PNG)

@@ -35,15 +35,18 @@ def plot_mri(r_mri: list[float], final: list[float] | None, frozen: list[int], l
         return _save(fig, path)
 
 
-def plot_health(layers: list[dict], path: Path) -> Path:
-    """Per layer: cosine of the child's FFN update with the father's and the mother's branch; flagged in red."""
+def plot_health(layers: list[dict], path: Path, what: str = "FFN") -> Path:
+    """Per layer: cosine of the child's FFN update (same-architecture: the whole layer's update, `what`) with
+    the father's and the mother's; flagged in red."""
     with style.context("default"):
         fig = Figure(figsize=FIGSIZE, dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         idx = [row["layer"] for row in layers]
-        ax.plot(idx, [row["cos_father"] for row in layers], "o-", color=_FATHER, label="cos(child FFN, father FFN)")
-        ax.plot(idx, [row["cos_mother"] for row in layers], "s--", color=_MOTHER, label="cos(child FFN, mother FFN)")
+        ax.plot(idx, [row["cos_father"] for row in layers], "o-", color=_FATHER,
+                label=f"cos(child {what}, father {what})")
+        ax.plot(idx, [row["cos_mother"] for row in layers], "s--", color=_MOTHER,
+                label=f"cos(child {what}, mother {what})")
         ax.plot(idx, [row["hidden_cos_father"] for row in layers], ".:", color=_FROZEN,
                 label="cos(child hidden, father hidden)")
         for row in layers:

@@ -63,15 +63,18 @@ def _one_at_a_time(evaluation):
 
 
 def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, evaluation,
-                 mri: dict | None) -> dict:
+                 mri: dict | None, names: list[str] | None = None) -> dict:
     """What the breed stage records beyond the search: tau, r_MRI, and the transplant outcome (which may
-    change the genome that ships)."""
+    change the genome that ships). `names`: the genome's gene names; the breeder says which are shares."""
+    from release.breeders import get_breeder
     from release.mri.transplant import transplant
 
     record = {"searched_genome": list(genome), "tau": tau, "mri_trust": bool(config.genome.mri),
               "r_mri": mri["r_mri"] if mri else None, "transplant": None, "genome": list(genome)}
     if config.genome.transplant:
-        record["transplant"] = transplant(genome, _one_at_a_time(evaluation), thresholds(config))
+        snap_at = get_breeder(config.breed.method).transplant_genes(names) if names else None
+        record["transplant"] = transplant(genome, _one_at_a_time(evaluation), thresholds(config), snap_at=snap_at,
+                                          labels=None if snap_at is None else names)
         record["genome"] = record["transplant"]["genome"]
     return record
 
@@ -95,6 +98,15 @@ def stage_health(config: ReleaseConfig, pulled: dict, child: dict) -> tuple[dict
     out = config.run_dir / "health"
     genome = child["genome"]
     text = config.fitness.calibration_text.read_text(encoding="utf-8") if config.fitness.calibration_text else None
+    if config.breed.method != "ffn_blend":  # a weight merge: three stock models, compared layer by layer
+        from release.mri.weights_health import weights_health_check
+
+        result = weights_health_check(Path(child["path"]), Path(pulled["father"]["path"]),
+                                      Path(pulled["mother"]["path"]), out, config.health, genome["ratios"],
+                                      device=device, dtype=dtype, per_domain=config.mri.prompts_per_domain,
+                                      seed=config.search.seed, calibration_text=text)
+        return {"path": str(out / HEALTH_JSON), "passed": result["passed"], "reasons": result["reasons"],
+                "flagged_layers": result["flagged_layers"]}, [out / HEALTH_JSON, out / HEALTH_PNG]
     result = health_check(Path(child["path"]), Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), out,
                           config.health, genome["layer_map"], genome["ratios"], device=device, dtype=dtype,
                           per_domain=config.mri.prompts_per_domain, seed=config.search.seed,

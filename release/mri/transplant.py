@@ -16,15 +16,23 @@ from release.mri.trust import snap
 log = logging.getLogger(__name__)
 
 
-def transplant(genome: list[float], fitness, thresholds: tuple[float, float]) -> dict:
+def transplant(genome: list[float], fitness, thresholds: tuple[float, float], snap_at: list[int] | None = None,
+               labels: list | None = None) -> dict:
     """Snap `genome`; measure it and the searched genome with `fitness(genome) -> (value, scores)` side by
-    side (the fitness's `stderr` attribute, when it has one, is the noise); keep the snap if it holds up."""
+    side (the fitness's `stderr` attribute, when it has one, is the noise); keep the snap if it holds up.
+
+    `snap_at`: the genome positions that are shares (None = all, ffn_blend's genome); the others (e.g. a
+    TIES density) stay as searched. `labels`: what the record calls each position (None = its index)."""
     low, high = thresholds
-    snapped = snap(genome, low, high)
+    where = range(len(genome)) if snap_at is None else snap_at
+    snapped = list(map(float, genome))
+    for i, r in zip(where, snap([genome[i] for i in where], low, high)):
+        snapped[i] = r
+    name = (lambda i: i) if labels is None else (lambda i: labels[i])
     record = {"thresholds": [low, high], "searched_genome": list(genome), "snapped_genome": snapped,
-              "father_layers": [i for i, (r, s) in enumerate(zip(genome, snapped)) if s == 0 and r != 0],
-              "mother_layers": [i for i, (r, s) in enumerate(zip(genome, snapped)) if s == 1 and r != 1]}
-    if snapped == list(genome):
+              "father_layers": [name(i) for i, (r, s) in enumerate(zip(genome, snapped)) if s == 0 and r != 0],
+              "mother_layers": [name(i) for i, (r, s) in enumerate(zip(genome, snapped)) if s == 1 and r != 1]}
+    if snapped == [float(r) for r in genome]:
         return {**record, "searched_fitness": None, "snapped_fitness": None, "noise": None, "scores": None,
                 "kept": True, "genome": list(genome), "reason": "no ratio outside the thresholds: nothing to transplant"}
     searched, _ = fitness(list(genome))
