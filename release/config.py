@@ -349,6 +349,13 @@ class ReleaseConfig(_Strict):
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")
+    def _trust_and_transplant_together_for_ffn_blend_only(self) -> ReleaseConfig:
+        if self.genome.mri and self.genome.transplant and self.breed.method != "ffn_blend":
+            raise ValueError(f"genome.mri and genome.transplant together are not wired to breed.method "
+                             f"{self.breed.method} yet: keep one of them")
+        return self
+
+    @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
         parents = {self.father.repo.lower(), self.mother.repo.lower()}
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):

@@ -170,7 +170,7 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool,
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
-    ratios = breeder.ratios(breeder.named_genome(bred))
+    ratios = breeder.ratios(breeder.named_genome(bred), breeder.ratio_hooks(config, bred.get("r_mri")))
     genome = breeder.genome_record(config, bred, pulled, search, ratios) | genome_mri_record(bred, mri)
     out = config.run_dir / "child"
     breeder.emit(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
@@ -292,7 +292,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         # runs for every breeder).
         darwin = config.breed.method == "ffn_blend"
         mri = None
-        if darwin:
+        if darwin or g.mri:  # a weight merge scans its parents only when the search reads r_MRI
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
                                    s.dtype], lambda: stage_mri(config, pulled))
         if "breed" not in needed:

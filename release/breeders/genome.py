@@ -60,12 +60,13 @@ class GeneSpace:
         return dict(zip(self.names, genome))
 
     def describe(self, x) -> dict:
-        """What the search log records beside the genome (nothing: every gene is in the genome)."""
-        return {}
+        """What the search log records beside the genome: the MRI trust tau when it is a gene (every other
+        gene is in the genome)."""
+        return {} if "tau" not in self.names else {"tau": self.tau(x)}
 
     def tau(self, x) -> float | None:
-        """The MRI trust weight, when a ratio hook reads it from the genome instead (see registry.RatioHook)."""
-        return None
+        """The MRI trust weight, when a ratio hook reads it from the genome's `tau` gene (registry.RatioHook)."""
+        return None if "tau" not in self.names else self.full(x)[self.names.index("tau")]
 
     def extended(self, genes: list[Gene]) -> GeneSpace:
         """This space with more genes appended (existing genomes keep their leading positions)."""

@@ -95,6 +95,10 @@ class Breeder(ABC):
         published by the embedded default configs (`tiny_parents: true`)."""
         raise ReleaseError(f"breed.method {self.method} has no tiny parents: set tiny_parents: false")
 
+    def ratio_hooks(self, config, r_mri: list[float] | None) -> list[RatioHook]:
+        """The ratio hooks of this breeder's genome for `config` (the same in the search and at emit)."""
+        return []
+
     def transplant_genes(self, names: list[str]) -> list[int] | None:
         """The genome positions the transplant rule snaps to 0 or 1 (shares, not e.g. a density); None = all."""
         return None

@@ -159,13 +159,29 @@ class WeightsBreeder(Breeder):
         if spec.layer_map is not None:
             raise ReleaseError(f"genome.layer_map is for ffn_blend (across architectures); {self.method} pairs "
                                "layer i with layer i: remove genome.layer_map")
-        if getattr(spec, "mri", False):
-            raise ReleaseError(f"genome.mri is not wired to breed.method {self.method} yet: set genome.mri: false")
+        if getattr(spec, "mri", False) and spec.transplant:
+            raise ReleaseError(f"genome.mri and genome.transplant together are not wired to breed.method "
+                               f"{self.method} yet (the snap would act on the genes, not the trusted shares): "
+                               "keep one of them")
         genes = layer_genes("attn", n_layers, spec) + layer_genes("ffn", n_layers, spec)
         genes.append(Gene("norms", 0.0, spec.r_max, min(spec.init_mean, spec.r_max)))
         if self.uses_density:
             genes.append(Gene("density", breed.density_min, breed.density_max, breed.density_init))
-        return GeneSpace(genes)
+        space = GeneSpace(genes)
+        if getattr(spec, "mri", False):  # the MRI trust: one more gene, read by `ratio_hooks`
+            space = space.extended([Gene("tau", 0.0, 1.0, spec.mri_trust_init)])
+        return space
+
+    def ratio_hooks(self, config, r_mri: list[float] | None) -> list:
+        if not getattr(config.genome, "mri", False):
+            return []
+        from release.mri.weights_trust import trust_hook
+
+        n = len(r_mri or [])
+        if not r_mri:
+            raise ReleaseError("genome.mri is on but no r_MRI per layer was given: run the mri stage first "
+                               "(darwin-release mri CONFIG)")
+        return [trust_hook([float(r) for r in r_mri], config.genome.r_max, [i for i in config.genome.frozen if i < n])]
 
     def layer_ratios(self, named: dict[str, float]) -> Ratios:
         n = sum(name.startswith("attn.") for name in named)
@@ -221,13 +237,18 @@ class WeightsBreeder(Breeder):
                     form = torch.float32 if torch.device(device).type == "cpu" else torch.int16
                     entry.noise = merge_ops.dare_noise(a.shape, seed, key, device, dtype=form)
                 entries.append(entry)
-        space = self.genome_space(_n_layers(father_dir), config)
+        n_layers = _n_layers(father_dir)
+        space = self.genome_space(n_layers, config)
+        hooks = self.ratio_hooks(config, r_mri)
+        if hooks and len(r_mri) != n_layers:
+            raise ReleaseError(f"r_MRI has {len(r_mri)} layers but the father has {n_layers}: run the mri stage "
+                               "again (--force mri)")
         if generation := _generation_config(father_dir):
             model.generation_config = generation
         log.info("built the %s live model: %d tensors of %s, both parents on %s in %s", self.method,
                  len(entries), type(model).__name__, device, dtype)
         return Live(self, model, space, record={"seed": seed, "model_class": type(model).__name__},
-                    state=entries)
+                    hooks=hooks, state=entries)
 
     def set_live(self, live: Live, ratios: Ratios, named: dict[str, float]) -> None:
         density, seed = self._density(named), live.record["seed"]

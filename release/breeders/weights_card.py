@@ -45,6 +45,7 @@ class WeightsGenome(base._In):
     mother: base._Parent
     tool: base._Tool
     transplant: dict | None = None  # release/mri/transplant.py's record, when genome.transplant was set
+    mri: dict | None = None  # the MRI diagnosis and trust (release/mri/weights_trust.py), when it ran
 
 
 def _genome_view(g: WeightsGenome) -> dict:
@@ -56,6 +57,9 @@ def _genome_view(g: WeightsGenome) -> dict:
         "density": None if g.density is None else base._num(g.density), "seed": g.seed, "frozen": g.frozen,
         "mean_attn": base._num(sum(attn) / len(attn)), "mean_ffn": base._num(sum(ffn) / len(ffn)),
         "transplant": _transplant_view(g.transplant),
+        "mri": g.mri and {"trust": g.mri.get("trust"),
+                          "tau": None if g.mri.get("tau") is None else base._num(g.mri["tau"]),
+                          "r_mri": ", ".join(base._num(r) for r in g.mri["r_mri"])},
         "layers": [{"index": i, "attn": base._num(a), "ffn": base._num(f), "bar": base._bar(f, g.r_max),
                     "note": "frozen" if i in frozen else ""} for i, (a, f) in enumerate(zip(attn, ffn))],
     }
@@ -88,7 +92,7 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
         for i in frozen:
             ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=plots._FROZEN)
         ax.set_xlim(-0.6, len(ffn) - 0.4)
-        ax.set_ylim(0, r_max * 1.15)
+        ax.set_ylim(0, max([r_max, *attn, *ffn]) * 1.15)  # a transplanted share of 1 may exceed r_max
         ax.set_xlabel("layer")
         ax.set_ylabel("mother share")
         ax.set_title("Genome: mother share per layer (F = frozen at 0)")

@@ -26,10 +26,36 @@ def stage_mri(config: ReleaseConfig, pulled: dict) -> tuple[dict, list[Path]]:
 
     device, dtype = _device(config)
     out = config.run_dir / "mri"
+    if config.breed.method != "ffn_blend":
+        return _stage_mri_same_arch(config, pulled, out, device, dtype)
     result = run_mri(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), out,
                      layer_map=config.genome.layer_map, frozen=config.genome.frozen, thresholds=thresholds(config),
                      per_domain=config.mri.prompts_per_domain, seed=config.search.seed, device=device, dtype=dtype,
                      bins=config.mri.histogram_bins, static_weight=config.mri.static_weight)
+    keep = ("r_mri", "father_dominant", "mother_dominant", "thresholds", "static_weight", "seconds")
+    return {"path": str(out / MRI_JSON), **{k: result[k] for k in keep}}, [out / MRI_JSON]
+
+
+def _stage_mri_same_arch(config: ReleaseConfig, pulled: dict, out: Path, device, dtype) -> tuple[dict, list[Path]]:
+    import time
+
+    from release.files import write_json
+    from release.mri.scan import MRI_JSON
+    from release.mri.trust import dominance
+    from release.mri.weights_trust import scan_same_arch
+
+    started = time.monotonic()
+    low, high = thresholds(config)
+    layers = scan_same_arch(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]),
+                            per_domain=config.mri.prompts_per_domain, seed=config.search.seed, device=device,
+                            dtype=dtype, bins=config.mri.histogram_bins, static_weight=config.mri.static_weight)
+    r_mri = [row["r_mri"] for row in layers]
+    result = {"r_mri": r_mri, "layers": layers, "thresholds": [low, high], "static_weight": config.mri.static_weight,
+              "father_dominant": [i for i, r in enumerate(r_mri) if dominance(r, low, high) == "father"],
+              "mother_dominant": [i for i, r in enumerate(r_mri) if dominance(r, low, high) == "mother"],
+              "seconds": round(time.monotonic() - started, 3)}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MRI_JSON, result)
     keep = ("r_mri", "father_dominant", "mother_dominant", "thresholds", "static_weight", "seconds")
     return {"path": str(out / MRI_JSON), **{k: result[k] for k in keep}}, [out / MRI_JSON]
 

@@ -1,0 +1,141 @@
+"""Darwin MRI trust for same-architecture breeders: r_MRI per layer from both parents' layer tensors and a
+probe, a `tau` gene, and the ratio hook that pulls the attention and FFN shares towards r_MRI, in the live
+search model and in the emitted child alike."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from release.breeders import get_breeder
+from release.config import BreedSpec, GenomeSpec, SearchSpec
+from release.errors import ReleaseError
+from release.mri.weights_trust import scan_same_arch
+
+IDS = torch.tensor([[2, 10, 20, 30, 40, 50, 60, 70, 80]])
+ROOT = Path(__file__).resolve().parents[1]
+PARENTS = {"father": {"repo": "darwin-local/f", "revision": "a" * 40},
+           "mother": {"repo": "darwin-local/m", "revision": "b" * 40}}
+
+
+@pytest.fixture(scope="module")
+def parents(tmp_path_factory):
+    from release.tiny import write_tiny_same_arch_parents
+
+    return write_tiny_same_arch_parents(tmp_path_factory.mktemp("same-arch-trust"), seed=0)
+
+
+def _logits(model):
+    with torch.no_grad():
+        return model(IDS).logits
+
+
+def test_r_mri_is_one_half_for_identical_parents_and_per_layer_for_different_ones(parents):
+    same = scan_same_arch(parents.father, parents.father, per_domain=1)
+    assert len(same) == 6 and all(row["cos_distance"] < 1e-6 and row["r_mri"] == pytest.approx(0.5) for row in same)
+    layers = scan_same_arch(parents.father, parents.mother, per_domain=1)
+    assert all(row["cos_distance"] > 0 and 0 < row["r_mri"] < 1 for row in layers)
+    assert len({round(row["r_mri"], 6) for row in layers}) > 1  # a per-layer diagnosis, not one number
+    # the probe's mean share is the father's: the mean mother probe is 1 by construction
+    assert sum(row["probe"]["mother"] for row in layers) / 6 == pytest.approx(1.0)
+
+
+def test_tau_pulls_the_shares_to_r_mri_in_the_live_model_and_the_emitted_child(parents, tmp_path):
+    r_mri = [0.1, 0.2, 0.3, 0.4, 0.9, 0.6]
+    config = SimpleNamespace(genome=GenomeSpec(frozen=[4], r_max=0.5, init_mean=0.3, mri=True),
+                             breed=BreedSpec(method="linear"), search=SearchSpec(seed=5))
+    breeder = get_breeder("linear")
+    with pytest.raises(ReleaseError, match="no r_MRI per layer was given"):
+        breeder.build_live(parents.father, parents.mother, config, device="cpu", dtype=torch.float32)
+    with pytest.raises(ReleaseError, match="genome.mri and genome.transplant together"):
+        breeder.genome_space(6, SimpleNamespace(genome=GenomeSpec(mri=True, transplant=(0.1, 0.9)),
+                                                breed=BreedSpec()))
+    from release.config import load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs/default-same-arch.yaml").read_text().replace("  init_mean: 0.4\n",
+                                                                                 "  init_mean: 0.4\n  mri: true\n"))
+    with pytest.raises(ReleaseError, match="genome.mri and genome.transplant together are not wired") as e:
+        load_config(bad)
+    assert "\n" not in str(e.value)
+    live = breeder.build_live(parents.father, parents.mother, config, device="cpu", dtype=torch.float32,
+                              r_mri=r_mri)
+    names = live.space.names
+    assert names[-1] == "tau" and live.space.genes[-1].init == 0.5
+    genome = [g.pinned if g.pinned is not None else 0.2 for g in live.space.genes]
+
+    # tau = 1: every free layer's shares are r_MRI, clipped to r_max; the frozen layer stays the father's.
+    genome[-1] = 1.0
+    ratios = breeder.ratios(live.space.named(genome), live.hooks)
+    assert ratios["attn"] == ratios["ffn"] == [0.1, 0.2, 0.3, 0.4, 0.0, 0.5] and ratios["norms"] == [0.2]
+    assert live.space.tau([0.2] * (len(live.space.free) - 1) + [1.0]) == 1.0  # tau is the last free gene
+    live.apply(genome)
+    trusted = _logits(live.model)
+    plain = [min(max(r, 0.0), 0.5) for r in r_mri]  # the same shares as genes, with tau 0
+    as_genes = dict(zip(names, genome))
+    for i in range(6):
+        if i != 4:
+            as_genes[f"attn.{i}"] = as_genes[f"ffn.{i}"] = plain[i]
+    as_genes["tau"] = 0.0
+    live.apply([as_genes[n] for n in names])
+    assert torch.equal(_logits(live.model), trusted)
+
+    # tau = 0.5: halfway between the genes and r_MRI; the emitted child (same hooks) equals the live model.
+    genome[-1] = 0.5
+    live.apply(genome)
+    expected = _logits(live.model)
+    bred = {"genes": names, "genome": genome, **live.record, "r_mri": r_mri}
+    hooks = breeder.ratio_hooks(config, bred["r_mri"])
+    ratios = breeder.ratios(breeder.named_genome(bred), hooks)
+    assert ratios["ffn"][0] == pytest.approx(0.5 * 0.1 + 0.5 * 0.2)
+    record = breeder.genome_record(SimpleNamespace(genome=config.genome), bred, PARENTS, {}, ratios)
+    out = breeder.emit(parents.father, parents.mother, record, tmp_path / "child", "200KB", progress=False)
+    child = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert torch.equal(_logits(child), expected)
+    assert json.loads((out / "darwin_genome.json").read_text())["genes"]["tau"] == 0.5
+
+
+def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(tmp_path):
+    """The real CLI up to the card with genome.mri on the same-architecture default: the mri stage writes r_MRI,
+    the search learns tau, and darwin_genome.json records both."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.test_same_arch_release import ROOT, _free_port
+
+    raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
+    raw["runs_dir"] = str(tmp_path / "runs")
+    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=_free_port())
+    raw["search"].update(popsize=4, max_generations=1)
+    raw["fitness"]["tasks"][0].update(search_size=8, heldout_size=8)
+    raw["genome"].pop("transplant")
+    raw["genome"]["mri"] = True
+    raw["mri"] = {"prompts_per_domain": 1}
+    config = tmp_path / "trust.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
+    env["HF_HOME"] = str(tmp_path / "hf-home")
+    out = subprocess.run([sys.executable, "-m", "release", "card", str(config), "--no-progress"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / raw["name"]
+    scan = json.loads((run / "mri" / "mri.json").read_text())
+    assert len(scan["r_mri"]) == 6 and all(0 < r < 1 for r in scan["r_mri"])
+    genome = json.loads((run / "child" / "darwin_genome.json").read_text())
+    tau = genome["genes"]["tau"]
+    assert 0 <= tau <= 1 and genome["mri"]["trust"] and genome["mri"]["tau"] == pytest.approx(tau)
+    assert genome["mri"]["r_mri"] == scan["r_mri"]
+    g, r = genome["genes"], scan["r_mri"]
+    for i in (0, 1, 2, 3, 5):  # the shares are the trusted ones; layer 4 is frozen
+        expected = min(max(tau * r[i] + (1 - tau) * g[f"ffn.{i}"], 0.0), raw["genome"]["r_max"])
+        assert genome["ratios"]["ffn"][i] == pytest.approx(expected)
+    assert genome["ratios"]["ffn"][4] == 0.0
+    card = " ".join((run / "child" / "README.md").read_text().split())
+    assert f"The search learned the trust tau = {tau:.3f}" in card and "**Darwin MRI**" in card
+    assert "Result: **passed**" in card  # the health check ran on the trusted child too
