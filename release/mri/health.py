@@ -140,7 +140,14 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     perplexity["mother"] = _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
     del mother
 
-    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(device)
+    return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out)
+
+
+def write_verdict(child, tokenizer, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
+                  measure: str | None = None, what: str = "FFN") -> dict:
+    """The verdict both health checks share: a greedy generation, the reasons to fail (flagged layers,
+    perplexity, no token), then health.json and its chart in `out`."""
+    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(child.device)
     with torch.no_grad():
         generated = child.generate(input_ids=ids, max_new_tokens=spec.new_tokens, do_sample=False)
     new = generated[0, ids.shape[1]:]
@@ -161,14 +168,14 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
         reasons.append("greedy generation produced no token")
     result = {
         "passed": not reasons, "reasons": reasons, "flagged_layers": flagged, "layers": layers,
-        "perplexity": perplexity, "generation": generation,
+        "perplexity": perplexity, "generation": generation, **({"measure": measure} if measure else {}),
         "thresholds": {"min_cosine": spec.min_cosine, "max_norm_ratio": spec.max_norm_ratio,
                        "max_perplexity_ratio": spec.max_perplexity_ratio},
         "prompts": {"per_domain": per_domain, "seed": seed},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / HEALTH_JSON, result)
-    plot_health(layers, out / HEALTH_PNG)
+    plot_health(layers, out / HEALTH_PNG, what=what)
     log.info("health: %s", "passed" if result["passed"] else "; ".join(reasons))
     return result
 

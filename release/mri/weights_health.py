@@ -20,16 +20,12 @@ health.json and health.png are the cross-architecture check's (release/mri/healt
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
 
 from release.errors import ReleaseError
-from release.files import write_json
-from release.mri.health import (CALIBRATION_TEXT, GENERATION_PROMPT, HEALTH_JSON, HEALTH_PNG, _cos, _diverges,
-                                _perplexity, _ratio)
-from release.mri.plots import plot_health
+from release.mri.health import CALIBRATION_TEXT, _cos, _diverges, _perplexity, _ratio, write_verdict
 from release.mri.prompts import probe_prompts
 
 log = logging.getLogger(__name__)
@@ -136,34 +132,5 @@ def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, ou
                   "mother": _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
     del father, mother
 
-    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(device)
-    with torch.no_grad():
-        generated = child.generate(input_ids=ids, max_new_tokens=spec.new_tokens, do_sample=False)
-    new = generated[0, ids.shape[1]:]
-    generation = {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
-                  "text": tokenizer.decode(new, skip_special_tokens=True)}
-
-    flagged = [row["layer"] for row in layers if row["flagged"]]
-    reasons = []
-    if flagged:
-        reasons.append(f"layers {', '.join(map(str, flagged))} diverge from both parents")
-    worst_parent = max(perplexity["father"], perplexity["mother"])
-    if not math.isfinite(perplexity["child"]):
-        reasons.append("the child's logits are not finite")
-    elif perplexity["child"] > spec.max_perplexity_ratio * worst_parent:
-        reasons.append(f"child perplexity {perplexity['child']:.1f} exceeds {spec.max_perplexity_ratio:g}x the "
-                       f"worse parent's ({worst_parent:.1f})")
-    if generation["new_tokens"] == 0:
-        reasons.append("greedy generation produced no token")
-    result = {
-        "passed": not reasons, "reasons": reasons, "flagged_layers": flagged, "layers": layers,
-        "perplexity": perplexity, "generation": generation, "measure": "layer update (same architecture)",
-        "thresholds": {"min_cosine": spec.min_cosine, "max_norm_ratio": spec.max_norm_ratio,
-                       "max_perplexity_ratio": spec.max_perplexity_ratio},
-        "prompts": {"per_domain": per_domain, "seed": seed},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / HEALTH_JSON, result)
-    plot_health(layers, out / HEALTH_PNG, what="layer update")
-    log.info("health: %s", "passed" if result["passed"] else "; ".join(reasons))
-    return result
+    return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out,
+                         measure="layer update (same architecture)", what="layer update")
