@@ -124,16 +124,10 @@ def register(cls: type[Breeder]) -> type[Breeder]:
 
 
 def get_breeder(method: str) -> Breeder:
-    _load_builtin()
     if method not in BREEDERS:
         raise ReleaseError(f"breed.method {method!r} is not a breeder: choose one of {', '.join(sorted(BREEDERS))}")
     return BREEDERS[method]()
 
 
 def methods() -> list[str]:
-    _load_builtin()
     return sorted(BREEDERS)
-
-
-def _load_builtin() -> None:
-    from release.breeders import ffn_blend, weights  # noqa: F401  (they register themselves)

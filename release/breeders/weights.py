@@ -35,6 +35,7 @@ import torch
 import release
 from release.breeders import merge_ops
 from release.breeders.genome import Gene, GeneSpace, layer_genes
+from release.breeders.layout import check_same_architecture, gene_of
 from release.breeders.registry import Breeder, Live, Ratios, register
 from release.errors import ReleaseError
 from release.files import swap_folder
@@ -42,77 +43,9 @@ from release.files import swap_folder
 log = logging.getLogger(__name__)
 
 GENOME_FILE = "darwin_genome.json"
-# The decoder layers of a CausalLM (`model.layers.N`) or of a ConditionalGeneration (`model.language_model.layers.N`).
-_DECODER_LAYER = re.compile(r"^(?:model\.language_model|model|language_model\.model|language_model)\.layers\.(\d+)\.(.+)$")
-_FFN = re.compile(r"(?:^|\.)(?:mlp|feed_forward|block_sparse_moe|experts)\.")
-_ATTN = re.compile(r"(?:^|\.)(?:self_attn|linear_attn|attn|attention)\.")
 # Everything of the father's folder except weights and what the release writes itself.
 _SKIP_FILES = re.compile(r"^(?:.*\.safetensors|.*\.bin|.*\.pt|.*\.index\.json|README\.md|\.gitattributes|"
                          rf"{re.escape(GENOME_FILE)}|genome\.png|fitness\.png|mri\.png|health\.png)$")
-
-
-def gene_of(key: str) -> tuple[str, int | None]:
-    """(component, decoder layer) of a checkpoint tensor: ("attn", i), ("ffn", i) or ("norms", None)."""
-    m = _DECODER_LAYER.match(key)
-    if m:
-        rest = m.group(2)
-        if _FFN.search(rest):
-            return "ffn", int(m.group(1))
-        if _ATTN.search(rest):
-            return "attn", int(m.group(1))
-    return "norms", None
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    path: Path
-    shape: tuple[int, ...]
-    dtype: str
-
-
-def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
-    """Tensor name -> shard, shape and dtype, from the safetensors headers only (no weights read)."""
-    from safetensors import safe_open
-
-    from release.hybrid import _weight_files
-
-    files = _weight_files(folder, role)
-    out = {}
-    for path in dict.fromkeys(files.values()):
-        if not path.is_file():
-            raise ReleaseError(f"{role} index model.safetensors.index.json in {folder} names shard {path.name}, "
-                               "which is missing: re-download it (--force pull) or choose a complete revision")
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                sl = f.get_slice(key)
-                out[key] = TensorInfo(path, tuple(sl.get_shape()), sl.get_dtype())
-    return out
-
-
-def _model_type(folder: Path, role: str) -> str:
-    from release.hybrid import _model_type as read  # one reader: a damaged config.json is a one-line error
-
-    return read(folder, role)
-
-
-def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tuple[TensorInfo, TensorInfo]]:
-    """Both parents' tensors by name, after checking the parents share model_type and every tensor shape."""
-    father_type, mother_type = _model_type(father_dir, "father"), _model_type(mother_dir, "mother")
-    if father_type != mother_type:
-        raise ReleaseError(f"father is a {father_type!r} model and mother a {mother_type!r} one: weight merges "
-                           "need one architecture; choose parents of one model_type, or breed.method: ffn_blend")
-    father, mother = _headers(Path(father_dir), "father"), _headers(Path(mother_dir), "mother")
-    for key in sorted(father.keys() | mother.keys()):
-        if key not in mother:
-            raise ReleaseError(f"mother {mother_dir} lacks tensor {key} that the father has: weight merges need "
-                               "the same tensors in both parents (same config, same checkpoint layout)")
-        if key not in father:
-            raise ReleaseError(f"father {father_dir} lacks tensor {key} that the mother has: weight merges need "
-                               "the same tensors in both parents (same config, same checkpoint layout)")
-        if father[key].shape != mother[key].shape:
-            raise ReleaseError(f"tensor {key} has shape {father[key].shape} in the father but {mother[key].shape} "
-                               "in the mother: weight merges need parents of the same size")
-    return {key: (father[key], mother[key]) for key in father}
 
 
 def _n_layers(father_dir: Path) -> int:

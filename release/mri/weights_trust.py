@@ -32,7 +32,7 @@ def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int =
     """role -> per layer: the mean score of its attention and FFN tensors (one tensor in memory at a time)."""
     from safetensors import safe_open
 
-    from release.breeders.weights import check_same_architecture, gene_of
+    from release.breeders.layout import check_same_architecture, gene_of
 
     tensors = check_same_architecture(Path(father_dir), Path(mother_dir))
     sums = {role: [[0.0, 0] for _ in range(n_layers)] for role in ("father", "mother")}
