@@ -27,7 +27,7 @@ from unittest import mock
 
 import torch
 
-from bench.common import one_thread, row
+from bench.common import one_thread, row, synthetic_search_config
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, LAYERS = 768, 3072, 2688, 6
 ITEMS, BATCH, POPSIZE = 48, 8, 4
@@ -81,14 +81,7 @@ def _timed_lm_eval_parts(watch: _Stopwatch):
 
 
 def _config(folder: Path):
-    from release.config import FitnessSpec, GenomeSpec, ReleaseConfig, SearchSpec, TaskSpec
-
-    return ReleaseConfig(
-        name="bench", father={"repo": "bench/father"}, mother={"repo": "bench/mother"}, child={"repo": "bench/child"},
-        genome=GenomeSpec(r_max=0.5, init_mean=0.25), runs_dir=folder,
-        search=SearchSpec(popsize=POPSIZE, sigma0=0.1, max_generations=1, seed=0, device="cpu", dtype="float32"),
-        fitness=FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=ITEMS)], batch_size=BATCH),
-    )
+    return synthetic_search_config(folder, POPSIZE, ITEMS, BATCH)
 
 
 def run() -> dict:

@@ -67,3 +67,15 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def synthetic_search_config(folder, popsize: int, items: int, batch: int):
+    """A cross-architecture release config for benchmarks: one CMA-ES generation on the synthetic task on CPU."""
+    from release.config import FitnessSpec, GenomeSpec, ReleaseConfig, SearchSpec, TaskSpec
+
+    return ReleaseConfig(
+        name="bench", father={"repo": "bench/father"}, mother={"repo": "bench/mother"}, child={"repo": "bench/child"},
+        genome=GenomeSpec(r_max=0.5, init_mean=0.25), runs_dir=folder,
+        search=SearchSpec(popsize=popsize, sigma0=0.1, max_generations=1, seed=0, device="cpu", dtype="float32"),
+        fitness=FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=items)], batch_size=batch),
+    )

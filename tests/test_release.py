@@ -5,7 +5,6 @@ as `make release` runs it (only the run folder, the store and the port are moved
 """
 
 import json
-import os
 import pickle
 import re
 import shutil
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import ROOT, isolated_env, run_cli
+
 RUN_TIMEOUT = 400
 
 
@@ -29,11 +29,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
-    env["HF_HOME"] = str(tmp / "hf-home")
-    return env
 
 
 def _config(tmp: Path, name: str = "tiny-default", **changes) -> Path:
@@ -48,8 +43,7 @@ def _config(tmp: Path, name: str = "tiny-default", **changes) -> Path:
 
 
 def _release(tmp: Path, config: Path, *args, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "release", "run", str(config), "--no-progress", *args],
-                          capture_output=True, text=True, env=_env(tmp), cwd=ROOT, timeout=timeout)
+    return run_cli(tmp, "run", str(config), *args, timeout=timeout)
 
 
 PORT = _free_port()
@@ -123,7 +117,7 @@ def test_make_hub_serves_the_store_again_and_the_child_loads_and_generates(first
             "out = model.generate(**ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)\n"
             "print('GENERATED', out.shape[1] - ids['input_ids'].shape[1], repr(tok.decode(out[0])))\n"
         )
-        env = _env(tmp) | {"HF_ENDPOINT": release["endpoint"], "HF_HOME": str(tmp / "fresh-home")}
+        env = isolated_env(tmp) | {"HF_ENDPOINT": release["endpoint"], "HF_HOME": str(tmp / "fresh-home")}
         out = subprocess.run([sys.executable, "-c", script, release["child_repo"], release["child_revision"]],
                              capture_output=True, text=True, env=env, timeout=180)
         assert out.returncode == 0, out.stderr[-3000:]
@@ -152,7 +146,7 @@ def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
     config = _config(tmp, name="killed", child={"repo": "darwin-local/tiny-darwin-child-resumed",
                                                  "max_shard_size": "500KB"}, space=None)
     cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp), cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=isolated_env(tmp), cwd=ROOT)
     checkpoint = tmp / "runs/killed/breed/checkpoint.pkl"
     deadline = time.monotonic() + RUN_TIMEOUT
     generation = 0

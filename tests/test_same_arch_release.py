@@ -2,15 +2,11 @@
 with its own HF home and local Hub endpoint (only the run folder, the store and the port are moved)."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import ROOT, run_cli
 
 
 def _free_port() -> int:
@@ -27,10 +23,7 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     raw["fitness"]["tasks"][0].update(search_size=16, heldout_size=32)
     config = tmp_path / "same-arch.yaml"
     config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
-    env["HF_HOME"] = str(tmp_path / "hf-home")
-    out = subprocess.run([sys.executable, "-m", "release", "run", str(config), "--no-progress"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=400)
+    out = run_cli(tmp_path, "run", str(config))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "trust_remote_code" not in out.stdout  # the printed load line needs none
 

@@ -101,13 +101,10 @@ def test_tau_pulls_the_shares_to_r_mri_in_the_live_model_and_the_emitted_child(p
 def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(tmp_path):
     """The real CLI up to the card with genome.mri on the same-architecture default: the mri stage writes r_MRI,
     the search learns tau, and darwin_genome.json records both."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
 
-    from tests.test_same_arch_release import ROOT, _free_port
+    from tests.cli import ROOT, run_cli
+    from tests.test_same_arch_release import _free_port
 
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw["runs_dir"] = str(tmp_path / "runs")
@@ -119,10 +116,7 @@ def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(tmp_path
     raw["mri"] = {"prompts_per_domain": 1}
     config = tmp_path / "trust.yaml"
     config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
-    env["HF_HOME"] = str(tmp_path / "hf-home")
-    out = subprocess.run([sys.executable, "-m", "release", "card", str(config), "--no-progress"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    out = run_cli(tmp_path, "card", str(config), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / raw["name"]
     scan = json.loads((run / "mri" / "mri.json").read_text())

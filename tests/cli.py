@@ -1,0 +1,21 @@
+"""Run the real CLI in a subprocess as a user would: its own HF home, and neither the test session's
+endpoint nor its token (the run starts its own embedded endpoint)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def isolated_env(tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "DARWIN_LOCALHUB_TOKEN")}
+    env["HF_HOME"] = str(tmp / "hf-home")
+    return env
+
+
+def run_cli(tmp: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    """`python -m release ARGS --no-progress` from the checkout, output captured."""
+    return subprocess.run([sys.executable, "-m", "release", *args, "--no-progress"], capture_output=True, text=True,
+                          env=isolated_env(tmp), cwd=ROOT, timeout=timeout)
