@@ -53,6 +53,40 @@ def test_ties_equals_mergekit(shape, t, density):
     torch.testing.assert_close(merge_ops.merge("ties", a, b, t, density), theirs, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("t", [0.3, 0.5, 0.8])
+@pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
+def test_ties_on_bf16_parents_keeps_exactly_k_entries_as_mergekit_does(t, density):
+    """bf16 parents (every real checkpoint): their differences take few distinct values, so many entries tie
+    at the cut. TIES keeps exactly k of them, the same ones mergekit keeps, and the child equals mergekit's."""
+    ties = mergekit_method("ties")
+    tied = 0
+    for shape, seed in (((256, 64), 10), ((4096,), 11), ((3, 5, 7), 12)):
+        a, b = (x.bfloat16() for x in _pair(shape, seed))
+        delta = b.float() - a.float()
+        n, k = delta.numel(), max(1, int(density * delta.numel()))
+        cut = delta.abs().flatten().kthvalue(n - k + 1).values
+        tied += int((delta.abs() >= cut).sum()) - k  # entries a threshold rule would keep beyond k
+        keep = merge_ops.magnitude_keep(delta, density)
+        assert int(keep.sum()) == k, (shape, int(keep.sum()), k)
+        # mergekit's merge in float32 over the bf16 parents (a config's `dtype: float32`)
+        theirs = ties.merge_group(_group(a.float(), b.float()), int8_mask=False, normalize=False, rescale=False,
+                                  **{"lambda": 1.0}, weight={1: t}, density={1: density})
+        ours = merge_ops.merge("ties", a, b, t, density)
+        assert torch.equal(ours != a.float(), theirs != a.float()), shape  # the same entries moved
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert tied > 0  # the parents do tie at the cut: the case the threshold rule got wrong
+
+
+def test_ties_keeps_the_same_entries_on_every_call_and_for_float64():
+    a, b = (x.bfloat16() for x in _pair((512, 33), 13))
+    delta = b.float() - a.float()
+    first = merge_ops.magnitude_keep(delta, 0.4)
+    assert torch.equal(first, merge_ops.magnitude_keep(delta.clone(), 0.4))
+    assert torch.equal(merge_ops.magnitude_keep(delta.double(), 0.4), first)
+    assert int(merge_ops.magnitude_keep(delta, 1e-9).sum()) == 1  # at least one entry, as mergekit
+    assert merge_ops.magnitude_keep(delta, 1.0) is None and not merge_ops.magnitude_keep(delta, 0.0).any()
+
+
 def test_ratio_zero_is_the_father_and_one_the_mother_exactly_for_every_method():
     a, b = _pair((40, 24), 4, scale=1.0)
     for method in merge_ops.METHODS:

@@ -12,7 +12,8 @@ go through `torch.lerp`, which is exact at both ends. Two parents means one task
   falling back to linear when they are nearly colinear (|cos| > 0.9995). Shoemake, "Animating rotation
   with quaternion curves", SIGGRAPH 1985, https://doi.org/10.1145/325165.325242; as mergekit's `slerp`.
 - ties: TIES-Merging, Yadav et al. 2023, https://arxiv.org/abs/2306.01708: trim the task vector to its
-  `density` largest-magnitude entries (k = max(1, int(density * n))), elect the sign by the summed task
+  `density` largest-magnitude entries (exactly k = max(1, int(density * n)), ties at the cut broken as
+  mergekit breaks them: `magnitude_keep`), elect the sign by the summed task
   vectors, merge only the entries that agree. With a single task vector the elected sign is its own, so
   the child is `a + t * trim(delta)` (mergekit `ties` with `weight = t`, `density`, `normalize: false`;
   with `normalize: true` and one model the weight would cancel out and `t` would mean nothing).
@@ -94,15 +95,28 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, cosine: float | None = Non
     return torch.mul(a, ca, out=out).add_(b, alpha=cb) if out is not None else torch.mul(a, ca).add_(b, alpha=cb)
 
 
-def magnitude_threshold(delta: torch.Tensor, density: float) -> float | None:
-    """The smallest |delta| TIES keeps at `density` (None: keep every entry)."""
+def magnitude_keep(delta: torch.Tensor, density: float) -> torch.Tensor | None:
+    """TIES' trim: which entries of the task vector `delta` are kept at `density` (None: every entry).
+
+    Exactly k = max(1, int(density * n)) entries, those of largest |delta|, as mergekit's `magnitude`. When
+    several entries tie at the cut (common with bf16 parents: their differences take few distinct values)
+    the first k of `torch.argsort(|delta|, descending=True)` on the CPU are kept, the order mergekit's own
+    CPU merge uses, so mergekit reproduces the child; computed on the CPU on every device, so a GPU live
+    model and the emitted child agree. Without such ties the k largest are one set, found in O(n).
+    """
     n = delta.numel()
     if density >= 1 or n == 0:
         return None
     if density <= 0:
-        return float("inf")
+        return torch.zeros_like(delta, dtype=torch.bool)
     k = max(1, int(density * n))
-    return float(torch.kthvalue(work(delta).abs().flatten(), n - k + 1).values)
+    size = work(delta).abs().flatten()
+    cut = torch.kthvalue(size, n - k + 1).values
+    above = size > cut
+    if int(above.sum()) + int((size == cut).sum()) == k:  # no tie across the cut: the k largest, whole
+        return above.logical_or_(size == cut).reshape(delta.shape)
+    order = torch.argsort(size.cpu(), descending=True)[:k].to(delta.device)
+    return torch.zeros(n, dtype=torch.bool, device=delta.device).index_fill_(0, order, True).reshape(delta.shape)
 
 
 def _masked_lerp(a, b, w: float, keep: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
@@ -115,10 +129,7 @@ def _masked_lerp(a, b, w: float, keep: torch.Tensor | None, out: torch.Tensor | 
 
 def ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, out: torch.Tensor | None = None) -> torch.Tensor:
     a, b = work(a), work(b)
-    delta = b - a
-    threshold = magnitude_threshold(delta, density)
-    keep = None if threshold is None else delta.abs_() >= threshold
-    del delta
+    keep = magnitude_keep(b - a, density)
     return _masked_lerp(a, b, t, keep, out)
 
 
