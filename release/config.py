@@ -233,6 +233,9 @@ class BreedSpec(_Strict):
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
     seed: int | None = None
+    # DARE's rescale of the surviving task vector: "inverse_density" (1 / density, the paper's) or "l1" (to the
+    # task vector's L1 norm, mergekit's default).
+    dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
 
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:

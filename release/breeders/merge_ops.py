@@ -20,8 +20,9 @@ go through `torch.lerp`, which is exact at both ends. Two parents means one task
 - dare_ties: DARE, Yu et al. 2023, "Language Models are Super Mario", https://arxiv.org/abs/2311.03099:
   drop each task-vector entry with probability `p = 1 - density` and rescale the survivors by
   `1 / (1 - p) = 1 / density`, then TIES' sign election (again trivial for one task vector):
-  `a + t * mask * delta / density`. The paper's rescale, where mergekit 0.1.5 rescales to the L1 norm
-  of the task vector (equal in expectation). The mask is a pure function of (seed, tensor name,
+  `a + t * mask * delta / density`. The paper's rescale (`rescale="inverse_density"`, the default);
+  `rescale="l1"` rescales to the L1 norm of the task vector instead, as mergekit 0.1.5 does by default
+  (equal in expectation). The mask is a pure function of (seed, tensor name,
   element index) computed with integer arithmetic, so it is the same on every device and in every run:
   one genome always gives the same child.
 """
@@ -48,13 +49,15 @@ FORMULAS = {
     "slerp": "`child` = spherical interpolation from father to mother at `t`, the two tensors seen as vectors "
              "(linear when they are nearly colinear).",
     "ties": "`child = father + t * trim(delta)`: only the largest-magnitude fraction `density` of `delta` is kept.",
-    "dare_ties": "`child = father + t * mask * delta / density`: a seeded random `mask` keeps each entry of "
-                 "`delta` with probability `density`, survivors rescaled by 1 / density.",
+    "dare_ties": "`child = father + t * scale * mask * delta`: a seeded random `mask` keeps each entry of "
+                 "`delta` with probability `density`, the survivors rescaled by `scale`.",
 }
 SLERP_DOT_THRESHOLD = 0.9995
 _EPS = 1e-8
 _M32 = 0xFFFFFFFF
 NOISE_LEVELS = 1 << 16  # DARE's keep probability is resolved to 1/65536
+DARE_RESCALES = ("inverse_density", "l1")
+_L1_EPS = 1e-7  # mergekit's: below it a norm is not rescaled to
 
 
 def work(x: torch.Tensor) -> torch.Tensor:
@@ -176,39 +179,102 @@ def dare_keep(noise: torch.Tensor, density: float) -> torch.Tensor:
     return noise < _threshold(density)
 
 
-def dare_keep_weights(noise: torch.Tensor, density: float, dtype: torch.dtype) -> torch.Tensor:
-    """The keep mask as 0/1 numbers of `dtype`: clamp(threshold - noise, 0, 1), exact for integer noise.
-    Plain arithmetic, because CPU kernels on boolean masks (torch.where) are several times slower."""
-    if noise.dtype == dtype:
-        return torch.rsub(noise, float(_threshold(density))).clamp_(0, 1)
-    n = noise.to(dtype)
-    if noise.dtype == torch.int16:
-        n.add_(NOISE_LEVELS // 2)
-    return n.neg_().add_(float(_threshold(density))).clamp_(0, 1)
+def dare_keep_weights(noise: torch.Tensor, density: float, dtype: torch.dtype,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """The keep mask as 0/1 numbers of `dtype`, in one comparison pass written straight as numbers (into
+    `out` when given: a live switch then allocates nothing). CPU kernels that read or write boolean tensors
+    (torch.where, bool * float) are several times slower than this."""
+    level = _threshold(density) - (NOISE_LEVELS // 2 if noise.dtype == torch.int16 else 0)
+    if out is None:
+        out = torch.empty(noise.shape, dtype=dtype, device=noise.device)
+    return torch.lt(noise, level, out=out)
+
+
+def task_vector_l1(delta: torch.Tensor) -> float:
+    return float(delta.abs().sum(dtype=torch.float64))
+
+
+def l1_scale(delta: torch.Tensor, keep: torch.Tensor, l1: float | None) -> float:
+    """mergekit's default DARE rescale: the task vector's L1 norm `l1` over the survivors' (float64 sums; 1 when
+    either is ~0, as mergekit)."""
+    l1 = task_vector_l1(delta) if l1 is None else l1
+    kept = float(torch.mul(delta.abs(), keep).sum(dtype=torch.float64))
+    return 1.0 if l1 < _L1_EPS or kept < _L1_EPS else l1 / kept
 
 
 def dare_ties(a: torch.Tensor, b: torch.Tensor, t: float, density: float, seed: int, name: str,
-              noise: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, out: torch.Tensor | None = None, delta: torch.Tensor | None = None,
+              rescale: str = "inverse_density", l1: float | None = None) -> torch.Tensor:
+    """`delta` (b - a) and `l1` (its L1 norm): what a live model keeps between switches, so that one costs two
+    passes over its tensor: the mask written into `out`, then `out = a + alpha * out * delta` (the same
+    result without them, or without `out`)."""
+    if rescale not in DARE_RESCALES:
+        raise ValueError(f"unknown DARE rescale {rescale!r}: one of {', '.join(DARE_RESCALES)}")
     a, b = work(a), work(b)
     if density >= 1:
         return _masked_lerp(a, b, t, None, out)
     if density <= 0:
         return a.clone() if out is None else out.copy_(a)
     noise = dare_noise(a.shape, seed, name, a.device) if noise is None else noise
-    keep = dare_keep_weights(noise, density, a.dtype)
-    # a + (t / density) * keep * delta: survivors rescaled by 1 / (1 - p), dropped entries stay the father's
-    return torch.addcmul(a, keep, torch.sub(b, a), value=t / density, out=out) if out is not None else \
-        torch.addcmul(a, keep, torch.sub(b, a), value=t / density)
+    delta = torch.sub(b, a) if delta is None else delta
+    keep = dare_keep_weights(noise, density, a.dtype, out)
+    # a + t * scale * keep * delta: dropped entries stay the father's, survivors carry their rescaled task vector
+    alpha = t / density if rescale == "inverse_density" else t * l1_scale(delta, keep, l1)
+    return torch.addcmul(a, keep, delta, value=alpha, out=keep)  # elementwise: the mask's room takes the child
+
+
+def sign_elected_sum(deltas: list[torch.Tensor]) -> torch.Tensor:
+    """TIES' sign election over weighted task vectors: each entry's sign is the sign of their sum (>= 0: +),
+    and only the entries that agree with it are summed (mergekit's `get_mask(method="sum")`, same arithmetic)."""
+    stacked = torch.stack(deltas)
+    majority = (stacked.sum(dim=0) >= 0).to(stacked.dtype) * 2 - 1
+    return (stacked * (stacked.sign() == majority)).sum(dim=0)
+
+
+def _dare_vector(delta: torch.Tensor, density: float, seed: int, name: str, rescale: str) -> torch.Tensor:
+    keep = dare_keep_weights(dare_noise(delta.shape, seed, name, delta.device), density, delta.dtype)
+    scale = 1.0 / density if rescale == "inverse_density" else l1_scale(delta, keep, None)
+    return delta * keep * scale
+
+
+def over_base(method: str, base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, t: float, density: float,
+              seed: int = 0, name: str = "", rescale: str = "inverse_density") -> torch.Tensor:
+    """TIES or DARE-TIES of two siblings over their common ancestor `base`, as mergekit's `base_model`:
+    task vectors a - base and b - base, each trimmed (TIES: its own `density` largest; DARE: its own seeded
+    mask, the father's salted apart from the mother's, rescaled), weighted 1 - t and t, signs elected,
+    added to the base. Share 0 is `a` exactly and share 1 `b` (whole parents, as without a base)."""
+    base, a, b = work(base), work(a), work(b)
+    if t == 0.0:
+        return a.clone()
+    if t == 1.0:
+        return b.clone()
+    deltas = []
+    for parent, weight, role in ((a, 1.0 - t, "father"), (b, t, "mother")):
+        delta = parent - base
+        if method == "ties":
+            keep = magnitude_keep(delta, density)
+            delta = delta if keep is None else delta * keep
+        elif density < 1:
+            delta = _dare_vector(delta, density, seed, name if role == "mother" else f"{name}#father", rescale)
+        deltas.append(delta * weight)
+    return base + sign_elected_sum(deltas)
 
 
 def merge(method: str, a: torch.Tensor, b: torch.Tensor, t: float, density: float = 1.0, seed: int = 0,
           name: str = "", cosine: float | None = None, noise: torch.Tensor | None = None,
-          out: torch.Tensor | None = None) -> torch.Tensor:
+          out: torch.Tensor | None = None, rescale: str = "inverse_density", base: torch.Tensor | None = None,
+          **dare) -> torch.Tensor:
     """The child's tensor for one method (the one entry point the breeder and the emitter share).
 
     `out`: a tensor of the work dtype to write the result into, in place (the live model's own); the
     arithmetic is the same as without it, so the live model and the emitted child agree bit for bit.
+    `dare`: what a live model keeps for dare_ties between switches (`delta`, `l1`), same result.
+    `base`: the common ancestor's tensor; TIES and DARE-TIES then merge over it (`over_base`), linear and
+    slerp need none and ignore it.
     """
+    if base is not None and method in ("ties", "dare_ties"):
+        merged = over_base(method, base, a, b, t, density, seed, name, rescale)
+        return merged if out is None else out.copy_(merged)
     if out is not None and out.dtype != work(a).dtype:
         raise ValueError(f"out must have the work dtype {work(a).dtype}, not {out.dtype}")
     if method == "linear":
@@ -218,5 +284,5 @@ def merge(method: str, a: torch.Tensor, b: torch.Tensor, t: float, density: floa
     if method == "ties":
         return ties(a, b, t, density, out)
     if method == "dare_ties":
-        return dare_ties(a, b, t, density, seed, name, noise, out)
+        return dare_ties(a, b, t, density, seed, name, noise, out, rescale=rescale, **dare)
     raise ValueError(f"unknown merge method {method!r}: one of {', '.join(METHODS)}")
