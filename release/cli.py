@@ -14,7 +14,7 @@ import sys
 from release import __version__
 from release.config import load_config
 from release.errors import ReleaseError
-from release.stages import STAGES
+from release.run.stages import STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if args.command == "watch":
-            from release.tracking import open_dashboard
+            from release.search.tracking import open_dashboard
 
             if not config.search.track:
                 print(f"note: search.track is off in {args.config}: the dashboard shows only earlier tracked runs")
             open_dashboard(config.name, port=args.port, open_browser=not args.no_browser)
             return 0
         if args.command == "space-serve":
-            from release.space import serve_last_release
+            from release.hub.space import serve_last_release
 
             return serve_last_release(config, port=args.port)
         if getattr(args, "plan", False):

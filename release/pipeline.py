@@ -15,11 +15,11 @@ from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
-from release.files import remove_orphans, write_json
-from release.hub_session import HubSession, open_hub
+from release.run.files import remove_orphans, write_json
+from release.hub.session import HubSession, open_hub
 from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
-from release.runlock import hold_run_lock
-from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.run.lock import hold_run_lock
+from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool,
                 mri: dict | None = None) -> tuple[dict, list[Path]]:
     from release.mri.stage import after_search, search_fingerprint, search_r_mri
-    from release.search import fingerprint, run_search
+    from release.search.cmaes import fingerprint, run_search
 
     with _search_evaluation(config, pulled, search_r_mri(config, mri)) as (evaluation, live):
         s = config.search
@@ -130,7 +130,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
 def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
     if not config.search.track:
         return ()
-    from release.tracking import TrackioTracker
+    from release.search.tracking import TrackioTracker
 
     return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
@@ -142,13 +142,13 @@ def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
 @contextmanager
 def _search_evaluation(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None = None):
     """(evaluation, live model facts): in this process, or Ray workers when the config asks for them."""
-    from release.fitness import build_live_search
+    from release.search.fitness import build_live_search
 
     if config.search.workers == 1 and config.search.ray_address is None:
         live = build_live_search(config, pulled, r_mri)
         yield live.fitness, live
         return
-    from release.distributed import ray_workers
+    from release.search.distributed import ray_workers
 
     with ray_workers(config, pulled, r_mri) as pool:
         yield pool, pool.live
@@ -180,7 +180,7 @@ def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool,
 
 def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: bool) -> tuple[dict, list[Path]]:
     from release.breeders import get_breeder
-    from release.fitness import evaluate_release
+    from release.search.fitness import evaluate_release
 
     out = config.run_dir / "eval" / "results.json"
     results = evaluate_release(config, pulled, Path(child["path"]), out, progress=progress,
@@ -204,7 +204,7 @@ def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
                force: bool = False) -> tuple[dict, list[Path]]:
-    from release.safe_push import push_release
+    from release.hub.safe_push import push_release
 
     message = config.child.commit_message or f"Release {config.name}: child of {config.father.repo} x {config.mother.repo}"
     pushed = push_release(session.hub, child["path"], config.child.repo, config.child.on_existing,
@@ -214,9 +214,9 @@ def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
 
 
 def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tuple[dict, list[Path]]:
-    from release.space import prepare_space_folder, space_secrets
+    from release.hub.space import prepare_space_folder, space_secrets
 
-    from release.safe_push import check_space_target
+    from release.hub.safe_push import check_space_target
 
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
@@ -231,7 +231,7 @@ def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tup
 def stage_verify(config: ReleaseConfig, session: HubSession, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
     from release.breeders import get_breeder
     from release.device import pick_device, pick_dtype
-    from release.verify import verify_child
+    from release.hub.verify import verify_child
 
     device = pick_device(config.search.device)
     result = verify_child(config.child.repo, pushed["revision"], Path(child["path"]), device=device,

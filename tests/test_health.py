@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from release.config import HealthSpec
-from release.emit import emit_child
+from release.breeders.emit import emit_child
 from release.errors import ReleaseError
-from release.hybrid import default_layer_map
+from release.breeders.hybrid import default_layer_map
 from release.mri.health import health_check, require_healthy
 
 RATIOS = [0.0, 1.0, 0.0, 0.4, 0.0, 0.3]  # a mother-only layer, two blends, father-only layers

@@ -9,12 +9,13 @@ from safetensors import safe_open
 
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
-from release.hybrid import _weight_files
+from release.breeders.hybrid import _weight_files
 from release.mri.prompts import probe_prompts, prompts_license
 from release.mri.scan import run_mri
 from release.mri.static import static_scan, tensor_stats
 from release.mri.trust import snap, trust_weighted
-from release.search import GenomeSpace, run_search
+from release.breeders.ffn_genome import GenomeSpace
+from release.search.cmaes import run_search
 
 
 def test_static_stats_known_answers():
@@ -73,7 +74,7 @@ def test_mri_stage_writes_r_mri_per_layer_and_is_deterministic(tiny_parents, sca
 def test_probe_matches_the_branches_computed_by_hand(tiny_parents, scan):
     from transformers import AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
     prompt = probe_prompts(2, seed=3)["math"]

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 from release.config import ReleaseConfig
-from release.hybrid import default_layer_map
+from release.breeders.hybrid import default_layer_map
 from release.pipeline import stage_card, stage_emit
-from release.stages import folder_digest
+from release.run.stages import folder_digest
 
 
 def _bred(seconds: float, n_layers: int, n_mother: int) -> dict:

@@ -8,10 +8,10 @@ from huggingface_hub import HfApi
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.hub import Hub
-from release.hub_session import HubSession
+from release.hub.client import Hub
+from release.hub.session import HubSession
 from release.pipeline import stage_space
-from release.stages import StageBook
+from release.run.stages import StageBook
 
 SECRET = "hf_privateReadTokenValue0123456789abcdef"
 

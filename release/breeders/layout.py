@@ -43,7 +43,7 @@ def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
     """Tensor name -> shard, shape and dtype, from the safetensors headers only (no weights read)."""
     from safetensors import safe_open
 
-    from release.hybrid import _weight_files
+    from release.breeders.hybrid import _weight_files
 
     files = _weight_files(folder, role)
     out = {}
@@ -59,7 +59,7 @@ def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
 
 
 def _model_type(folder: Path, role: str) -> str:
-    from release.hybrid import _model_type as read  # one reader: a damaged config.json is a one-line error
+    from release.breeders.hybrid import _model_type as read  # one reader: a damaged config.json is a one-line error
 
     return read(folder, role)
 

@@ -38,7 +38,7 @@ from release.breeders.genome import Gene, GeneSpace, layer_genes
 from release.breeders.layout import check_same_architecture, gene_of
 from release.breeders.registry import Breeder, Live, Ratios, register
 from release.errors import ReleaseError
-from release.files import swap_folder
+from release.run.files import swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,8 @@ class WeightsBreeder(Breeder):
              progress: bool = True) -> Path:
         from safetensors import safe_open
 
-        from release.emit import write_shards
-        from release.hybrid import TensorSource
+        from release.breeders.emit import write_shards
+        from release.breeders.hybrid import TensorSource
 
         father_dir, mother_dir, out = Path(father_dir), Path(mother_dir), Path(out)
         tensors = check_same_architecture(father_dir, mother_dir)
@@ -260,7 +260,7 @@ class WeightsBreeder(Breeder):
         return out
 
     def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
-        from release.breeders.weights_card import render_weights_card
+        from release.card.weights_card import render_weights_card
 
         return render_weights_card(config, genome, results, search_log, out_dir, health=extra.get("health"))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from release.config import FitnessSpec
 from release.errors import ReleaseError
 from release.evals.benchmarks import BENCHMARKS, Benchmark, write_task_configs
-from release.files import write_json
+from release.run.files import write_json
 from release.evals.subsets import split_items
 
 log = logging.getLogger(__name__)

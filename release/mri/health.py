@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.run.files import write_json
 from release.mri.plots import plot_health
 from release.mri.prompts import probe_prompts
 
@@ -121,7 +121,7 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     """Run the check; write out/health.json and out/health.png; return the health.json content."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     text = calibration_text or CALIBRATION_TEXT
     tokenizer = AutoTokenizer.from_pretrained(father_dir)

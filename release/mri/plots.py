@@ -1,4 +1,4 @@
-"""The card's MRI and health charts, drawn like `release/plots.py` (Agg, fixed size, reproducible bytes)."""
+"""The card's MRI and health charts, drawn like `release/card/plots.py` (Agg, fixed size, reproducible bytes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from matplotlib import style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from release.plots import _FATHER, _FROZEN, _MOTHER, DPI, FIGSIZE, _save
+from release.card.plots import _FATHER, _FROZEN, _MOTHER, DPI, FIGSIZE, _save
 
 
 def plot_mri(r_mri: list[float], final: list[float] | None, frozen: list[int], low: float, high: float,

@@ -39,7 +39,7 @@ def stage_mri(config: ReleaseConfig, pulled: dict) -> tuple[dict, list[Path]]:
 def _stage_mri_same_arch(config: ReleaseConfig, pulled: dict, out: Path, device, dtype) -> tuple[dict, list[Path]]:
     import time
 
-    from release.files import write_json
+    from release.run.files import write_json
     from release.mri.scan import MRI_JSON
     from release.mri.trust import dominance
     from release.mri.weights_trust import scan_same_arch

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from release.hybrid import FATHER_TEXT_PREFIX, MOTHER_LAYER_PREFIX, _weight_files
+from release.breeders.hybrid import FATHER_TEXT_PREFIX, MOTHER_LAYER_PREFIX, _weight_files
 
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_BINS = 256

@@ -51,7 +51,7 @@ def write_view(snapshot: Path, out: Path) -> Path:
     transformers opens every shard an index names; after a pull that skipped shards, loading the
     snapshot itself would fail on the first absent one.
     """
-    from release.files import write_atomic
+    from release.run.files import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():

@@ -14,7 +14,7 @@ import os
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.stages import STAGES
+from release.run.stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def search_dtype(config: ReleaseConfig) -> str:
 
 
 def print_plan(config: ReleaseConfig, config_path: str, dry_run: bool, gpu: str | None = None) -> int:
-    from release.hub_session import open_hub
+    from release.hub.session import open_hub
 
     with open_hub(config) as session:  # first: huggingface_hub reads HF_ENDPOINT when first imported
         status = _checks(config, config_path, session.hub, gpu)

@@ -1,7 +1,7 @@
 """The model card of a same-architecture child (`cards/model_card_weights.md.j2`).
 
 Shares the cross-architecture card's inputs, checks and sections (benchmarks, search, leaks) from
-release/card.py; only the genome differs: the method and its paper, per-layer attention and FFN shares,
+release/card/model_card.py; only the genome differs: the method and its paper, per-layer attention and FFN shares,
 the norms share and the method's parameters.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 from pydantic import Field
 
-from release import card as base
+from release.card import model_card as base
 from release.breeders import merge_ops
 from release.errors import ReleaseError
-from release.files import atomic_path
+from release.run.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from release import plots
+    from release.card import plots
 
     with style.context("default"):
         fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
@@ -104,7 +104,7 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
 def render_weights_card(config, genome: dict, results: dict | None, search_log: Path | None,
                         out_dir: Path, health: dict | None = None) -> ModelCard:
     """`health`: the health stage's health.json (None: no health section)."""
-    from release.mri.card_view import health_view
+    from release.card.mri_view import health_view
     from release.mri.plots import plot_health
 
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"

@@ -23,7 +23,7 @@ class HubSession:
 
     @cached_property
     def hub(self):
-        from release.hub import Hub  # late: open_hub has set HF_ENDPOINT by now
+        from release.hub.client import Hub  # late: open_hub has set HF_ENDPOINT by now
 
         return Hub()
 

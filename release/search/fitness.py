@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from release.config import ReleaseConfig
-from release.search import Fitness
+from release.search.cmaes import Fitness
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 One mapping, `child_tensor_sources`, says where every tensor of a child comes from (parent shard file and
 tensor name). The live hybrid for the search (`build_search_hybrid`) and the child written to disk by
-`release.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
+`release.breeders.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
 the model is built on the meta device, then filled tensor by tensor from the parents' safetensors shards.
 
 Parents are checkpoints in their ConditionalGeneration form, like the real repos: the father a Gemma 4

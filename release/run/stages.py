@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.run.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from matplotlib import style  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from release.files import atomic_path  # noqa: E402
+from release.run.files import atomic_path  # noqa: E402
 
 FIGSIZE = (8.0, 3.6)  # inches
 DPI = 100

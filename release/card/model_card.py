@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modeling.configuration_darwin import TRANSFORMERS_VERSION
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.files import atomic_path
-from release.plots import plot_fitness, plot_genome
+from release.run.files import atomic_path
+from release.card.plots import plot_fitness, plot_genome
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "model_card.md.j2"
+TEMPLATE = Path(__file__).resolve().parents[2] / "cards" / "model_card.md.j2"
 GENOME_PNG = "genome.png"
 FITNESS_PNG = "fitness.png"
 MRI_PNG = "mri.png"
@@ -319,7 +319,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section).
     The MRI section comes from the genome's own `mri` and `transplant` records.
     """
-    from release.mri.card_view import health_view, mri_view
+    from release.card.mri_view import health_view, mri_view
     from release.mri.plots import plot_health, plot_mri
 
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"

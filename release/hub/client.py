@@ -123,7 +123,7 @@ class Hub:
         (`verified` remembers blobs already checked; `rehash` checks them all again). `action` and
         `damaged_fix` word the errors for callers other than the pull stage (verify).
         """
-        from release.blob_check import verify_snapshot
+        from release.hub.blob_check import verify_snapshot
 
         with self._errors(f"{action} {repo_id}@{revision}", repo_id, revision, reading=True):
             sha = self.api.repo_info(repo_id, revision=revision).sha  # pin first: every file from one commit
