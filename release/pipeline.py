@@ -16,7 +16,6 @@ from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
-from release.hub.safe_push import check_space_target, push_release
 from release.hub.session import HubSession, open_hub
 from release.hub.space import prepare_space_folder, space_secrets
 from release.hub.verify import verify_child
@@ -211,6 +210,9 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
                force: bool = False) -> tuple[Pushed, list[Path]]:
+    # huggingface_hub reads HF_ENDPOINT when first imported: only after open_hub has set it
+    from release.hub.safe_push import push_release
+
     message = config.child.commit_message or f"Release {config.name}: child of {config.father.repo} x {config.mother.repo}"
     pushed = push_release(session.hub, child.path, config.child.repo, config.child.on_existing,
                           config.father.repo, config.mother.repo, message, private=config.hub.private,
@@ -219,6 +221,8 @@ def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
 
 
 def stage_space(config: ReleaseConfig, session: HubSession, pushed: Pushed) -> tuple[Deployed, list[Path]]:
+    from release.hub.safe_push import check_space_target  # huggingface_hub: only after open_hub (HF_ENDPOINT)
+
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
     folder = prepare_space_folder(config, config.run_dir / "space")

@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
-from release.breeders.hybrid import _weight_files
+from release.breeders.hybrid import weight_files
 from release.mri.prompts import probe_prompts, prompts_license
 from release.mri.scan import run_mri
 from release.mri.static import static_scan, tensor_stats
@@ -39,7 +39,7 @@ def test_static_scan_reads_each_ffn_tensor_from_the_shards(tiny_parents):
     scan = static_scan(tiny_parents.father, tiny_parents.mother, layer_map, bins=32)
     assert len(scan["father"]) == 6 and sorted(scan["mother"]) == ["0", "1", "2", "3"]
     key = "model.language_model.layers.2.mlp.up_proj.weight"
-    with safe_open(str(_weight_files(tiny_parents.mother)[key]), framework="pt") as f:
+    with safe_open(str(weight_files(tiny_parents.mother)[key]), framework="pt") as f:
         assert scan["mother"]["2"]["tensors"]["up_proj"] == tensor_stats(f.get_tensor(key), bins=32)
 
 

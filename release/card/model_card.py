@@ -20,10 +20,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modeling.configuration_darwin import TRANSFORMERS_VERSION
+from release.card.mri_view import health_view, mri_view
+from release.card.plots import plot_fitness, plot_genome
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.mri.plots import plot_health, plot_mri
 from release.run.files import atomic_path
-from release.card.plots import plot_fitness, plot_genome
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +321,6 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section).
     The MRI section comes from the genome's own `mri` and `transplant` records.
     """
-    from release.card.mri_view import health_view, mri_view
-    from release.mri.plots import plot_health, plot_mri
-
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: Genome = _parse(Genome, genome, "darwin_genome.json", fix)
     r: Results | None = _parse(Results, results, "results.json", fix) if results is not None else None

@@ -88,7 +88,7 @@ class TaskSuite:
     def samples(self, split: str) -> dict[str, list[int]]:
         """lm-eval `samples=`: leaf task -> doc indices, sorted (lm-eval maps results back to indices in
         eval_docs order), leaves without items left out (lm-eval would run those in full)."""
-        _check_split(split)
+        check_split(split)
         return {leaf: idx for t in self.tasks for leaf, idx in t.items[split].items() if idx}
 
     def task_dict(self, split: str) -> dict:
@@ -121,7 +121,7 @@ class TaskSuite:
         return self.describe()["fingerprint"]
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
 

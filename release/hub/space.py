@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.hub.session import open_hub
 from release.run.files import staging_folder
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,6 @@ def serve_last_release(config: ReleaseConfig, port: int = 7860) -> int:
     except (OSError, ValueError, KeyError):
         raise ReleaseError(f"no pushed release found in {summary_path}: run `make release` first") from None
     if config.hub.endpoint == "local" and not _answers(endpoint):
-        from release.hub.session import open_hub
-
         with open_hub(config):
             serve(model_id, revision, port)
     else:
