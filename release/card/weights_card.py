@@ -137,7 +137,8 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     out_dir = Path(out_dir)
     eval_results = base._eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license, base_model=[config.father.repo, config.mother.repo],
+        license=config.card.license,
+        base_model=[config.father.repo, config.mother.repo] + ([g.ancestor.repo] if g.ancestor else []),
         base_model_relation="merge", language=list(config.card.languages), library_name="transformers",
         pipeline_tag="text-generation", tags=BASE_TAGS + [g.method] + list(config.card.tags),
         model_name=config.child.repo.split("/")[-1] if eval_results else None, eval_results=eval_results or None,
@@ -145,7 +146,7 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     card = ModelCard.from_template(
         card_data, template_path=str(TEMPLATE), repo=config.child.repo,
         title=config.child.repo.split("/")[-1], description=config.card.description.strip(),
-        father=g.father, mother=g.mother, genome=_genome_view(g), search=base._search_view(g),
+        father=g.father, mother=g.mother, ancestor=g.ancestor, genome=_genome_view(g), search=base._search_view(g),
         benchmarks=base._benchmarks(r) if r is not None else None,
         generations=[{"generation": x["generation"], "candidates": x["candidates"], "best": base._num(x["best"]),
                       "mean": base._num(x["mean"])} for x in generations],

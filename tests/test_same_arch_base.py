@@ -1,0 +1,110 @@
+"""A common ancestor for a same-architecture merge: `base:` in the config is pulled like the parents, the
+search and the child merge the siblings' task vectors over it, and the child records it (darwin_genome.json,
+mergekit_config.yml, the card)."""
+
+from tests.localhub_fixtures import TOKEN, repo_name  # first: sets HF_ENDPOINT
+
+# isort: split
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from release.breeders import get_breeder
+from release.config import ReleaseConfig
+from release.hub.client import Hub
+from release.pipeline import RunOptions, run_release, stage_card
+from release.run.records import Emitted
+
+
+def _sibling(base: Path, out: Path, seed: int) -> Path:
+    shutil.copytree(base, out)
+    g = torch.Generator().manual_seed(seed)
+    tensors = load_file(out / "model.safetensors")
+    for key in sorted(tensors):
+        t = tensors[key]
+        tensors[key] = t + 0.1 * (t.abs().mean() + 1e-3) * torch.randn(t.shape, generator=g)
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """A tiny Qwen3 base and two fine-tunes of it, published to the session hub."""
+    from release.tiny import write_tiny_causal_pair
+
+    root = tmp_path_factory.mktemp("family")
+    base = write_tiny_causal_pair(root / "pair", seed=0).father
+    folders = {"base": base, "father": _sibling(base, root / "a", 1), "mother": _sibling(base, root / "b", 2)}
+    hub = Hub(token=TOKEN)
+    repos = {}
+    for role, folder in folders.items():
+        repos[role] = repo_name(f"sibling-{role}")
+        hub.push_folder(folder, repos[role])
+    return repos, folders
+
+
+def _config(tmp_path: Path, local_hub, repos: dict, method: str = "ties", base: bool = True) -> ReleaseConfig:
+    return ReleaseConfig.model_validate(dict(
+        name="over-base", father={"repo": repos["father"]}, mother={"repo": repos["mother"]},
+        **({"base": {"repo": repos["base"]}} if base else {}),
+        child={"repo": repo_name("child")}, breed={"method": method}, genome={"r_max": 1.0, "init_mean": 0.5},
+        search={"popsize": 4, "max_generations": 1, "seed": 3, "device": "cpu", "dtype": "float32"},
+        fitness={"kind": "calibration"}, runs_dir=str(tmp_path / "runs"), hub={"endpoint": local_hub.url},
+    ))
+
+
+def test_the_base_is_pulled_bred_over_and_recorded(family, local_hub, tmp_path):
+    repos, folders = family
+    config = _config(tmp_path, local_hub, repos)
+    out = run_release(config, RunOptions(only=("emit",), progress=False))
+    assert out["ran"] == ["pull", "breed", "emit"]
+    stages = json.loads((config.run_dir / "stages.json").read_text())
+    pulled = stages["pull"]["result"]
+    assert pulled["base"]["repo"] == repos["base"] and len(pulled["base"]["revision"]) == 40
+    assert stages["breed"]["result"]["base"] is True
+
+    child = config.run_dir / "child"
+    genome = json.loads((child / "darwin_genome.json").read_text())
+    assert genome["base"] == {"repo": repos["base"], "revision": pulled["base"]["revision"]}
+    mergekit = yaml.safe_load((child / "mergekit_config.yml").read_text())
+    assert mergekit["base_model"] == f"{repos['base']}@{pulled['base']['revision']}"
+    assert [m["model"].split("@")[0] for m in mergekit["models"]] == [repos["father"], repos["mother"]]
+
+    # The child is the merge over the ancestor, not the two-parent merge.
+    breeder = get_breeder("ties")
+    key = "model.layers.1.mlp.down_proj.weight"
+    a, b = (load_file(folders[r] / "model.safetensors")[key] for r in ("father", "mother"))
+    ancestor = load_file(folders["base"] / "model.safetensors")[key]
+    written = load_file(child / "model.safetensors")[key]
+    assert torch.equal(written, breeder.merged_tensor(key, a, b, genome, base=ancestor))
+    assert not torch.equal(written, breeder.merged_tensor(key, a, b, {**genome, "base": None}))
+
+    stage_card(config, Emitted(path=str(child), digest="", genome=genome), None)
+    card = (child / "README.md").read_text()
+    assert f"common ancestor (base): `{repos['base']}`" in card and f"| base   | `{repos['base']}`" in card
+    assert f"base_model: {repos['base']}@" in card and repos["base"] in card.split("---")[1]  # front matter
+
+
+def test_without_a_base_the_father_is_the_base_as_before(family, local_hub, tmp_path):
+    repos, _ = family
+    config = _config(tmp_path, local_hub, repos, base=False)
+    run_release(config, RunOptions(only=("emit",), progress=False))
+    stages = json.loads((config.run_dir / "stages.json").read_text())
+    assert "base" not in stages["pull"]["result"] and "base" not in stages["breed"]["result"]
+    genome = json.loads((config.run_dir / "child" / "darwin_genome.json").read_text())
+    assert "base" not in genome
+    assert yaml.safe_load((config.run_dir / "child" / "mergekit_config.yml").read_text())["base_model"].startswith(
+        repos["father"] + "@")
+
+
+def test_a_base_with_a_method_that_takes_none_is_refused(family, local_hub, tmp_path):
+    from pydantic import ValidationError
+
+    repos, _ = family
+    with pytest.raises(ValidationError, match="common ancestor is for breed.method ties or dare_ties"):
+        _config(tmp_path, local_hub, repos, method="linear")
