@@ -361,3 +361,23 @@ def test_siblings_merged_over_their_base_live_emitted_and_by_mergekit(qwen3_pair
     assert sorted(theirs) == sorted(mine)
     for key in mine:
         _within_one_step(mine[key], theirs[key], key)
+
+
+def test_mergekit_filters_give_every_tensor_its_own_share_even_where_names_nest():
+    """mergekit matches a filter as a substring, first match winning: a tower tensor whose name contains a decoder
+    layer's module prefix gets a filter of its own, ahead of the layer's."""
+    from mergekit.config import MergeConfiguration, evaluate_setting
+
+    from release.breeders.mergekit_out import mergekit_config
+
+    names = ["model.layers.1.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+             "model.layers.1.input_layernorm.weight", "vision.model.layers.1.mlp.up_proj.weight", "lm_head.weight"]
+    shares = {"model.layers.1.mlp.up_proj.weight": 0.7, "model.layers.1.self_attn.q_proj.weight": 0.2}
+    genome = {"method": "ties", "father": {"repo": "f", "revision": "a"}, "mother": {"repo": "m", "revision": "b"}}
+    config = mergekit_config(genome, names, "bfloat16", lambda k: shares.get(k, 0.4), lambda k: 0.5)
+    weight = config["models"][0]["parameters"]["weight"]
+    assert weight[0] == {"filter": "vision.model.layers.1.mlp.up_proj.weight", "value": 0.4}
+    parsed = MergeConfiguration.model_validate(config).models[0].parameters["weight"]  # mergekit's own reading
+    for name in names:
+        assert evaluate_setting(name, parsed, validate=float) == shares.get(name, 0.4), name
+    assert config["out_dtype"] == "bfloat16" and config["base_model"] == "f@a"

@@ -24,11 +24,12 @@ from release.errors import ReleaseError
 
 MERGEKIT_FILE = "mergekit_config.yml"
 MERGEKIT_VERSION = "0.1.5"
-REPRODUCED = {  # what mergekit rebuilds from the file, in words (card and README)
-    "linear": "mergekit rebuilds this child's tensors from this file (same arithmetic up to float32 rounding order).",
-    "slerp": "mergekit rebuilds this child's tensors from this file (same arithmetic up to float32 rounding order).",
-    "ties": "mergekit rebuilds this child's tensors from this file (same entries kept, ties at the cut broken as "
-            "mergekit's CPU sort breaks them; same arithmetic up to float32 rounding order).",
+_KNOWN = " (on an architecture mergekit defines: 0.1.5 has no Gemma 4 or Qwen3.5 definition)"
+REPRODUCED = {  # what mergekit rebuilds from the file, in words (card and docs)
+    "linear": "mergekit rebuilds this child's tensors from this file, up to float32 rounding order" + _KNOWN + ".",
+    "slerp": "mergekit rebuilds this child's tensors from this file, up to float32 rounding order" + _KNOWN + ".",
+    "ties": "mergekit rebuilds this child's tensors from this file (the same entries kept: ties at the cut are "
+            "broken as mergekit's CPU sort breaks them), up to float32 rounding order" + _KNOWN + ".",
     "dare_ties": "mergekit runs the same method and parameters from this file but not to these bytes: it draws its "
                  "own random drop masks, where this child's are a pure function of the seed, tensor name and index.",
 }
