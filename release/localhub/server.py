@@ -1,6 +1,6 @@
 """The local hub's server: a threaded HTTP server over one Store, its tokens and its upload credentials.
 
-Routes live in handler.py; request bodies and their limits in wire.py; storage in store.py.
+Routes live in routes/; request bodies and their limits in wire.py; storage in store.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from release.localhub.handler import Handler
+from release.localhub.routes.handler import Handler
 from release.localhub.store import Store
 from release.localhub.tokens import USER, Account, Tokens
 from release.localhub.xet import XetCas
