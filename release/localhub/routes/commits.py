@@ -6,10 +6,12 @@ import base64
 import json
 from fnmatch import fnmatch
 
+from release.localhub.access import may_reuse
 from release.localhub.errors import HubError
 from release.localhub.names import check_path
 from release.localhub.routes.request import Request
-from release.localhub.store import Repo, upload_mode
+from release.localhub.repo import Repo
+from release.localhub.store import upload_mode
 from release.localhub.wire import COMMIT_LINE_MAX
 
 
@@ -33,7 +35,8 @@ def commit(req: Request, repo: Repo, revision: str):
                 yield item
 
     create_pr = (req.query.get("create_pr") or ["0"])[0] in ("1", "true")
-    oid, pr = repo.apply_commit(revision, header, operations(), account.name, create_pr)
+    oid, pr = repo.apply_commit(revision, header, operations(), account.name, create_pr,
+                                usable=lambda sha256, size: may_reuse(req.hub.store, repo, account, sha256))
     url = req.repo_url(repo.type, repo.id)
     return 200, {"success": True, "commitOid": oid, "commitUrl": f"{url}/commit/{oid}",
                  "pullRequestUrl": f"{url}/discussions/{pr}" if pr else None, "hookOutput": ""}

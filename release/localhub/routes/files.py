@@ -9,7 +9,7 @@ import re
 from release.localhub.errors import HubError
 from release.localhub.names import check_path
 from release.localhub.routes.request import Request
-from release.localhub.store import Repo
+from release.localhub.repo import Repo
 
 log = logging.getLogger("release.localhub")
 

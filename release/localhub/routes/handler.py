@@ -27,8 +27,10 @@ class Handler(Request):
         repo_type = "model"
         if s[0] in ("spaces", "datasets"):
             repo_type, s = s[0][:-1], s[1:]
-        if len(s) == 6 and s[1].endswith(".git") and s[2:] == ["info", "lfs", "objects", "batch"] and m == "POST":
-            return uploads.lfs_batch(self, self.repo(repo_type, f"{s[0]}/{s[1][:-4]}", write=True))
+        if len(s) == 6 and s[1].endswith(".git") and s[2:5] == ["info", "lfs", "objects"] and m == "POST" \
+                and s[5] in ("batch", "verify"):
+            repo = self.repo(repo_type, f"{s[0]}/{s[1][:-4]}", write=True)
+            return uploads.lfs_batch(self, repo) if s[5] == "batch" else uploads.lfs_verify(self, repo)
         if len(s) >= 5 and s[2] == "resolve" and m in ("GET", "HEAD"):
             revision, rest = take_revision(s[3:])
             return files.resolve(self, self.repo(repo_type, f"{s[0]}/{s[1]}"), revision, "/".join(rest))
@@ -47,8 +49,6 @@ class Handler(Request):
                 return repos.validate_yaml(self)
             case ["lfs", "upload", oid] if m == "PUT":
                 return uploads.lfs_upload(self, oid)
-            case ["lfs", "verify"] if m == "POST":
-                return uploads.lfs_verify(self)
             case [("models" | "datasets" | "spaces") as t, ns, name, *rest]:
                 return self._repo_api(t[:-1], f"{ns}/{name}", rest)
         raise HubError(404, f"No such route in the local hub: {m} /api/{'/'.join(s)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from release.localhub import shapes
 from release.localhub.errors import HubError
+from release.localhub.names import check_ref_name
 from release.localhub.routes.request import Request
-from release.localhub.store import Repo
+from release.localhub.repo import Repo
 
 
 def list_refs(req: Request, repo: Repo):
@@ -22,6 +23,7 @@ def list_refs(req: Request, repo: Repo):
 
 
 def branch(req: Request, repo: Repo, name: str):
+    check_ref_name("branch", name)
     if req.command == "DELETE":
         repo.set_ref(f"refs/heads/{name}", None, "")
     else:
@@ -31,8 +33,8 @@ def branch(req: Request, repo: Repo, name: str):
 
 
 def tag(req: Request, repo: Repo, revision: str):
-    body = req.json_body()
-    repo.set_ref(f"refs/tags/{body.get('tag')}", repo.resolve(revision), f"Tag already exists: {body.get('tag')}")
+    name = check_ref_name("tag", req.json_body().get("tag"))
+    repo.set_ref(f"refs/tags/{name}", repo.resolve(revision), f"Tag already exists: {name}")
     return 200, {}
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from urllib.parse import parse_qs
 
 from release.localhub import shapes
 from release.localhub.errors import HubError
 from release.localhub.names import check_path
 from release.localhub.routes.request import Request
-from release.localhub.store import Repo, lfs_pointer, now
+from release.localhub.repo import Repo, lfs_pointer, now
 from release.localhub.tokens import Account
 
 
@@ -69,8 +68,7 @@ def create_repo(req: Request):
 def delete_repo(req: Request):
     body = req.json_body()
     repo = req.repo(body.get("type") or "model", named_repo(body, req.writer()), write=True)
-    with repo.lock:
-        shutil.rmtree(repo.dir)  # blobs stay: other repos may share them
+    req.hub.store.delete_repo(repo)
     return 200, {}
 
 

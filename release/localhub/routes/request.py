@@ -17,7 +17,9 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from release.localhub.errors import HubError
-from release.localhub.store import CHUNK, Repo
+from release.localhub.access import may_read
+from release.localhub.blobs import CHUNK
+from release.localhub.repo import Repo
 from release.localhub.tokens import Account
 from release.localhub.wire import Body
 
@@ -57,6 +59,7 @@ class Request(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.hub.idle_timeout)  # idle or stalled clients are let go
+        self.accepted_at, self.deadline = self.server.clock(self.connection)  # the server cuts it then
 
     def _handle(self) -> None:
         self.body, self._answered = None, False
@@ -108,6 +111,8 @@ class Request(BaseHTTPRequestHandler):
             self.send_header(k, str(v))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(length))
+        if time.monotonic() > self.accepted_at + (self.deadline - self.accepted_at) / 2:
+            keep = False  # past half its deadline: the client should move to a fresh connection now
         if not keep:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -183,9 +188,7 @@ class Request(BaseHTTPRequestHandler):
         account = self.writer() if write else self.account()
         repo = self.hub.store.repo(repo_type, repo_id)
         # Like the Hub: a private repo is invisible (404) to tokens that may not write its namespace.
-        visible = repo is not None and (not repo.meta["private"] or
-                                        (account is not None and account.may_write(repo_id.split("/")[0])))
-        if not visible:
+        if repo is None or not may_read(account, repo):
             raise HubError(404 if account else 401, f"Repository not found: {repo_id}", "RepoNotFound")
         if write:
             self.check_write(account, repo_type, repo_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from release.localhub import shapes
 from release.localhub.errors import HubError
 from release.localhub.routes.request import Request
-from release.localhub.store import Repo, now
+from release.localhub.repo import Repo, now
 
 
 def table(req: Request, space: Repo, kind: str):
