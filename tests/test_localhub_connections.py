@@ -119,8 +119,9 @@ def test_deleting_a_repo_while_a_commit_streams_in_is_a_clean_404(hub, made_agai
              {"key": "file", "value": {"path": "b.txt", "content": "Yg==", "encoding": "base64"}}]
     first, rest = (("\n".join(json.dumps(x) for x in part) + "\n").encode() for part in (lines[:2], lines[2:]))
     s = _connect(hub)
-    s.sendall(b"POST /api/models/me/doomed/commit/main HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hf_t\r\n"
-              b"Content-Type: application/x-ndjson\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % (len(first) + len(rest)) + first)
+    head = (b"POST /api/models/me/doomed/commit/main HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hf_t\r\n"
+            b"Content-Type: application/x-ndjson\r\nConnection: close\r\nContent-Length: %d\r\n\r\n")
+    s.sendall(head % (len(first) + len(rest)) + first)
     time.sleep(0.3)  # the server has stored a.txt and waits for the rest
     api.delete_repo("me/doomed")
     if made_again:  # another repo under the same name: the commit must not land there either

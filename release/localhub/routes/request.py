@@ -59,7 +59,8 @@ class Request(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.hub.idle_timeout)  # idle or stalled clients are let go
-        # Headers and body go out as two writes: without this, Nagle holds the body for the client's delayed ACK (40 ms).
+        # Headers and body go out as two writes: without this, Nagle holds the body for the client's
+        # delayed ACK (40 ms per small answer).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.accepted_at, self.deadline = self.server.clock(self.connection)  # the server cuts it then
 
