@@ -57,14 +57,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def standalone_hub(root: Path, token: str, log_path: Path):
+def standalone_hub(root: Path, token: str, log_path: Path, *options: str):
     """`python -m release.localhub` in its own process (as `make hub` serves it), answering when entered.
 
-    Yields (process, url); the server's log goes to `log_path`."""
+    Yields (process, url); the server's log goes to `log_path`; `options` are more command-line flags."""
     port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(root), "--port", str(port),
-                                   "--token", token], cwd=Path(__file__).resolve().parents[1], stderr=log, stdout=log)
+                                   "--token", token, *options], cwd=Path(__file__).resolve().parents[1], stderr=log, stdout=log)
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):

@@ -2,7 +2,7 @@
 connections served at once are capped (503 beyond, without a thread), kept-alive connections are told to
 move on before their deadline; and requests that race a repo's deletion, or omit a field, get a clean 4xx."""
 
-from tests.localhub_fixtures import http  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import http, standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
 import json
@@ -16,6 +16,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from release.localhub import serve
+from release.localhub.server import CONNECTION_DEADLINE_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS
 
 
 @pytest.fixture()
@@ -78,6 +79,29 @@ def test_connections_over_the_cap_get_a_503_without_a_thread(hub):
     time.sleep(0.5)
     status, _, answer = http("GET", f"{hub.url}/api/models/no/such")
     assert status == 401 and b"Repository not found" in answer  # served again once they are gone
+
+
+def test_the_command_line_sets_the_cap_and_the_deadline(tmp_path):
+    with standalone_hub(tmp_path / "hub", "hf_t", tmp_path / "log", "--max-connections", "1",
+                        "--connection-deadline", "1.5") as (_, url):
+        host, port = url.removeprefix("http://").split(":")
+        held = socket.create_connection((host, int(port)), timeout=10)
+        time.sleep(0.3)
+        refused = socket.create_connection((host, int(port)), timeout=10)
+        assert _answer(refused).startswith(b"HTTP/1.1 503")
+        start = time.monotonic()
+        assert _answer(held, timeout=5) == b"" and time.monotonic() - start < 3  # cut at its deadline
+        refused.close()
+        held.close()
+
+
+def test_the_real_defaults(tmp_path):
+    with serve(tmp_path / "hub") as hub:
+        assert (hub.idle_timeout, hub.connection_deadline, hub.max_connections) == (
+            IDLE_TIMEOUT_S, CONNECTION_DEADLINE_S, MAX_CONNECTIONS)
+    assert 50e9 / CONNECTION_DEADLINE_S < 15e6  # one 50 GB LFS file at 15 MB/s fits in a connection
+    assert CONNECTION_DEADLINE_S > 2 * IDLE_TIMEOUT_S
+    assert MAX_CONNECTIONS >= 4 * 10  # the test session's hub peaks at 10 at once (client pool, parallel uploads)
 
 
 def test_a_kept_alive_connection_is_told_to_close_past_half_its_deadline(hub):
