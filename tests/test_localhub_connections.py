@@ -67,8 +67,10 @@ def test_a_slow_drip_client_is_cut_off_at_the_connection_deadline(hub):
 
 def test_connections_over_the_cap_get_a_503_without_a_thread(hub):
     hub.max_connections = 3
-    held = [_connect(hub) for _ in range(3)]
-    time.sleep(0.5)  # all three accepted, each waiting in its own thread
+    held = [HTTPConnection("127.0.0.1", hub.httpd.server_address[1], timeout=10) for _ in range(3)]
+    for conn in held:  # answered and kept alive: each holds a thread, waiting for its next request
+        conn.request("GET", "/api/models/no/such")
+        assert conn.getresponse().read()
     threads = threading.active_count()
     extra = [_connect(hub) for _ in range(10)]
     answers = [_answer(s) for s in extra]
@@ -85,12 +87,19 @@ def test_the_command_line_sets_the_cap_and_the_deadline(tmp_path):
     with standalone_hub(tmp_path / "hub", "hf_t", tmp_path / "log", "--max-connections", "1",
                         "--connection-deadline", "1.5") as (_, url):
         host, port = url.removeprefix("http://").split(":")
-        held = socket.create_connection((host, int(port)), timeout=10)
-        time.sleep(0.3)
+        for _ in range(20):  # once the fixture's own probe has left, this one is served and kept alive
+            held = HTTPConnection(host, int(port), timeout=10)
+            held.request("GET", "/api/models/no/such")
+            r = held.getresponse()
+            r.read()
+            if r.status != 503:
+                break
+            held.close()
+            time.sleep(0.2)
         refused = socket.create_connection((host, int(port)), timeout=10)
         assert _answer(refused).startswith(b"HTTP/1.1 503")
         start = time.monotonic()
-        assert _answer(held, timeout=5) == b"" and time.monotonic() - start < 3  # cut at its deadline
+        assert _answer(held.sock, timeout=5) == b"" and time.monotonic() - start < 3  # cut at its deadline
         refused.close()
         held.close()
 
