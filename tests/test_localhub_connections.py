@@ -5,6 +5,7 @@ move on before their deadline; and requests that race a repo's deletion, or omit
 from tests.localhub_fixtures import http, standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
+import hashlib
 import json
 import select
 import socket
@@ -155,7 +156,11 @@ def test_deleting_a_repo_while_a_commit_streams_in_is_a_clean_404(hub, made_agai
     head = (b"POST /api/models/me/doomed/commit/main HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hf_t\r\n"
             b"Content-Type: application/x-ndjson\r\nConnection: close\r\nContent-Length: %d\r\n\r\n")
     s.sendall(head % (len(first) + len(rest)) + first)
-    time.sleep(0.3)  # the server has stored a.txt and waits for the rest
+    stored = hub.store.blob_path(hashlib.sha256(b"a").hexdigest())
+    for _ in range(100):  # the server has stored a.txt and waits for the rest
+        if stored.exists():
+            break
+        time.sleep(0.05)
     api.delete_repo("me/doomed")
     if made_again:  # another repo under the same name: the commit must not land there either
         api.create_repo("me/doomed")
