@@ -60,9 +60,9 @@ def chunk_header(header: bytes) -> tuple[int, int, int]:
         raise HubError(400, f"Malformed xorb: a chunk names unknown compression scheme {scheme}")
     if not 0 < usize <= CHUNK_MAX:
         raise HubError(400, f"Malformed xorb: a chunk declares {usize} bytes (1 to {CHUNK_MAX})")
-    if csize > (usize if scheme == 0 else lz4.bound(usize)):
-        raise HubError(400, f"Malformed xorb: a chunk of {usize} bytes is stored in {csize}, more than its "
-                            "compression can take")
+    if csize > lz4.bound(usize) or (scheme == 0 and csize != usize):
+        raise HubError(400, f"Malformed xorb: a chunk of {usize} bytes is stored in {csize}, which its "
+                            "compression cannot produce")
     return csize, scheme, usize
 
 
