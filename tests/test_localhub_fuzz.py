@@ -97,3 +97,12 @@ def test_wrong_types_anywhere_are_a_short_4xx(hub, method, path, valid):
     conn.close()
     status, _, _ = http(method, f"{hub.url}{path}", _encode(path, valid), auth)
     assert status < 500
+
+
+def test_a_refused_space_creation_makes_nothing(hub):
+    auth = {"Authorization": "Bearer hf_t", "Content-Type": "application/json"}
+    for variables in ([{"key": None, "value": "v"}], [{"value": "v"}], ["x"], [{"key": "K"}]):
+        body = {"name": "half", "organization": "me", "type": "space", "sdk": "gradio", "variables": variables}
+        status, _, answer = http("POST", f"{hub.url}/api/repos/create", json.dumps(body).encode(), auth)
+        assert status == 400, answer
+        assert not HfApi(endpoint=hub.url, token="hf_t").repo_exists("me/half", repo_type="space")

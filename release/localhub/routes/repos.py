@@ -50,6 +50,11 @@ def create_repo(req: Request):
     repo_id = named_repo(body, account)
     req.check_write(account, repo_type, repo_id)
     private = body.get("visibility") == "private" or body.get("private") is True
+    tables = {kind: [(item["key"], {"value": str(item["value"]), "description": item.get("description"),
+                                    "updatedAt": now()}) for item in body.get(kind) or []]
+              for kind in ("variables", "secrets")} if repo_type == "space" else {}  # checked before anything is made
+    if any(not isinstance(key, str) or not key for entries in tables.values() for key, _ in entries):
+        raise HubError(400, "Each Space variable or secret needs a key")
     try:
         repo = req.hub.store.create_repo(repo_type, repo_id, account.name, private, body.get("sdk"))
     except HubError as e:
@@ -58,10 +63,9 @@ def create_repo(req: Request):
         raise
     if repo_type == "space":
         repo.update_meta(hardware=body.get("hardware") or "cpu-basic")
-        for kind in ("variables", "secrets"):
-            for item in body.get(kind) or []:
-                repo.set_entry(kind, item["key"], {"value": item["value"], "description": item.get("description"),
-                                                    "updatedAt": now()})
+        for kind, entries in tables.items():
+            for key, entry in entries:
+                repo.set_entry(kind, key, entry)
     return 200, {"url": req.repo_url(repo_type, repo_id), "name": repo_id, "id": repo_id}
 
 
