@@ -4,7 +4,8 @@ Every operator takes the father's tensor `a`, the mother's `b` (same shape) and 
 mother, computes in float32 (float64 stays float64) and returns the child's tensor in that work dtype.
 `t = 0` gives `a` exactly; `t = 1` gives `b` exactly (with `density = 1` for TIES and DARE): the blends
 go through `torch.lerp`, which is exact at both ends. Two parents means one task vector,
-`delta = b - a`, with the father as the base model.
+`delta = b - a`, with the father as the base model; with a common ancestor (`base`), TIES and DARE-TIES
+merge the two task vectors `a - base` and `b - base` instead (`over_base`, as mergekit's `base_model`).
 
 - linear: `(1 - t) * a + t * b`. Model soups, Wortsman et al. 2022, https://arxiv.org/abs/2203.05482
   (mergekit `linear` with weights `1 - t`, `t`).

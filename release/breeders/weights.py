@@ -12,6 +12,10 @@ attention and FFN (frozen layers pinned at 0, bounds [0, r_max]); `norms`, her s
 `density`, the fraction of the task vector kept (bounds from `breed`) where a share lies strictly
 between 0 and 1: share 0 is the father's tensor, share 1 the mother's, whole.
 
+With `base:` in the config (ties, dare_ties), the two parents are siblings merged over their common
+ancestor: task vectors father - base and mother - base (`merge_ops.over_base`); the base's tensors stay on
+the device too. Every child ships `mergekit_config.yml`, the same merge for mergekit (mergekit_out.py).
+
 `genome.transplant: [lo, hi]` snaps, after the search, every share below lo to 0 and above hi to 1
 (release/mri/transplant.py; the density gene is not snapped), kept if its fitness holds up.
 
