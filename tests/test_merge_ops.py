@@ -195,7 +195,7 @@ def test_dare_noise_gives_the_same_masks_in_every_storage_form():
     compact = merge_ops.dare_noise((300, 7), seed=2, name="w", dtype=torch.int16)
     floats = merge_ops.dare_noise((300, 7), seed=2, name="w", dtype=torch.float32)
     assert compact.dtype == torch.int16 and torch.equal(floats, full.float())
-    for density in (1e-5, 0.3, 0.5, 0.99999):
+    for density in (1e-7, 1e-5, 0.3, 0.5, 0.99999, 0.999995):  # the ends: thresholds 0 and 65536
         keep = merge_ops.dare_keep(full, density)
         assert torch.equal(merge_ops.dare_keep(compact, density), keep), density
         for noise in (full, compact, floats):

@@ -185,10 +185,12 @@ def dare_keep_weights(noise: torch.Tensor, density: float, dtype: torch.dtype,
     """The keep mask as 0/1 numbers of `dtype`, in one comparison pass written straight as numbers (into
     `out` when given: a live switch then allocates nothing). CPU kernels that read or write boolean tensors
     (torch.where, bool * float) are several times slower than this."""
-    level = _threshold(density) - (NOISE_LEVELS // 2 if noise.dtype == torch.int16 else 0)
+    threshold = _threshold(density)
     if out is None:
         out = torch.empty(noise.shape, dtype=dtype, device=noise.device)
-    return torch.lt(noise, level, out=out)
+    if threshold <= 0 or threshold >= NOISE_LEVELS:  # none kept, or all: int16 noise cannot hold those levels
+        return out.fill_(0.0 if threshold <= 0 else 1.0)
+    return torch.lt(noise, threshold - (NOISE_LEVELS // 2 if noise.dtype == torch.int16 else 0), out=out)
 
 
 def task_vector_l1(delta: torch.Tensor) -> float:
