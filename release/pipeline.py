@@ -383,6 +383,7 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "space_revision": spaced and spaced.revision,
         "father": {"repo": pulled.father.repo, "revision": pulled.father.revision},
         "mother": {"repo": pulled.mother.repo, "revision": pulled.mother.revision},
+        **({"base": {"repo": pulled.base.repo, "revision": pulled.base.revision}} if pulled.base else {}),
         "fetched": pulled.fetched(),
         "genome": bred.genome,
         "method": config.breed.method,
