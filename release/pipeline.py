@@ -86,8 +86,11 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     which is filled now (one commit that makes it hold exactly the tiny parent).
     """
     from release.breeders import get_breeder
+    from release.zoo.parents import zoo_parent_writers
 
-    for role, write in get_breeder(config.breed.method).tiny_parent_writers().items():
+    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
+               else get_breeder(config.breed.method).tiny_parent_writers())
+    for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
             continue
