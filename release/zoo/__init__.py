@@ -8,8 +8,8 @@ deterministically (seed 0, one torch thread), on synthetic skills generated from
   (1-digit sums, counting, copying and reversing words of every vocabulary);
 - `models/lang_a`, `models/lang_b`: specialists fine-tuned from the base on the made-up word language
   `de:` (A) or `tr:` (B), with 50% replay of the base mix (without replay every merge collapses);
-- `models/mother_b`: the tiny Qwen3.5 mother (`release.tiny`'s config) trained on B and the base mix,
-  the cross-architecture partner of A.
+- `models/mother_b`: the tiny Qwen3.5 mother (`release.tiny`'s config) trained from scratch on B, the
+  cross-architecture partner of A.
 
 The skills ship as standard lm-eval multiple-choice tasks in `tasks/` (`zoo_lang_a`, `zoo_lang_b`,
 `zoo_base`; only items never trained on). `SHA256SUMS` lists every file. Modules: `skills` (items and

@@ -30,7 +30,9 @@ BASE = Recipe(steps=800, lr=3e-3, mixture={"base": 1.0})
 # 150 steps at 2e-3 -> 0.75; 300 steps at 2e-3 -> 0.51; 300 steps at 1e-3 -> 0.51; the specialists ~0.59).
 SPECIALIST_A = Recipe(steps=150, lr=2e-3, mixture={"lang_a": 0.5, "base": 0.5})
 SPECIALIST_B = Recipe(steps=150, lr=2e-3, mixture={"lang_b": 0.5, "base": 0.5})
-MOTHER_B = Recipe(steps=800, lr=3e-3, mixture={"lang_b": 0.5, "base": 0.5})
+# From scratch on language B alone: converged by step 200 (loss 0.008); Qwen3.5's linear-attention layers
+# run on transformers' pure-torch fallback here, ~4x a Gemma 4 step, so no step more than needed.
+MOTHER_B = Recipe(steps=200, lr=3e-3, mixture={"lang_b": 1.0})
 MODELS = ("base", "lang_a", "lang_b", "mother_b")  # folder names under the zoo's models/
 
 
