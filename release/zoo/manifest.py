@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from release.files import write_atomic
+from release.run.files import write_atomic
 
 ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST = "SHA256SUMS"

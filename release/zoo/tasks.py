@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from release.files import write_atomic, write_yaml
+from release.run.files import write_atomic, write_yaml
 from release.zoo import skills
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
