@@ -1,11 +1,10 @@
 """The trained tiny zoo: committed files match their manifest, the skills are what they claim, each
 specialist scores as designed under real lm-eval, and the plain 50/50 merge of A and B beats both.
 
-The reproducibility check (retrain, compare bytes) takes minutes: `python -m release.zoo --check`, or
-this file's slow test with DARWIN_SLOW=1.
+Slow tests (DARWIN_SLOW=1): the base and the Qwen3.5 mother scored too, and the reproducibility check
+(retrain, compare bytes; also `python -m release.zoo --check`), which takes minutes.
 """
 
-import json
 import math
 import os
 from pathlib import Path
@@ -96,22 +95,21 @@ def _heldout(model, tokenizer, suite):
 
 @pytest.fixture(scope="module")
 def scores(suite):
-    return {name: _heldout(*_load(name), suite) for name in ("base", "lang_a", "lang_b", "mother_b")}
+    return {name: _heldout(*_load(name), suite) for name in ("lang_a", "lang_b")}
 
 
 def test_each_specialist_knows_its_language_and_not_the_other(scores):
-    a, b, base = scores["lang_a"].scores, scores["lang_b"].scores, scores["base"].scores
+    a, b = scores["lang_a"].scores, scores["lang_b"].scores
     assert a["zoo_lang_a"] > 0.9 and b["zoo_lang_b"] > 0.9
     assert a["zoo_lang_b"] < 0.4 and b["zoo_lang_a"] < 0.4  # chance is 0.25
-    assert base["zoo_lang_a"] < 0.4 and base["zoo_lang_b"] < 0.4
-    assert base["zoo_base"] > 0.9
-    for s in (a, b):  # replay kept the base mix
-        assert s["zoo_base"] > base["zoo_base"] - 0.1
+    assert a["zoo_base"] > 0.9 and b["zoo_base"] > 0.9  # replay kept the base mix (the base: 0.99)
 
 
-def test_the_qwen_mother_knows_language_b(scores):
-    m = scores["mother_b"].scores
-    assert m["zoo_lang_b"] > 0.9 and m["zoo_lang_a"] < 0.4
+@pytest.mark.skipif(not os.environ.get("DARWIN_SLOW"), reason="two more models to score (a minute): DARWIN_SLOW=1")
+def test_the_base_knows_the_mix_and_the_qwen_mother_language_b(suite):
+    base, mother = (_heldout(*_load(name), suite).scores for name in ("base", "mother_b"))
+    assert base["zoo_base"] > 0.9 and base["zoo_lang_a"] < 0.4 and base["zoo_lang_b"] < 0.4
+    assert mother["zoo_lang_b"] > 0.9 and mother["zoo_lang_a"] < 0.4
 
 
 def _language_mean(result) -> tuple[float, float]:
