@@ -16,6 +16,7 @@ from pathlib import Path
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
 from release.files import remove_orphans, write_json
+from release.manifest import vouched_folder
 from release.hub_session import HubSession, open_hub
 from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
 from release.runlock import hold_run_lock
@@ -189,7 +190,9 @@ def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: b
 
 
 def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
-               health: dict | None = None) -> tuple[dict, list[Path]]:
+               health: dict | None = None, emitted: dict | None = None) -> tuple[dict, list[Path]]:
+    """Render README.md and its charts into the child folder; the outputs (what card vouches for) are the
+    files there that emit (`emitted`: emit's manifest) did not write."""
     import json
 
     from release.breeders import get_breeder
@@ -199,7 +202,8 @@ def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
     report = json.loads(Path(health["path"]).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child["genome"], results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
-    return {"readme": str(folder / "README.md")}, [folder / "README.md"]
+    written = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p) not in (emitted or {})]
+    return {"readme": str(folder / "README.md")}, [folder / "README.md", *written]
 
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
@@ -320,14 +324,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
                               config.name, _templates_digest(), health],
-                     lambda: stage_card(config, child, evaluated, health))
+                     lambda: stage_card(config, child, evaluated, health, book.files("emit")))
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
                     "fetched": fetched_summary(pulled),
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
                     "health": health}
         check_before_push(config, health, force)  # a failed health check stops the release here
-        pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
+        pushed = book.run("push", [_child_content(book, Path(child["path"])), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
                           still_valid=lambda r: session.resolves(r["repo"], r.get("ref", "main"), r["revision"]))
@@ -345,6 +349,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def _child_content(book: StageBook, folder: Path) -> str:
+    """The child folder's content key for push, once it is known to hold exactly what emit and card wrote
+    (their bytes were checked when those stages were skipped): one line and nothing pushed otherwise."""
+    if not book.files("emit"):  # a run folder from before manifests: its bytes are trusted, as then
+        return folder_digest(folder)
+    return digest(vouched_folder(folder, [book.files("emit"), book.files("card")], "emit or card"))
 
 
 def fetched_summary(pulled: dict) -> dict:

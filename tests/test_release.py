@@ -139,6 +139,45 @@ def test_running_again_does_no_stage_twice_and_makes_no_commit(first_release):
     assert after["genome"] == before["genome"]
 
 
+def _hub_commits(tmp: Path, repo: str) -> list[str]:
+    from huggingface_hub import HfApi
+
+    from release.localhub import serve
+
+    server = serve(tmp / "hub", port=0)  # the run's own endpoint is down between runs: serve the store again
+    try:
+        return [c.commit_id for c in HfApi(endpoint=server.url).list_repo_commits(repo)]
+    finally:
+        server.stop()
+
+
+def test_a_damaged_child_in_the_run_folder_never_reaches_the_hub(first_release):
+    tmp, config, _, _ = first_release
+    before = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    commits = _hub_commits(tmp, before["child_repo"])
+    child = tmp / "runs/tiny-default/child"
+    shard = max(child.glob("*.safetensors"), key=lambda p: p.stat().st_size)
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: len(whole) // 2])  # a damaged disk, a half-finished copy
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    assert "emit" in after["stages_run"]  # the stage that wrote the shard wrote it again
+    assert "push" not in after["stages_run"] and after["child_revision"] == before["child_revision"]
+    assert shard.read_bytes() == whole
+    assert _hub_commits(tmp, before["child_repo"]) == commits  # no commit, damaged or not
+    verified = run_cli(tmp, "verify", str(config), "--force", "verify")
+    assert verified.returncode == 0, verified.stderr[-3000:]
+
+    # A file no stage wrote is not pushed either: one line, nothing written to the Hub.
+    (child / "stray.bin").write_bytes(b"not part of the release")
+    out = _release(tmp, config)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
+    assert "stray.bin" in out.stderr and "Traceback" not in out.stderr
+    assert _hub_commits(tmp, before["child_repo"]) == commits
+    (child / "stray.bin").unlink()
+
+
 def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
     tmp, _, _, _ = first_release
     reference = json.loads((tmp / "runs/tiny-default/release.json").read_text())
