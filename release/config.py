@@ -135,8 +135,16 @@ class RepoRef(_Strict):
     revision: GitRef = "main"
 
 
+def _branch_name(value: str) -> str:
+    # refs/pr/N is someone's pull request, refs/convert/... the Hub's own: a release commits to a branch it names.
+    if value.startswith("refs/"):
+        raise ValueError(f"{value!r} is a ref, not a branch name: give a plain branch name, e.g. darwin-release "
+                         "(use on_existing: pr to open a pull request)")
+    return value
+
+
 class BranchTarget(_Strict):
-    branch: GitRef
+    branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
@@ -414,6 +422,21 @@ def _token_at(value, where: str = "") -> str | None:
     return None
 
 
+MAX_NESTING = 32  # far beyond any real config; the checks below walk it recursively
+
+
+def _nesting(value) -> int:
+    """How deeply lists and mappings nest in `value`, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_config(path: str | Path) -> ReleaseConfig:
     """Read and validate a release config; every problem is a one-line ReleaseError."""
     path = Path(path)
@@ -421,12 +444,18 @@ def load_config(path: str | Path) -> ReleaseConfig:
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        too_deep = _nesting(raw) > MAX_NESTING
+    except RecursionError:  # the YAML parser recurses once per level
+        too_deep = True
     except UnicodeDecodeError as e:
         raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ReleaseError(f"config {path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if too_deep:
+        raise ReleaseError(f"config {path}: nested more than {MAX_NESTING} levels deep; a release config is a "
+                           "few levels of keys (see configs/default.yaml)")
     if not isinstance(raw, dict):
         raise ReleaseError(f"config {path}: expected a mapping of keys at the top level")
     try:

@@ -58,6 +58,12 @@ BROKEN = {
     "father-revision-escapes": _config().replace("{repo: a/father}", "{repo: a/father, revision: ../../x}"),
     "mother-revision-hidden": _config().replace("{repo: a/mother}", "{repo: a/mother, revision: .git}"),
     "push-branch-escapes": _config(shards="5GB, on_existing: {branch: ../main}"),
+    # Issue 22 item 11: a ref is someone's pull request (or the Hub's own), never the branch a release commits to.
+    "push-branch-pull-request": _config(shards="5GB, on_existing: {branch: refs/pr/1}"),
+    "push-branch-full-ref": _config(shards="5GB, on_existing: {branch: refs/heads/main}"),
+    # Issue 22 item 9: nesting deep enough to exhaust the YAML parser's recursion, or just unreasonably deep.
+    "nested-20000-lists": _config() + "card: {genealogy: {note: " + "[" * 20000 + "]" * 20000 + "}}\n",
+    "nested-200-mappings": _config() + "card: {genealogy: " + "{a: " * 200 + "1" + "}" * 200 + "}\n",
     "father-repo-three-parts": _config().replace("{repo: a/father}", "{repo: a/b/father}"),
     "not-yaml": "name: [unclosed\n",
     "key-given-twice": _config(extra="genome: {r_max: 0.3}\ngenome: {r_max: 0.4}\n"),
