@@ -5,7 +5,6 @@ as `make release` runs it (only the run folder, the store and the port are moved
 """
 
 import json
-import pickle
 import re
 import shutil
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from release.search_checkpoint import read_checkpoint
 from tests.cli import ROOT, isolated_env, run_cli
 
 RUN_TIMEOUT = 400
@@ -178,29 +178,40 @@ def test_a_damaged_child_in_the_run_folder_never_reaches_the_hub(first_release):
     (child / "stray.bin").unlink()
 
 
+def _stop_after_generation(tmp: Path, config: Path, name: str, generation: int, how: int):
+    """Start `run CONFIG`, send `how` once the search checkpoint holds `generation` generations; returns the
+    finished process (stderr captured) and the generation the checkpoint held."""
+    cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=isolated_env(tmp),
+                            cwd=ROOT)
+    checkpoint = tmp / f"runs/{name}/breed/checkpoint.npz"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    reached = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            reached = read_checkpoint(checkpoint)[0]["generation"]  # written whole, by rename
+            if reached >= generation:
+                break
+        time.sleep(0.05)
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=60)  # SIGTERM must stop it within seconds, wherever it is
+    return proc, err, read_checkpoint(checkpoint)[0]["generation"]
+
+
 def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
     tmp, _, _, _ = first_release
     reference = json.loads((tmp / "runs/tiny-default/release.json").read_text())
     # Same parents, genome, search and fitness; another run folder and child repo, no Space.
     config = _config(tmp, name="killed", child={"repo": "darwin-local/tiny-darwin-child-resumed",
                                                  "max_shard_size": "500KB"}, space=None)
-    cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=isolated_env(tmp), cwd=ROOT)
-    checkpoint = tmp / "runs/killed/breed/checkpoint.pkl"
-    deadline = time.monotonic() + RUN_TIMEOUT
-    generation = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            try:
-                generation = pickle.loads(checkpoint.read_bytes())["state"]["generation"]
-            except Exception:
-                generation = 0  # caught mid-rename: look again
-            if generation >= 1:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 1 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
+    # SIGTERM (issue 22 item 10): a clean stop, as Ctrl-C, one line; the checkpoint stays whole.
+    proc, err, generation = _stop_after_generation(tmp, config, "killed", 1, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines() == ["interrupted: run the same command again to continue where it stopped"], err
+    assert 1 <= generation < 4
+    # SIGKILL: no cleanup at all.
+    proc, _, generation = _stop_after_generation(tmp, config, "killed", generation + 1, signal.SIGKILL)
+    assert 2 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
     assert not (tmp / "runs/killed/release.json").exists()
     out = _release(tmp, config)
     assert out.returncode == 0, out.stderr[-3000:]
