@@ -136,8 +136,9 @@ class WeightsBreeder(Breeder):
 
     def build_live(self, father_dir, mother_dir, config, device, dtype, progress: bool = False,
                    r_mri: list[float] | None = None) -> Live:
-        from safetensors import safe_open
         from transformers import AutoModelForCausalLM
+
+        from release.parents.tensors import open_shard, parent_tensor
 
         father_dir, mother_dir = Path(father_dir), Path(mother_dir)
         tensors = check_same_architecture(father_dir, mother_dir)
@@ -155,10 +156,10 @@ class WeightsBreeder(Breeder):
                 if not target.is_floating_point():
                     continue  # integer buffers are the father's
                 (fa, mo) = tensors[key]
-                with safe_open(str(fa.path), framework="pt", device=str(device)) as f:
-                    a = f.get_tensor(key).to(target.dtype)
-                with safe_open(str(mo.path), framework="pt", device=str(device)) as f:
-                    b = f.get_tensor(key).to(target.dtype)
+                with open_shard("father", fa.path, key, device=str(device)) as f:
+                    a = parent_tensor("father", f, fa.path, key).to(target.dtype)
+                with open_shard("mother", mo.path, key, device=str(device)) as f:
+                    b = parent_tensor("mother", f, mo.path, key).to(target.dtype)
                 if not torch.equal(a, target):  # transformers' silent random init of unread weights
                     raise ReleaseError(f"{type(model).__name__} did not load {key} from the father's checkpoint: "
                                        "its class reads another key layout; use a checkpoint saved by it")
