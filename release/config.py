@@ -264,7 +264,7 @@ class SearchSpec(_Strict):
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
     # How long joining ray_address may take before it is an error (a port that is not Ray never answers).
-    ray_connect_timeout_s: float = Field(30.0, gt=0)
+    ray_connect_timeout_s: float = Field(20.0, gt=0)
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # Live dashboard (release.tracking): every candidate and generation logged to trackio.

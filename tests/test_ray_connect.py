@@ -53,6 +53,6 @@ def test_a_port_that_is_not_ray_is_one_line_within_the_timeout(silent_port):
 def test_the_timeout_is_a_config_key():
     from release.config import SearchSpec
 
-    assert SearchSpec().ray_connect_timeout_s == 30
+    assert SearchSpec().ray_connect_timeout_s == 20
     with pytest.raises(ValueError):
         SearchSpec(ray_connect_timeout_s=0)

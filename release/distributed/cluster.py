@@ -33,7 +33,7 @@ def import_ray():
 _PROBE = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
 
 
-def connect(address: str | None, num_cpus: int, timeout_s: float = 30.0) -> bool:
+def connect(address: str | None, num_cpus: int, timeout_s: float = 20.0) -> bool:
     """Make sure Ray is up; returns whether this call started it (and so must shut it down)."""
     ray = import_ray()
     if ray.is_initialized():
