@@ -106,7 +106,8 @@ class Hub:
         with self._errors(f"read {filename} of {repo_id}@{revision}", repo_id, revision, reading=True):
             return Path(self.api.hf_hub_download(repo_id, filename, revision=revision)).read_bytes()
 
-    def safetensors_header(self, repo_id: str, filename: str, revision: str, file_size: int) -> tuple[int, bytes]:
+    def safetensors_header(self, repo_id: str, filename: str, revision: str,
+                           file_size: int | None) -> tuple[int, bytes]:
         """(N, the N bytes of JSON) of a safetensors file's header, by HTTP range requests (as huggingface_hub's
         get_safetensors_metadata reads it: the first 100 kB, then the rest when the header is longer)."""
         from huggingface_hub import hf_hub_url

@@ -131,8 +131,10 @@ def read_hub(role: str, hub, repo: str, revision: str = "main") -> ParentMeta:
                            "the parent repo is incomplete")
     tensors = {}
     for name in shards:
-        length, raw = hub.safetensors_header(repo, name, sha, files[name])
-        for key, (dtype, shape) in parse_header(raw, f"{where}: {name}", files[name] - PREFIX - length, fix).items():
+        size = files[name] or None  # a Hub that reports no size: the offsets are still checked among themselves
+        length, raw = hub.safetensors_header(repo, name, sha, size)
+        data_size = None if size is None else size - PREFIX - length
+        for key, (dtype, shape) in parse_header(raw, f"{where}: {name}", data_size, fix).items():
             tensors[key] = TensorInfo(name, shape, dtype)
     lost = sorted(k for k, name in (index or {}).items() if k not in tensors or tensors[k].file != name)
     if lost:
