@@ -158,10 +158,10 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     kinds = child.config.layer_kinds or ["blend"] * len(layers)
     for row in layers:
         row["ratio"], row["kind"] = ratios[row["layer"]], kinds[row["layer"]]
-        row["lost_share"] = lost_share(row, spec.max_norm_ratio)
-        row["flagged"] = row["lost_share"] or (
-            _diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
-            and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+        diverged = (_diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                    and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+        row["lost_share"] = not diverged and lost_share(row, spec.max_norm_ratio)  # the subtler of the two
+        row["flagged"] = diverged or row["lost_share"]
 
     perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(reference, tokenizer, text)}
     del reference  # one parent in memory at a time besides the child
