@@ -20,7 +20,7 @@ def _as_if_emit_wrote_it(run_dir, child):
     check sees the change and simply emits the child again (tests/test_release.py)."""
     import json
 
-    from release.manifest import file_manifest
+    from release.run.manifest import file_manifest
 
     stages = json.loads((run_dir / "stages.json").read_text())
     stages["emit"]["files"] = file_manifest([child], within=run_dir)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from release.distributed.cluster import connect  # noqa: E402
+from release.search.distributed.cluster import connect  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
 
 

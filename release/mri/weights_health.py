@@ -21,13 +21,14 @@ health.json and health.png are the cross-architecture check's (release/mri/healt
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
 import torch
 
 from release.errors import ReleaseError
-from release.mri.health import CALIBRATION_TEXT, _cos, _diverges, _perplexity, _ratio, write_verdict
+from release.mri.health import CALIBRATION_TEXT, cosine, diverges, text_perplexity, norm_ratio, write_verdict
 from release.mri.prompts import probe_prompts
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _capture(layers, record: dict, calls: bool) -> list:
 
 
 @torch.no_grad()
-def _states(model, batch, calls: bool = False) -> dict:
+def layer_states(model, batch, calls: bool = False) -> dict:
     seen = {}
     handles = _capture(decoder_layers(model), seen, calls)
     try:
@@ -87,8 +88,6 @@ def _update(layer, args, kwargs) -> torch.Tensor:
 def _null_update(layer, args, kwargs) -> torch.Tensor:
     """What `layer` adds on this call with every weight zero (its buffers kept): the part of an update that
     says nothing about the layer's weights."""
-    import copy
-
     null = copy.deepcopy(layer)
     for p in null.parameters():
         p.zero_()
@@ -107,19 +106,19 @@ def layer_table(child, father, mother, tokenizer, per_domain: int | None, seed: 
         # one right-padded batch per domain; padding positions are left out of every statistic
         batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
         real = batch.attention_mask.bool().flatten()
-        c = _states(child, batch, calls=True)
+        c = layer_states(child, batch, calls=True)
         child_layers = decoder_layers(child)
         nulls = [_null_update(child_layers[i], *c[("call", i)]) for i in range(n)]
         for role, (model, layers) in parents.items():
-            own = _states(model, batch)
+            own = layer_states(model, batch)
             for i in range(n):
                 args, kwargs = c[("call", i)]
                 update = c[("out", i)] - _hidden_in(args, kwargs) - nulls[i]
                 parent = _update(layers[i], args, kwargs) - nulls[i]
                 row = sums[i]
-                row[f"cos_{role}"] += float(_cos(update, parent)[real].sum())
-                row[f"norm_{role}"] += float(_ratio(update, parent)[real].sum())
-                row[f"hidden_cos_{role}"] += float(_cos(c[("out", i)], own[("out", i)])[real].sum())
+                row[f"cos_{role}"] += float(cosine(update, parent)[real].sum())
+                row[f"norm_{role}"] += float(norm_ratio(update, parent)[real].sum())
+                row[f"hidden_cos_{role}"] += float(cosine(c[("out", i)], own[("out", i)])[real].sum())
         tokens += int(real.sum())
     return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
 
@@ -142,10 +141,10 @@ def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, ou
         i = row["layer"]
         row["ratio"] = {"attn": ratios["attn"][i], "ffn": ratios["ffn"][i]}
         row["kind"] = "merged"
-        row["flagged"] = (_diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
-                          and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
-    perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(father, tokenizer, text),
-                  "mother": _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
+        row["flagged"] = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                          and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+    perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(father, tokenizer, text),
+                  "mother": text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
     del father, mother
 
     return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from release.errors import ReleaseError
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -62,8 +64,6 @@ def unvouched_files(folder: Path, manifests: list[dict[str, dict]]) -> list[str]
 def vouched_folder(folder: Path, manifests: list[dict[str, dict]], stages: str) -> dict[str, str]:
     """{relative name: sha256} of `folder`, which must hold exactly the files `manifests` vouch for, at their
     sizes (their bytes were checked when the stages that wrote them were skipped or run)."""
-    from release.errors import ReleaseError
-
     vouched = {name: want for m in manifests for name, want in m.items() if Path(name).is_relative_to(folder)}
     for name in unvouched_files(folder, [vouched]):
         raise ReleaseError(f"{name} was not written by {stages}: remove it (or run with --force emit to write the "

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from release.errors import ReleaseError
-from release.files import write_json
-from release.manifest import file_manifest, manifest_problem
+from release.run.files import write_json
+from release.run.manifest import file_manifest, manifest_problem
+from release.run.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,16 @@ class StageBook:
                                "stage is redone; an interrupted search still resumes from its checkpoint)")
         self.ran: list[str] = []
 
-    def result(self, stage: str) -> dict:
-        return self.records[stage]["result"]
+    def result(self, stage: str, record: type[Record] | None = None):
+        stored = self.records[stage]["result"]
+        return stored if record is None else record.from_json(stored)
 
     def files(self, stage: str) -> dict[str, dict]:
         """What the stage vouches for: {path: {"size", "sha256"}} of the files it wrote into the run folder."""
         return self.records.get(stage, {}).get("files", {})
 
-    def done(self, stage: str, key: str, still_valid: Callable[[dict], bool] | None = None) -> bool:
+    def done(self, stage: str, key: str, still_valid: Callable[[Any], bool] | None = None,
+             record: type[Record] | None = None) -> bool:
         rec = self.records.get(stage)
         if not (stage not in self.force and rec is not None and rec["key"] == key
                 and all(Path(p).exists() for p in rec.get("outputs", []))):
@@ -90,19 +93,20 @@ class StageBook:
         if damage:
             log.warning("%s: %s since it was written; running %s again", stage, damage, stage)
             return False
-        return still_valid is None or still_valid(rec["result"])
+        return still_valid is None or still_valid(self.result(stage, record))
 
-    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[dict, list[Path]]],
-            still_valid: Callable[[dict], bool] | None = None) -> dict:
+    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[Any, list[Path]]],
+            still_valid: Callable[[Any], bool] | None = None, record: type[Record] | None = None):
         """Run `fn` unless stage is done with the same inputs; `fn` returns (result, output paths).
 
-        `still_valid(result)` checks what a result points to outside the run folder (e.g. that a pushed
-        commit is still the repo's head) before a stage is skipped.
+        The result is a `record` (stored as its JSON) or, without one, a plain dict. `still_valid(result)`
+        checks what a result points to outside the run folder (e.g. that a pushed commit is still the
+        repo's head) before a stage is skipped.
         """
         key = digest(key_parts)
-        if self.done(stage, key, still_valid):
+        if self.done(stage, key, still_valid, record):
             log.info("%s: up to date, skipped", stage)
-            return self.result(stage)
+            return self.result(stage, record)
         t0 = time.monotonic()
         try:
             result, outputs = fn()
@@ -112,7 +116,8 @@ class StageBook:
             if self.records.pop(stage, None) is not None:
                 self._save()
             raise
-        self.records[stage] = {"key": key, "result": result, "outputs": [str(p) for p in outputs],
+        stored = result.to_json() if isinstance(result, Record) else result
+        self.records[stage] = {"key": key, "result": stored, "outputs": [str(p) for p in outputs],
                                "files": file_manifest(outputs, within=self.run_dir),
                                "seconds": round(time.monotonic() - t0, 2)}
         self._save()

@@ -2,7 +2,7 @@
 
 One mapping, `child_tensor_sources`, says where every tensor of a child comes from (parent shard file and
 tensor name). The live hybrid for the search (`build_search_hybrid`) and the child written to disk by
-`release.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
+`release.breeders.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
 the model is built on the meta device, then filled tensor by tensor from the parents' safetensors shards.
 
 Parents are checkpoints in their ConditionalGeneration form, like the real repos: the father a Gemma 4
@@ -28,6 +28,7 @@ from release.parents.childmap import (  # noqa: F401  (re-exported: the stages i
     child_config, child_tensors, default_layer_map,
 )
 from release.parents.metadata import REDOWNLOAD, read_config, read_folder
+from release.parents.tensors import open_shard, parent_tensor
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,12 @@ def modeling_files() -> list[Path]:
     return [folder / "configuration_darwin.py", folder / "modeling_darwin.py"]
 
 
-def _model_type(folder: Path, role: str) -> str:
+def read_model_type(folder: Path, role: str) -> str:
     """A parent folder's model_type (a damaged config.json is a one-line error)."""
     return read_config(role, folder)["model_type"]
 
 
-def _weight_files(folder: Path, role: str = "parent") -> dict[str, Path]:
+def weight_files(folder: Path, role: str = "parent") -> dict[str, Path]:
     """Tensor name -> shard file path, from the index (or the single model.safetensors), headers not read
     for shards that are absent (a selective pull holds only the needed ones)."""
     return {key: Path(folder) / t.file for key, t in read_folder(role, folder).tensors.items()}
@@ -88,7 +89,6 @@ def build_hybrid(father_dir: Path, mother_dir: Path, config: DarwinConfig, devic
     from transformers.modeling_utils import local_torch_dtype
 
     from modeling.modeling_darwin import DarwinForCausalLM
-    from release.parents.tensors import open_shard, parent_tensor
 
     sources = child_tensor_sources(father_dir, mother_dir, config)
     # As from_pretrained does: meta device, default dtype set, so buffers get the dtypes transformers gives them.

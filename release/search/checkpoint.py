@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from release.errors import ReleaseError
-from release.files import write_atomic
+from release.run.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,8 @@ from huggingface_hub.errors import (
 )
 
 from release.errors import ReleaseError
+from release.parents.headers import PREFIX, header_length
+from release.hub.blob_check import verify_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +115,6 @@ class Hub:
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-        from release.parents.headers import PREFIX, header_length
-
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         headers = build_hf_headers(token=self.api.token)
         fix = "the parent repo is not a usable checkpoint: choose another revision or repair the repo"
@@ -138,8 +138,6 @@ class Hub:
         (`verified` remembers blobs already checked; `rehash` checks them all again). `action` and
         `damaged_fix` word the errors for callers other than the pull stage (verify).
         """
-        from release.blob_check import verify_snapshot
-
         with self._errors(f"{action} {repo_id}@{revision}", repo_id, revision, reading=True):
             sha = self.api.repo_info(repo_id, revision=revision).sha  # pin first: every file from one commit
             path = self.api.snapshot_download(repo_id, revision=sha, cache_dir=cache_dir,
