@@ -175,7 +175,8 @@ class Hub:
         if "model.safetensors" in files:
             return True
         index = self.read_json(repo_id, "model.safetensors.index.json", head) or {}
-        shards = set((index.get("weight_map") or {}).values())
+        weight_map = index.get("weight_map")
+        shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()  # a wrong shape: not complete
         return bool(shards) and shards <= set(files)
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> None:
