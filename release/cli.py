@@ -86,7 +86,8 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # a token quoted in a log message (or its traceback) is hidden
-        handler.addFilter(_redact_record)
+        if _redact_record not in handler.filters:
+            handler.addFilter(_redact_record)
     # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
     for noisy in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -172,6 +172,8 @@ def test_tokens_from_hf_auth_login_and_any_token_shaped_text_are_redacted(tmp_pa
 
     import release.pipeline
     from release.cli import main
+    from release.errors import ReleaseError
+    from release.redact import redact
 
     home = tmp_path / "hf-home"
     home.mkdir()
@@ -197,12 +199,12 @@ def test_tokens_from_hf_auth_login_and_any_token_shaped_text_are_redacted(tmp_pa
         for text in (err, trace.read_text()):
             assert "401 for ***, *** and ***" in text
             assert active not in text and named not in text and stray not in text
-        assert "hf_hub_download" == release.redact.redact("hf_hub_download")  # code names stay readable
+        assert redact("hf_hub_download") == "hf_hub_download"  # code names stay readable
     finally:
         trace.unlink()
 
     def refused(config, opts):
-        raise release.errors.ReleaseError(f"the Hub rejected {named}")
+        raise ReleaseError(f"the Hub rejected {named}")
 
     monkeypatch.setattr(release.pipeline, "run_release", refused)
     assert main(["run", str(path), "--no-progress"]) == 2
