@@ -136,13 +136,13 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _new_strategy(space: GenomeSpace, spec: SearchSpec) -> cma.CMAEvolutionStrategy:
+def _new_strategy(space: SearchSpace, spec: SearchSpec) -> cma.CMAEvolutionStrategy:
     opts = {"bounds": space.bounds, "popsize": spec.popsize, "randn": _Randn(spec.seed),
             "seed": np.nan, "verbose": -9, "verb_log": 0, "verb_disp": 0, "CMA_stds": space.stds}
     return cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
 
 
-def _load_checkpoint(folder: Path, expected: str, space: GenomeSpace,
+def _load_checkpoint(folder: Path, expected: str, space: SearchSpace,
                      spec: SearchSpec) -> tuple[cma.CMAEvolutionStrategy, SearchState, list, list]:
     path = folder / CHECKPOINT
     saved, candidates, fitness = read_checkpoint(path)
