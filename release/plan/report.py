@@ -181,9 +181,9 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
         return
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
           f"longest prompt {count.longest} tokens, father's tokenizer)")
-    from release.plan.costs import forward_bytes
+    from release.plan.costs import peak_forward
 
-    rows, positions, keep = max(count.forwards, key=lambda f: forward_bytes(plan, *f, dtype))
+    rows, positions, keep = peak_forward(plan, count, dtype)
     print(f"  peak memory of one evaluation batch: {_size(est.peak_bytes)} (hybrid + a forward of {rows} x "
           f"{positions} positions, logits kept for {keep}, at fitness.batch_size {config.fitness.batch_size})")
     print(f"  FLOPs per candidate: {est.flops:.3g}")
