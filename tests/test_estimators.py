@@ -174,3 +174,30 @@ def test_irt_and_race_fitness_rank_a_generation_like_full_scoring_on_the_live_mo
     again = IrtFitness(scorer, calibration, anchors=8, dims=2, seed=0, folder=tmp_path / "irt")
     assert again.ledger.calibration_tokens == irt.ledger.calibration_tokens
     assert np.array_equal(again.estimator.anchors, irt.estimator.anchors)
+
+
+# ---- config ----
+
+def _release_config(**fitness):
+    from release.config import ReleaseConfig
+
+    return ReleaseConfig.model_validate({
+        "name": "est", "father": {"repo": "a/f"}, "mother": {"repo": "a/m"}, "child": {"repo": "a/c"},
+        "fitness": {"tasks": [{"name": "synthetic", "weight": 1.0}], **fitness}})
+
+
+def test_estimator_config_defaults_to_full_and_refuses_what_it_cannot_do():
+    from pydantic import ValidationError
+
+    assert _release_config().fitness.estimator == "full"
+    irt = _release_config(estimator="irt", irt={"anchors": 16, "probes": 2}).fitness
+    assert (irt.irt.anchors, irt.irt.probes, irt.race.confidence) == (16, 2, 0.9)
+    with pytest.raises(ValidationError, match="in this process only"):
+        from release.config import ReleaseConfig
+
+        ReleaseConfig.model_validate({**_release_config(estimator="race").model_dump(mode="json"),
+                                      "search": {"workers": 2}})
+    with pytest.raises(ValidationError, match="kind: benchmark"):
+        FitnessSpec(kind="calibration", estimator="irt")
+    with pytest.raises(ValidationError):
+        FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0)], estimator="tiny")

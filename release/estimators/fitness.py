@@ -196,3 +196,38 @@ class RaceEvaluation:
 
     def _save(self) -> None:
         _save_state(self.path, {"key": self.key, "ledger": asdict(self.ledger), "record": self.record()})
+
+
+def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
+    """The genome space's free-coordinate bounds as two arrays (cma takes scalars or per-gene lists)."""
+    low, high = space.bounds
+    n = len(space.x0)
+    return np.broadcast_to(np.asarray(low, dtype=float), (n,)).copy(), np.broadcast_to(np.asarray(high, dtype=float), (n,)).copy()
+
+
+def calibration_genomes(space, sigma0: float, probes: int, seed: int) -> list[list[float]]:
+    """The genomes the IRT items are fitted on: the space's two corners (every gene at its low end, i.e. the
+    father, and at its high end, the mother's side) and `probes` seeded draws from the search's first
+    sampling distribution N(x0, sigma0^2 * scales^2), clipped to the bounds."""
+    low, high = _bounds(space)
+    x0 = np.asarray(space.x0, dtype=float)
+    scales = np.ones_like(x0) if space.stds is None else np.asarray(space.stds, dtype=float)
+    rng = np.random.default_rng([seed, 25])  # its own generator: the search's samples stay as they were
+    xs = [low, high] + [np.clip(x0 + sigma0 * scales * rng.standard_normal(len(x0)), low, high) for _ in range(probes)]
+    return [space.full(x.tolist()) for x in xs]
+
+
+def estimated_fitness(spec, search, evaluator, apply: Apply, space, folder: Path):
+    """The search's fitness for `fitness.estimator` irt or race (`spec`: the FitnessSpec, `search`: the
+    SearchSpec), on the live model behind `evaluator` and `apply`."""
+    from release.evals.items import item_layout
+
+    scorer = ItemScorer(evaluator, item_layout(evaluator.suite, "search"), apply)
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.estimator == "irt":
+        genomes = calibration_genomes(space, search.sigma0, spec.irt.probes, search.seed)
+        return IrtFitness(scorer, genomes, spec.irt.anchors, spec.irt.dims, search.seed, folder)
+    if spec.estimator == "race":
+        return RaceEvaluation(scorer, space.full(list(space.x0)), spec.race.confidence, spec.race.round_items,
+                              spec.race.tie, search.seed, folder)
+    raise ValueError(f"unknown estimator {spec.estimator!r}")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from release.evals.suite import TaskSuite, _check_split
+from release.errors import ReleaseError
+from release.evals.suite import SPLITS, TaskSuite
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class ItemLayout:
 
 
 def item_layout(suite: TaskSuite, split: str = "search") -> ItemLayout:
-    _check_split(split)
+    if split not in SPLITS:
+        raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
     total = sum(t.weight for t in suite.tasks)
     keys, weights, tasks = [], [], []
     for task in suite.tasks:
