@@ -299,6 +299,9 @@ class FitnessSpec(_Strict):
     # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
     # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
     estimator: Literal["full", "irt", "race"] = "full"
+    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
+    # estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(4, ge=1)
     irt: IrtSpec = IrtSpec()
     race: RaceSpec = RaceSpec()
 

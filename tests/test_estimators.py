@@ -201,3 +201,34 @@ def test_estimator_config_defaults_to_full_and_refuses_what_it_cannot_do():
         FitnessSpec(kind="calibration", estimator="irt")
     with pytest.raises(ValidationError):
         FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0)], estimator="tiny")
+
+
+def test_the_child_is_chosen_among_the_elite_by_full_scoring(live, tmp_path):
+    import dataclasses
+    import json
+
+    model, evaluator, suite = live
+    n = model.config.num_hidden_layers
+    scorer = ItemScorer(evaluator, item_layout(suite, "search"), model.set_ratios)
+    irt = IrtFitness(scorer, [[0.0] * n, [1.0] * n], anchors=6, dims=1, seed=0, folder=tmp_path)
+    genomes = _generation(n, 5, seed=3)
+    # estimated values that order the candidates 0 > 1 > 2 > 3 > 4; candidate 0 appears twice
+    lines = [{"generation": 0, "candidate": k, "genome": g, "fitness": 1.0 - 0.1 * k, "scores": {}}
+             for k, g in enumerate(genomes)] + [{"generation": 1, "candidate": 0, "genome": genomes[0],
+                                                 "fitness": 0.95, "scores": {}}]
+    log_path = tmp_path / "candidates.jsonl"
+    log_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    @dataclasses.dataclass(frozen=True)
+    class Result:
+        genome: list
+        fitness: float
+        scores: dict
+        tau: float | None = None
+
+    before = irt.ledger.full_scoring_tokens
+    chosen = irt.choose_child(Result(genomes[0], 1.0, {}), log_path, elite=3)
+    truth = [irt.full(g)[0] for g in genomes[:3]]  # the three best distinct estimates
+    assert chosen.fitness == max(truth) and chosen.genome == genomes[truth.index(max(truth))]
+    assert irt.record()["full_scoring_tokens"] > before and irt.record()["tokens_scored"] == (
+        irt.ledger.calibration_tokens + irt.ledger.candidate_tokens + irt.ledger.full_scoring_tokens)

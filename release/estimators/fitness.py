@@ -17,6 +17,7 @@ held-out split.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -45,13 +46,14 @@ class Ledger:
     full_tokens: int = 0  # one full evaluation of the search subset (measured)
     calibration_tokens: int = 0  # spent before the search (IRT probes; race: the one full reference)
     candidate_tokens: int = 0  # spent on candidates
+    full_scoring_tokens: int = 0  # genomes scored on every item after the search (the elite, the transplant)
     candidates: int = 0
     anchors: int | None = None
     items: int = 0
 
     @property
     def scored(self) -> int:
-        return self.calibration_tokens + self.candidate_tokens
+        return self.calibration_tokens + self.candidate_tokens + self.full_scoring_tokens
 
     def record(self) -> dict:
         full = self.full_tokens * self.candidates
@@ -92,7 +94,41 @@ def _save_state(path: Path, state: dict) -> None:
     write_json(path, state)
 
 
-class IrtFitness:
+class _Estimated:
+    """What both estimators share: full scoring of single genomes, and choosing the child among the elite."""
+
+    scorer: ItemScorer
+    ledger: Ledger
+
+    def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
+        """Full scoring of one genome (not a search candidate): for the elite and the transplant."""
+        y, tokens = self.scorer.full(genome)
+        self.ledger.full_scoring_tokens += tokens
+        self._save()
+        return float(self.scorer.layout.weights @ y), self.scorer.layout.task_scores(y)
+
+    def choose_child(self, result, log_path: Path, elite: int):
+        """The search's result with the child chosen by full scoring among the `elite` best estimated distinct
+        candidates of the log (the best estimate of many is biased upward: the winner's curse)."""
+        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        best: dict[tuple, dict] = {}
+        for line in sorted(lines, key=lambda l: -l["fitness"]):
+            best.setdefault(tuple(line["genome"]), line)
+        chosen = None
+        for line in list(best.values())[:elite]:
+            value, scores = self.full(line["genome"])
+            if chosen is None or value > chosen[0]:
+                chosen = (value, scores, line)
+        value, scores, line = chosen
+        log.info("%s estimator: the child is the best of the %d best estimated candidates, re-scored on every "
+                 "search item (%.4f; estimated %.4f)", self.ledger.estimator, min(elite, len(best)), value,
+                 line["fitness"])
+        return dataclasses.replace(result, genome=line["genome"], fitness=value, scores=scores, tau=line.get("tau"))
+
+    def _save(self) -> None: ...
+
+
+class IrtFitness(_Estimated):
     """`fitness(genome) -> (estimated fitness, estimated task scores)` from the anchors' answers."""
 
     def __init__(self, scorer: ItemScorer, calibration: list[list[float]], anchors: int, dims: int, seed: int,
@@ -128,11 +164,6 @@ class IrtFitness:
         self._save()
         return float(self.layout.weights @ y_hat), self.layout.task_scores(y_hat)
 
-    def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
-        """Full scoring of one genome (not counted as a search candidate), e.g. for the transplant."""
-        y, _ = self.scorer.full(genome)
-        return float(self.layout.weights @ y), self.layout.task_scores(y)
-
     def record(self) -> dict:
         return {**self.ledger.record(), "lam": self.estimator.lam, "loo_error": round(self.estimator.loo_error, 5),
                 "calibration_genomes": len(self.responses)}
@@ -141,7 +172,7 @@ class IrtFitness:
         _save_state(self.path, {**self.state, "ledger": asdict(self.ledger), "record": self.record()})
 
 
-class RaceEvaluation:
+class RaceEvaluation(_Estimated):
     """An `Evaluation` (release search) that races each generation's candidates on the search items."""
 
     workers, busy = 1, 0
@@ -185,10 +216,6 @@ class RaceEvaluation:
         log.debug("race: %d of %d candidate-items scored", race.items_scored, len(genomes) * len(self.layout))
         for i in range(len(genomes)):
             on_result(i, float(estimates[i]), self.layout.task_scores(predicted[i]), seconds[i], None)
-
-    def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
-        y, _ = self.scorer.full(genome)
-        return float(self.layout.weights @ y), self.layout.task_scores(y)
 
     def record(self) -> dict:
         return {**self.ledger.record(), "confidence": self.confidence, "round_items": self.round_items,

@@ -3,16 +3,17 @@
 CMA-ES reads a generation's ranking, not its exact scores. All candidates answer the search items in the
 same seeded order, a round at a time. Two candidates are compared on the items both have answered (a
 paired comparison: the item's difficulty cancels), through the per-item differences
-d_t = K * w_t * (y_it - y_jt), whose mean is their fitness difference on those items. With z the normal
-quantile of the configured confidence (Bonferroni over the candidate's comparisons), a pair is settled
+d_t = K * w_t * (y_it - y_jt), whose mean is their fitness difference on those items. With z the two-sided
+normal quantile of the configured confidence (per comparison), a pair is settled
 
 - when |mean d| > z * se: one is better, with that confidence;
 - when |mean d| + z * se < tie: they differ by less than `tie` (fitness units), whose order does not matter;
 - when both have answered every item: the comparison is exact.
 
 `se` counts one virtual unit of disagreement (identical answers on a few items prove little). A candidate
-stops receiving items once all its pairs are settled; the race ends when every candidate has stopped.
-Nobody stops before `min_items`.
+stops receiving items once its rank is settled: all its pairs are, or (with `cut`, the number of candidates
+CMA-ES selects as parents: the best half) enough of them are to put it surely inside or surely outside the
+selected ones. The race ends when every candidate has stopped. Nobody stops before `min_items`.
 
 Estimated fitness (what the search records and ranks): an additive model y_it = a_i + b_t fitted to the
 observed answers (alternating least squares), so a candidate that stopped early is judged against the item
@@ -40,8 +41,7 @@ class Race:
         self.min_items = min(self.k, self.round_items * 2 if min_items is None else int(min_items))
         self.tie = float(tie)
         self.cut = cut
-        per_pair = (1.0 - confidence) / max(1, n_candidates - 1)
-        self.z = NormalDist().inv_cdf(1.0 - per_pair / 2)
+        self.z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2)  # two-sided, per comparison
         self.answers = np.full((n_candidates, self.k), np.nan)
         self.seen = np.zeros(n_candidates, dtype=int)  # how many items of `order` each candidate answered
         self._stopped = np.zeros(n_candidates, dtype=bool)
