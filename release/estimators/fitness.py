@@ -100,12 +100,17 @@ class _Estimated:
     scorer: ItemScorer
     ledger: Ledger
 
+    exact: dict[tuple, tuple[float, dict[str, float]]]  # genomes already scored on every item, and their scores
+
     def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
         """Full scoring of one genome (not a search candidate): for the elite and the transplant."""
+        if tuple(genome) in self.exact:  # a raced candidate that answered every item: no need to score it again
+            return self.exact[tuple(genome)]
         y, tokens = self.scorer.full(genome)
         self.ledger.full_scoring_tokens += tokens
         self._save()
-        return float(self.scorer.layout.weights @ y), self.scorer.layout.task_scores(y)
+        self.exact[tuple(genome)] = float(self.scorer.layout.weights @ y), self.scorer.layout.task_scores(y)
+        return self.exact[tuple(genome)]
 
     def choose_child(self, result, log_path: Path, elite: int):
         """The search's result with the child chosen by full scoring among the `elite` best estimated distinct
@@ -153,6 +158,7 @@ class IrtFitness(_Estimated):
         self.estimator = build_estimator(self.responses, self.layout.weights, anchors, dims, seed)
         ledger.anchors, ledger.items = len(self.estimator.anchors), len(self.layout)
         self.ledger, self.state = ledger, state
+        self.exact = {}
         self.stderr = None  # no per-candidate standard error of an estimate (see loo_error)
         self._save()
 
@@ -191,6 +197,7 @@ class RaceEvaluation(_Estimated):
         self.ledger.items = len(self.layout)
         self.key = key
         self.stderr = None
+        self.exact = {}
         self._save()
 
     def evaluate(self, genomes: list[list[float]], on_result) -> None:
@@ -215,7 +222,10 @@ class RaceEvaluation(_Estimated):
         self._save()
         log.debug("race: %d of %d candidate-items scored", race.items_scored, len(genomes) * len(self.layout))
         for i in range(len(genomes)):
-            on_result(i, float(estimates[i]), self.layout.task_scores(predicted[i]), seconds[i], None)
+            scores = self.layout.task_scores(predicted[i])
+            if race.seen[i] == len(self.layout):
+                self.exact[tuple(genomes[i])] = float(estimates[i]), scores
+            on_result(i, float(estimates[i]), scores, seconds[i], None)
 
     def record(self) -> dict:
         return {**self.ledger.record(), "confidence": self.confidence, "round_items": self.round_items,
