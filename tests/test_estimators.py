@@ -232,3 +232,17 @@ def test_the_child_is_chosen_among_the_elite_by_full_scoring(live, tmp_path):
     assert chosen.fitness == max(truth) and chosen.genome == genomes[truth.index(max(truth))]
     assert irt.record()["full_scoring_tokens"] > before and irt.record()["tokens_scored"] == (
         irt.ledger.calibration_tokens + irt.ledger.candidate_tokens + irt.ledger.full_scoring_tokens)
+
+
+def test_calibration_genomes_are_the_spaces_corners_and_seeded_first_generation_draws():
+    from release.breeders.genome import Gene, GeneSpace
+    from release.estimators.fitness import calibration_genomes
+
+    space = GeneSpace([Gene("r.0", 0.0, 1.0, 0.5), Gene("r.1", 0.0, 1.0, 0.5, pinned=0.0),
+                       Gene("tau", 0.0, 0.5, 0.2, scale=0.5)])
+    genomes = calibration_genomes(space, sigma0=0.3, probes=3, seed=1)
+    assert genomes[:2] == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.5]]  # every free gene at its low, then its high end
+    assert len(genomes) == 5 and genomes == calibration_genomes(space, sigma0=0.3, probes=3, seed=1)
+    assert genomes != calibration_genomes(space, sigma0=0.3, probes=3, seed=2)
+    for g in genomes[2:]:
+        assert 0 <= g[0] <= 1 and g[1] == 0.0 and 0 <= g[2] <= 0.5
