@@ -55,10 +55,10 @@ def _config(folder: Path, tasks: list[dict], estimator: str):
 
 def _search(config, father: Path, mother: Path, tokenizer):
     from release.breeders import get_breeder
-    from release.estimators.fitness import estimated_fitness
     from release.evals import Evaluator
-    from release.fitness import make_fitness, task_suite
-    from release.search import fingerprint, run_search
+    from release.search.cmaes import fingerprint, run_search
+    from release.search.estimators.scoring import estimated_fitness
+    from release.search.fitness import make_fitness, task_suite
 
     live = get_breeder(config.breed.method).build_live(father, mother, config, device="cpu", dtype=torch.float32)
     folder = config.run_dir / "breed"

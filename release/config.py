@@ -251,15 +251,15 @@ class SearchSpec(_Strict):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # Scale-out (release.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
+    # Scale-out (release.search.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
     workers: int = Field(1, ge=1)
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
-    # Live dashboard (release.tracking): every candidate and generation logged to trackio.
+    # Live dashboard (release.search.tracking): every candidate and generation logged to trackio.
     track: bool = False
-    # Also push the dashboard to this Space on the configured Hub after every generation (release.tracking_space).
+    # Also push the dashboard to this Space on the configured Hub after every generation (release.search.tracking_space).
     track_space: RepoId | None = None
 
 
@@ -272,7 +272,7 @@ class TaskSpec(_Strict):
 
 
 class IrtSpec(_Strict):
-    # fitness.estimator irt (release.estimators.irt): items fitted on the parents and `probes` seeded candidates
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
     # scored on the whole search subset; each candidate then answers `anchors` items.
     anchors: int = Field(24, ge=2)
     probes: int = Field(4, ge=0)
@@ -280,11 +280,14 @@ class IrtSpec(_Strict):
 
 
 class RaceSpec(_Strict):
-    # fitness.estimator race (release.estimators.race): a generation answers items in rounds of `round_items`
+    # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
     # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
     confidence: float = Field(0.9, gt=0, lt=1)
     round_items: int = Field(16, ge=1)
     tie: float = Field(0.0, ge=0)
+
+
+_ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
 
 
 class FitnessSpec(_Strict):
@@ -304,6 +307,17 @@ class FitnessSpec(_Strict):
     elite: int = Field(4, ge=1)
     irt: IrtSpec = IrtSpec()
     race: RaceSpec = RaceSpec()
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: the estimator's settings only when one is used, so that
+        full scoring's checkpoints from before estimators existed still resume."""
+        return self.model_dump(exclude=set(_ESTIMATOR_KEYS) if self.estimator == "full" else None)
+
+    def __repr_args__(self):
+        # Stage keys hash this text (release.run.stages.digest): with full scoring it stays what it was before
+        # estimators existed, so runs made then are still up to date; another estimator's settings are in it.
+        hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
 
     @model_validator(mode="after")
     def _estimators_need_benchmarks(self) -> FitnessSpec:

@@ -5,9 +5,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from release.config import FitnessSpec, TaskSpec
-from release.estimators.fitness import IrtFitness, ItemScorer, RaceEvaluation
-from release.estimators.irt import build_estimator, fit_items
-from release.estimators.race import Race
+from release.search.estimators.irt import build_estimator, fit_items
+from release.search.estimators.race import Race
+from release.search.estimators.scoring import IrtFitness, ItemScorer, RaceEvaluation
 from release.evals import Evaluator, TaskSuite
 from release.evals.items import item_layout
 
@@ -118,7 +118,7 @@ SPEC = FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=24,
 def live(tiny_parents, tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
     tok = AutoTokenizer.from_pretrained(tiny_parents.father)
@@ -142,6 +142,7 @@ def test_item_layout_reproduces_the_evaluators_fitness_from_per_item_scores(live
     y = layout.values(scores, range(len(layout)))
     assert layout.weights @ y == pytest.approx(result.fitness, abs=1e-12)
     assert layout.task_scores(y) == pytest.approx(result.scores)
+    assert layout.stderr(y) == pytest.approx(result.stderr)
     assert tokens == pytest.approx(result.tokens, rel=0.05)  # the same items cost the same tokens
     half, half_tokens = evaluator.score_items(layout.samples(range(12)))
     assert layout.values(half, range(12)).tolist() == y[:12].tolist() and half_tokens < tokens
@@ -236,7 +237,7 @@ def test_the_child_is_chosen_among_the_elite_by_full_scoring(live, tmp_path):
 
 def test_calibration_genomes_are_the_spaces_corners_and_seeded_first_generation_draws():
     from release.breeders.genome import Gene, GeneSpace
-    from release.estimators.fitness import calibration_genomes
+    from release.search.estimators.scoring import calibration_genomes
 
     space = GeneSpace([Gene("r.0", 0.0, 1.0, 0.5), Gene("r.1", 0.0, 1.0, 0.5, pinned=0.0),
                        Gene("tau", 0.0, 0.5, 0.2, scale=0.5)])
@@ -246,3 +247,63 @@ def test_calibration_genomes_are_the_spaces_corners_and_seeded_first_generation_
     assert genomes != calibration_genomes(space, sigma0=0.3, probes=3, seed=2)
     for g in genomes[2:]:
         assert 0 <= g[0] <= 1 and g[1] == 0.0 and 0 <= g[2] <= 0.5
+
+
+def test_full_scoring_keeps_the_stage_and_checkpoint_keys_of_runs_made_before_estimators():
+    from release.run.stages import digest
+
+    spec = FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=48, heldout_size=96)])
+    # the key text and checkpoint fields of this spec before fitness.estimator existed
+    before = ("kind='benchmark' tasks=[TaskSpec(name='synthetic', weight=1.0, search_size=48, heldout_size=96)] "
+              "data_dir=None scorer='fast' batch_size=8 calibration_text=None")
+    assert str(spec) == before and digest([spec]) == digest([before])
+    assert set(spec.search_key()) == {"kind", "tasks", "data_dir", "scorer", "batch_size", "calibration_text"}
+    irt = spec.model_copy(update={"estimator": "irt"})
+    assert "estimator='irt'" in str(irt) and "irt" in irt.search_key() and digest([irt]) != digest([spec])
+
+
+# ---- in the release: recorded, and never used by the final evaluation ----
+
+def test_a_release_with_irt_records_it_and_its_final_evaluation_scores_every_heldout_item(local_hub, tmp_path):
+    import json
+    import os
+    import uuid
+
+    from release.config import ReleaseConfig
+    from release.pipeline import RunOptions, run_release
+    from release.search.fitness import evaluate_release
+
+    ns = f"est-{uuid.uuid4().hex[:6]}"
+    raw = {"name": "est", "tiny_parents": True, "father": {"repo": f"{ns}/father"}, "mother": {"repo": f"{ns}/mother"},
+           "child": {"repo": f"{ns}/child", "max_shard_size": "200KB"}, "hub": {"endpoint": local_hub.url},
+           "genome": {"r_max": 0.6, "init_mean": 0.3}, "health": {"enabled": False},
+           "search": {"popsize": 4, "sigma0": 0.2, "max_generations": 2, "seed": 3},
+           "fitness": {"tasks": [{"name": "synthetic", "weight": 1.0, "search_size": 24, "heldout_size": 16}],
+                       "estimator": "irt", "irt": {"anchors": 6, "probes": 1}, "elite": 2},
+           "runs_dir": str(tmp_path / "runs")}
+    config = ReleaseConfig.model_validate(raw)
+    os.environ["HF_TOKEN"] = local_hub.tokens[0]
+    try:
+        run_release(config, RunOptions(only=("card",), progress=False))
+    finally:
+        os.environ.pop("HF_TOKEN", None)
+    stages = json.loads((config.run_dir / "stages.json").read_text())
+    record = stages["breed"]["result"]["estimator"]
+    assert record["estimator"] == "irt" and record["anchors"] == 6 and record["calibration_genomes"] == 3
+    assert record["candidates"] == 8 and record["tokens_full"] == 8 * record["full_tokens"]
+    assert record["tokens_scored"] == record["calibration_tokens"] + record["candidate_tokens"] + record["full_scoring_tokens"]
+    # the child's search fitness is a full score (chosen among the elite), not an estimate
+    log = [json.loads(line) for line in (config.run_dir / "breed" / "candidates.jsonl").read_text().splitlines()]
+    assert stages["breed"]["result"]["genome"] in [line["genome"] for line in log]
+
+    results = json.loads((config.run_dir / "eval" / "results.json").read_text())
+    assert results["tasks"]["synthetic"]["n"] == 16
+    # the same final evaluation with full scoring configured: the same numbers (the estimator never reaches it)
+    full = config.model_copy(update={"fitness": config.fitness.model_copy(update={"estimator": "full"})})
+    again = evaluate_release(full, stages["pull"]["result"], config.run_dir / "child", tmp_path / "full.json",
+                             progress=False)
+    for role in ("child", "father", "mother"):
+        assert again["models"][role]["scores"] == results["models"][role]["scores"]
+        assert again["models"][role]["fitness"] == results["models"][role]["fitness"]
+    card = (config.run_dir / "child" / "README.md").read_text()
+    assert "| estimator      | IRT: each candidate answered 6 anchor items of 24" in card

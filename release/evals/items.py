@@ -3,7 +3,7 @@
 The evaluator aggregates a task's leaves the way its lm-eval group says (`weight_by_size`: the mean over
 all items; otherwise the mean of the leaf means) and weights tasks by their normalised weights. Both are
 linear, so every item k has a weight w_k with fitness = sum_k w_k * score_k (the weights sum to 1). The
-cheap-fitness estimators (release.estimators) work on this form: they predict the score of every item and
+cheap-fitness estimators (release.search.estimators) work on this form: they predict the score of every item and
 take the same weighted sum.
 """
 
@@ -38,6 +38,18 @@ class ItemLayout:
     def values(self, item_scores: dict[str, dict[int, float]], items) -> np.ndarray:
         """The scores of the items at these positions, from an evaluator's per-item scores."""
         return np.array([item_scores[self.keys[int(k)][0]][self.keys[int(k)][1]] for k in items], dtype=float)
+
+    def stderr(self, y: np.ndarray) -> float | None:
+        """Standard error of the fitness w @ y over these items, as the evaluator computes it: each task's mean
+        over its items (stdev / sqrt(n)), weighted; None when a task has a single item."""
+        tasks = np.asarray(self.tasks)
+        total = 0.0
+        for t, weight in self.task_weights.items():
+            values = y[tasks == t]
+            if len(values) < 2:
+                return None
+            total += (weight * values.std(ddof=1) / np.sqrt(len(values))) ** 2
+        return float(np.sqrt(total))
 
     def task_scores(self, y: np.ndarray) -> dict[str, float]:
         """Per-task scores from (predicted) item scores: each task's share of the weighted sum."""

@@ -4,9 +4,9 @@ Both estimators score items through the search's own evaluator (`Evaluator.score
 metrics and the same scorer), a few at a time, on the live model switched to a candidate by `apply`:
 
 - `IrtFitness` scores the calibration genomes (the parents' corners of the genome space and a few seeded
-  probes) on the whole search subset once, fits the items (release.estimators.irt), and from then on scores
+  probes) on the whole search subset once, fits the items (`irt`), and from then on scores
   each candidate on the anchors only;
-- `RaceEvaluation` scores a whole generation in rounds (release.estimators.race) and stops giving items to a
+- `RaceEvaluation` scores a whole generation in rounds (`race`) and stops giving items to a
   candidate once its rank is settled.
 
 Each keeps a ledger of the tokens it scored against what full scoring of the same candidates would have cost
@@ -28,8 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from release.estimators.irt import build_estimator
-from release.estimators.race import Race
+from release.run.files import write_json
+from release.search.estimators.irt import build_estimator
+from release.search.estimators.race import Race
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,7 @@ def _load_state(path: Path, key: str) -> dict | None:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    from release.files import write_json  # atomic
-
-    write_json(path, state)
+    write_json(path, state)  # atomic
 
 
 class _Estimated:
@@ -100,17 +99,31 @@ class _Estimated:
     scorer: ItemScorer
     ledger: Ledger
 
-    exact: dict[tuple, tuple[float, dict[str, float]]]  # genomes already scored on every item, and their scores
+    exact: dict[tuple, np.ndarray]  # genomes already scored on every item: their item scores
 
     def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
-        """Full scoring of one genome (not a search candidate): for the elite and the transplant."""
-        if tuple(genome) in self.exact:  # a raced candidate that answered every item: no need to score it again
-            return self.exact[tuple(genome)]
-        y, tokens = self.scorer.full(genome)
-        self.ledger.full_scoring_tokens += tokens
-        self._save()
-        self.exact[tuple(genome)] = float(self.scorer.layout.weights @ y), self.scorer.layout.task_scores(y)
-        return self.exact[tuple(genome)]
+        """Full scoring of one genome (not a search candidate): for the elite and the transplant. Its standard
+        error is then in `self.full_fitness.stderr`, as the transplant reads it of a fitness."""
+        y = self.exact.get(tuple(genome))
+        if y is None:  # (a raced candidate that answered every item is not scored again)
+            y, tokens = self.scorer.full(genome)
+            self.ledger.full_scoring_tokens += tokens
+            self._save()
+            self.exact[tuple(genome)] = y
+        layout = self.scorer.layout
+        self.full_fitness.stderr = layout.stderr(y)
+        return float(layout.weights @ y), layout.task_scores(y)
+
+    @property
+    def full_fitness(self):
+        """`full` as a fitness function carrying the last score's `stderr` (the transplant's noise)."""
+        if getattr(self, "_full_fitness", None) is None:
+            def fitness(genome: list[float]) -> tuple[float, dict[str, float]]:
+                return self.full(genome)
+
+            fitness.stderr = None
+            self._full_fitness = fitness
+        return self._full_fitness
 
     def choose_child(self, result, log_path: Path, elite: int):
         """The search's result with the child chosen by full scoring among the `elite` best estimated distinct
@@ -224,7 +237,7 @@ class RaceEvaluation(_Estimated):
         for i in range(len(genomes)):
             scores = self.layout.task_scores(predicted[i])
             if race.seen[i] == len(self.layout):
-                self.exact[tuple(genomes[i])] = float(estimates[i]), scores
+                self.exact[tuple(genomes[i])] = predicted[i]
             on_result(i, float(estimates[i]), scores, seconds[i], None)
 
     def record(self) -> dict:

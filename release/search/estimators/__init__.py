@@ -2,5 +2,5 @@
 
     irt.py      item response theory: fit items, pick anchors, estimate from anchor answers (pure numpy/scipy)
     race.py     racing a generation on items until every candidate's rank is settled (pure numpy)
-    fitness.py  both on the live model through the search's evaluator, with the tokens they saved
+    scoring.py  both on the live model through the search's evaluator, with the tokens they saved
 """
