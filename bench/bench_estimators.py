@@ -26,14 +26,26 @@ import torch
 from bench.common import one_thread, row
 
 METHOD = "linear"
-POPSIZE, GENERATIONS = 8, 6
-SEARCH_ITEMS, HELDOUT_ITEMS = 96, 200
-ESTIMATORS = {"full": {}, "irt": {"irt": {"anchors": 8, "probes": 2}},
-              "race": {"race": {"confidence": 0.9, "round_items": 12}}}
+POPSIZE, GENERATIONS = 8, 5
+SEARCH_ITEMS, HELDOUT_ITEMS = 96, 200  # random tiny pair, synthetic task
+ZOO_SEARCH_ITEMS, ZOO_HELDOUT_ITEMS = 64, 300  # per zoo skill
+PROJECTED = 200  # candidates of a real search ("a few hundred")
+ESTIMATORS = {"full": {}, "irt": {"irt": {"anchors": 12, "probes": 2}, "elite": 3},
+              "race": {"race": {"confidence": 0.9, "round_items": 16}, "elite": 3}}
 
 
 def _parents(tmp: Path):
-    """(father, mother, fitness tasks, what they are)."""
+    """(father, mother, fitness tasks, what they are): the zoo's specialists when it is there."""
+    try:
+        from release.zoo.parents import zoo_parent_writers
+    except ImportError:
+        zoo_parent_writers = None
+    if zoo_parent_writers is not None:
+        writers = zoo_parent_writers(METHOD)
+        father, mother = writers["father"](tmp / "father"), writers["mother"](tmp / "mother")
+        tasks = [{"name": name, "weight": 1.0, "search_size": ZOO_SEARCH_ITEMS, "heldout_size": ZOO_HELDOUT_ITEMS}
+                 for name in ("zoo_lang_a", "zoo_lang_b")]
+        return father, mother, tasks, "trained zoo: specialists lang_a x lang_b (siblings of one base)"
     from release.tiny import write_tiny_same_arch_parents
 
     parents = write_tiny_same_arch_parents(tmp / "parents", seed=0)
@@ -114,8 +126,9 @@ def _measure() -> dict:
         for estimator in ESTIMATORS:
             out[estimator] = _search(_config(tmp / estimator, tasks, estimator), father, mother, tokenizer)
         full = out["full"]
-        print(f"   parents: {what}; {POPSIZE} x {GENERATIONS} candidates, {SEARCH_ITEMS} search items, "
-              f"{HELDOUT_ITEMS} held-out items, 1 thread")
+        items = sum(t["search_size"] for t in tasks), sum(t["heldout_size"] for t in tasks)
+        print(f"   parents: {what}; {POPSIZE} x {GENERATIONS} candidates, {items[0]} search items, "
+              f"{items[1]} held-out items, 1 thread")
         for estimator, r in out.items():
             saved = full["tokens"] / r["tokens"]
             gap = r["heldout"] - full["heldout"]
@@ -125,9 +138,19 @@ def _measure() -> dict:
             if estimator == "full":
                 continue
             within = abs(gap) <= full["stderr"]
+            # Tokens of a longer search at the same per-candidate cost (computed, not measured): the estimator's
+            # fixed costs (calibration, elite, transplant) are spread over more candidates.
+            rec = r["record"]
+            per_candidate = rec["candidate_tokens"] / rec["candidates"]
+            fixed = rec["calibration_tokens"] + rec["full_scoring_tokens"]
+            projected = PROJECTED * rec["full_tokens"] / (fixed + PROJECTED * per_candidate)
+            print(f"         a {PROJECTED}-candidate search at the same costs would score {projected:.1f}x fewer tokens "
+                  f"(computed from the measured per-candidate and fixed tokens)")
             results[f"estimator_{estimator}_tokens_saved"] = row(saved, "full-search tokens / search tokens", ">= 10",
                                                                  tokens=r["tokens"], full_tokens=full["tokens"],
-                                                                 parents=what, record=r["record"])
+                                                                 candidates=POPSIZE * GENERATIONS, parents=what,
+                                                                 record=r["record"],
+                                                                 projected_at=PROJECTED, projected=round(projected, 2))
             results[f"estimator_{estimator}_heldout_gap"] = row(
                 gap, "held-out fitness minus the full search's child's", f"|gap| <= full stderr ({full['stderr']:.4f})",
                 heldout=round(r["heldout"], 4), full_heldout=round(full["heldout"], 4), within_one_stderr=within,

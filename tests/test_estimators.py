@@ -307,3 +307,54 @@ def test_a_release_with_irt_records_it_and_its_final_evaluation_scores_every_hel
         assert again["models"][role]["fitness"] == results["models"][role]["fitness"]
     card = (config.run_dir / "child" / "README.md").read_text()
     assert "| estimator      | IRT: each candidate answered 6 anchor items of 24" in card
+
+
+# ---- on the trained zoo: estimates that follow full scoring where it means something ----
+
+@pytest.fixture(scope="module")
+def zoo_live(tmp_path_factory):
+    zoo = pytest.importorskip("release.zoo.parents", reason="the trained zoo (release/zoo/) is not in this checkout")
+    from transformers import AutoTokenizer
+
+    from release.breeders import get_breeder
+
+    tmp = tmp_path_factory.mktemp("zoo")
+    writers = zoo.zoo_parent_writers("linear")
+    father, mother = writers["father"](tmp / "father"), writers["mother"](tmp / "mother")
+    config = _release_config_for_zoo(tmp)
+    live = get_breeder("linear").build_live(father, mother, config, device="cpu", dtype=__import__("torch").float32)
+    suite = TaskSuite.from_spec(config.fitness, tmp / "evals", seed=0)
+    evaluator = Evaluator(live.model, AutoTokenizer.from_pretrained(father), suite, split="search", batch_size=8)
+    return live, evaluator, suite
+
+
+def _release_config_for_zoo(tmp):
+    from release.config import ReleaseConfig
+
+    tasks = [{"name": n, "weight": 1.0, "search_size": 20, "heldout_size": 8} for n in ("zoo_lang_a", "zoo_lang_b")]
+    return ReleaseConfig.model_validate({
+        "name": "zoo-est", "father": {"repo": "a/f"}, "mother": {"repo": "a/m"}, "child": {"repo": "a/c"},
+        "breed": {"method": "linear"}, "runs_dir": str(tmp), "fitness": {"tasks": tasks}})
+
+
+def test_on_the_zoo_irt_and_race_rank_a_generation_like_full_scoring(zoo_live, tmp_path):
+    from release.search.estimators.scoring import calibration_genomes
+
+    live, evaluator, suite = zoo_live
+    scorer = ItemScorer(evaluator, item_layout(suite, "search"), live.apply)
+    rng = np.random.default_rng(0)
+    # a wide generation (an early one, large sigma): from near one specialist to near the other
+    generation = [live.space.full(np.clip(t + 0.05 * rng.standard_normal(len(live.space.x0)), 0, 1).tolist())
+                  for t in (0.05, 0.25, 0.4, 0.6, 0.75, 0.95)]
+    irt = IrtFitness(scorer, calibration_genomes(live.space, 0.3, 2, seed=0), anchors=8, dims=2, seed=0,
+                     folder=tmp_path / "irt")
+    truth = [irt.full(g)[0] for g in generation]
+    estimated = [irt(g)[0] for g in generation]
+    race = RaceEvaluation(scorer, live.space.full(list(live.space.x0)), confidence=0.9, round_items=8, tie=0.0, seed=0,
+                          folder=tmp_path / "race")
+    raced = [None] * len(generation)
+    race.evaluate(generation, lambda k, value, scores, seconds, worker: raced.__setitem__(k, value))
+    print("full", truth, "irt", estimated, "race", raced)
+    assert max(truth) - min(truth) > 0.1  # trained specialists: merges differ by more than noise
+    assert spearmanr(truth, estimated)[0] >= 0.6 and spearmanr(truth, raced)[0] >= 0.8
+    assert irt.record()["candidate_tokens"] < 0.4 * irt.record()["tokens_full"]  # 8 anchors of 40 items
