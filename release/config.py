@@ -282,6 +282,25 @@ class TaskSpec(_Strict):
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
 
 
+class IrtSpec(_Strict):
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
+    # scored on the whole search subset; each candidate then answers `anchors` items.
+    anchors: int = Field(24, ge=2)
+    probes: int = Field(4, ge=0)
+    dims: int = Field(2, ge=1)  # ability dimensions of the IRT model (a merge of two specialists has two skills)
+
+
+class RaceSpec(_Strict):
+    # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
+    # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
+    confidence: float = Field(0.9, gt=0, lt=1)
+    round_items: int = Field(16, ge=1)
+    tie: float = Field(0.0, ge=0)
+
+
+_ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+
+
 class FitnessSpec(_Strict):
     kind: Literal["benchmark", "calibration"] = "benchmark"
     tasks: list[TaskSpec] = []
@@ -291,6 +310,32 @@ class FitnessSpec(_Strict):
     batch_size: int = Field(8, ge=1)
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+    # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
+    # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
+    estimator: Literal["full", "irt", "race"] = "full"
+    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
+    # estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(4, ge=1)
+    irt: IrtSpec = IrtSpec()
+    race: RaceSpec = RaceSpec()
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: the estimator's settings only when one is used, so that
+        full scoring's checkpoints from before estimators existed still resume."""
+        return self.model_dump(exclude=set(_ESTIMATOR_KEYS) if self.estimator == "full" else None)
+
+    def __repr_args__(self):
+        # Stage keys hash this text (release.run.stages.digest): with full scoring it stays what it was before
+        # estimators existed, so runs made then are still up to date; another estimator's settings are in it.
+        hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
+
+    @model_validator(mode="after")
+    def _estimators_need_benchmarks(self) -> FitnessSpec:
+        if self.estimator != "full" and self.kind != "benchmark":
+            raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
+                             "kind: benchmark, or set estimator: full")
+        return self
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -365,6 +410,13 @@ class ReleaseConfig(_Strict):
         if self.genome.mri and self.genome.transplant and self.breed.method != "ffn_blend":
             raise ValueError(f"genome.mri and genome.transplant together are not wired to breed.method "
                              f"{self.breed.method} yet: keep one of them")
+        return self
+
+    @model_validator(mode="after")
+    def _estimators_in_process(self) -> ReleaseConfig:
+        if self.fitness.estimator != "full" and (self.search.workers > 1 or self.search.ray_address is not None):
+            raise ValueError(f"fitness.estimator {self.fitness.estimator} scores in this process only: set "
+                             "search.workers 1 without ray_address, or fitness.estimator full")
         return self
 
     @model_validator(mode="after")

@@ -119,19 +119,26 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
+        estimator = None
+        if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
+            result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
+                                             config.fitness.elite)
+            evaluation = evaluation.full_fitness  # and the transplant scores in full
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
+        if live.fitness is not None and hasattr(live.fitness, "record"):
+            estimator = live.fitness.record()
     bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 method=live.method, genes=live.space.names, live=dict(live.record),
-                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
+                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
@@ -178,6 +185,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
+    if bred.estimator:  # what the card says of a cheap estimator (absent with full scoring, as before)
+        search["fitness"]["estimator"] = bred.estimator
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
@@ -397,7 +406,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "frozen": config.genome.frozen,
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
-                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason},
+                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
+                   **({"estimator": bred.estimator} if bred.estimator else {})},
         "scores": scores,
         "verify": verified and verified.to_json(),
         "stages_run": ran,
