@@ -263,12 +263,43 @@ class SearchSpec(_Strict):
     track_space: RepoId | None = None
 
 
+def _data_files(value):
+    """Local record files: a path, a list of paths, or split -> path(s); every file must exist."""
+    if value is None:
+        return value
+    by_split = value if isinstance(value, dict) else {None: value}
+    for split, paths in by_split.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            if not Path(path).is_file():
+                where = f" (split {split})" if split else ""
+                raise ValueError(f"{path}{where} not found: give local JSON, JSONL, CSV or parquet record files")
+    return value
+
+
+DataFiles = Annotated[str | list[str] | dict[str, str | list[str]] | None, AfterValidator(_data_files)]
+
+
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr) or "synthetic".
-    name: Literal["click", "musr", "synthetic"]
+    # Any lm-eval task, group or tag name (resolved by lm-eval's TaskManager when the suite is built), or
+    # one of the aliases "click" (lm-eval's click group), "musr" (leaderboard_musr) and "synthetic" (built in).
+    name: Annotated[str, Field(min_length=1)]
     weight: float = Field(gt=0)
+    # lm-eval's "metric,filter" key (e.g. "acc,none", "exact_match,strict-match"); None = the task's own
+    # first metric (a group's aggregated one) and first filter.
+    metric: str | None = None
+    num_fewshot: int | None = Field(None, ge=0)  # None = the task's own (0 if it names none)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
+    # Local records for this task (JSON/JSONL/CSV/parquet): a path (the task's evaluation split), a list,
+    # or split -> path(s). lm-eval's own prompts, filters and metrics still apply.
+    data_files: DataFiles = None
+
+
+def _existing_dirs(value: list[Path]) -> list[Path]:
+    for folder in value:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: give folders holding lm-eval task YAMLs")
+    return value
 
 
 class FitnessSpec(_Strict):
@@ -276,10 +307,31 @@ class FitnessSpec(_Strict):
     tasks: list[TaskSpec] = []
     # Folder with click/ and musr/ record files for offline runs; None = download from the Hub.
     data_dir: Annotated[Path | None, AfterValidator(_existing_dir)] = None
+    # Folders of the user's own lm-eval task YAMLs (as `lm_eval --include_path`).
+    include_path: Annotated[list[Path], AfterValidator(_existing_dirs)] = []
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
+    # generate_until tasks: the most tokens generated per item (None = the task's own generation_kwargs).
+    max_gen_toks: int | None = Field(None, ge=1)
+    # The final evaluation also writes lm-eval's per-item samples_<task>_<date>.jsonl (pushed with the child).
+    log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+
+    @field_validator("include_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, (str, Path)) else v
+
+    def search_key(self) -> dict:
+        """What the search's result depends on, for its checkpoint key: the keys added after the first
+        release stay out at their defaults (older checkpoints still resume), log_samples always (it only
+        changes what the final evaluation writes)."""
+        added = {"include_path": [], "max_gen_toks": None}
+        key = {k: v for k, v in self.model_dump().items() if k != "log_samples" and not (k in added and v == added[k])}
+        key["tasks"] = [{k: v for k, v in t.items() if not (k in ("metric", "num_fewshot", "data_files") and v is None)}
+                        for t in key["tasks"]]
+        return key
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:

@@ -109,7 +109,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled["father"]["content"], mother=pulled["mother"]["content"],
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
@@ -194,12 +194,17 @@ def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
 
     from release.breeders import get_breeder
 
+    from release.evals.final import copy_eval_results
+
     folder = Path(child["path"])
     results = evaluated["results"] if evaluated else None
+    # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
+    lm_eval_files = copy_eval_results(Path(evaluated["path"]), folder) if evaluated else copy_eval_results(
+        config.run_dir / "eval" / "none", folder)
     report = json.loads(Path(health["path"]).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child["genome"], results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
-    return {"readme": str(folder / "README.md")}, [folder / "README.md"]
+    return {"readme": str(folder / "README.md")}, [folder / "README.md", *lm_eval_files]
 
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
