@@ -19,7 +19,7 @@ from release.evals import synthetic
 from release.evals.benchmarks import ALIASES, Benchmark, alias_override, data_override, describe, hub_dataset
 from release.evals.names import ZOO_TASKS, lm_eval_tasks_dir, resolve
 from release.evals.subsets import split_items
-from release.files import write_json
+from release.files import write_json, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,15 @@ class TaskSuite:
         known = [*spec.include_path, ZOO_TASKS, generated]
         manager = resolve(list(targets.values()), known, fixed)
         load = [_load_spec(t, targets[t.name], manager, spec.data_dir) for t in spec.tasks]
+        wrappers = [w for w in load if isinstance(w, dict)]
+        for wrapper in wrappers:  # as YAML files: lm-eval 0.4.13 cannot load a group given as a dict
+            write_yaml(generated / f"{wrapper['group']}.yaml", wrapper)
+        if wrappers:
+            from lm_eval.tasks import TaskManager
+
+            manager = TaskManager(include_path=list(dict.fromkeys([*manager.include_path, str(generated)])),
+                                  include_defaults=False)
+        load = [w["group"] if isinstance(w, dict) else w for w in load]
         _check_offline(spec, targets, manager)
         loaded = {"tasks": {}, "groups": {}}
         for t, what in zip(spec.tasks, load, strict=True):  # one at a time: a failure names its task
@@ -208,7 +217,7 @@ def _check_offline(spec: FitnessSpec, targets: dict[str, str], manager) -> None:
 
 def _load_failure(t, what, target: str, manager, data_dir, error: Exception) -> str:
     first = (str(error).strip().splitlines() or [""])[0][:200]
-    if isinstance(what, dict):  # local records
+    if what.startswith("darwin_local_"):  # local records
         where = f"data_dir {data_dir}" if t.data_files is None else "its data_files"
         return f"fitness.tasks {t.name}: lm-eval could not load it from {where}: {type(error).__name__}: {first}"
     datasets = sorted({d for cfg in _leaf_configs(target, manager) if (d := hub_dataset(cfg.get("dataset_path")))})
