@@ -125,8 +125,11 @@ def hub_dataset(path: str | None) -> str | None:
 
 
 def describe(name: str, target: str, leaves: dict, group, metric: str | None, dataset: str | None,
-             data_overridden: bool) -> Benchmark:
-    """What the score of `target` means, from lm-eval's loaded task objects (and the user's `metric`)."""
+             dataset_config: str | None) -> Benchmark:
+    """What the score of `target` means, from lm-eval's loaded task objects (and the user's `metric`).
+
+    `dataset`, `dataset_config`: the Hub dataset the task's own YAML names (local records given with
+    data_files or data_dir stand in for it), None when it names none (local or generated records)."""
     first = next(iter(leaves.values()))
     if metric:
         metric_name, _, filt = metric.partition(",")
@@ -152,8 +155,7 @@ def describe(name: str, target: str, leaves: dict, group, metric: str | None, da
         higher_is_better=bool(first.higher_is_better()[metric_name]),
         mean=all(leaf.aggregation().get(metric_name) is mean for leaf in leaves.values()),
         output_types=tuple(sorted({leaf.config.output_type for leaf in leaves.values()})),
-        dataset=dataset if data_overridden or dataset else hub_dataset(cfg.dataset_path),
-        dataset_config=None if data_overridden and not dataset else cfg.dataset_name,
+        dataset=dataset, dataset_config=dataset_config if dataset else None,
         split=cfg.test_split or cfg.validation_split,
         num_fewshot=int(cfg.num_fewshot or 0),
     )

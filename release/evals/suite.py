@@ -253,8 +253,9 @@ def _suite_task(t, target: str, loaded: dict, spec: FitnessSpec, manager) -> Sui
         if spec.max_gen_toks is not None and leaf.config.output_type == "generate_until":
             leaf.config.generation_kwargs = {**(leaf.config.generation_kwargs or {}), "max_gen_toks": spec.max_gen_toks}
     alias = ALIASES.get(t.name)
-    overridden = t.data_files is not None or bool(alias and alias.files and spec.data_dir)
-    bench = describe(t.name, target, leaves, group, t.metric, alias.dataset if alias else None, overridden)
+    original = (_leaf_configs(target, manager) or [{}])[0]  # the task's own YAML, before any data override
+    dataset = alias.dataset if alias else hub_dataset(original.get("dataset_path"))
+    bench = describe(t.name, target, leaves, group, t.metric, dataset, original.get("dataset_name"))
     by_size = True
     if group is not None:
         rules = [a.weight_by_size for a in group.aggregate_metric_list or [] if a.metric == bench.metric]
