@@ -199,8 +199,7 @@ def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
     folder = Path(child["path"])
     results = evaluated["results"] if evaluated else None
     # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
-    lm_eval_files = copy_eval_results(Path(evaluated["path"]), folder) if evaluated else copy_eval_results(
-        config.run_dir / "eval" / "none", folder)
+    lm_eval_files = copy_eval_results(Path(evaluated["path"]) if evaluated else None, folder)
     report = json.loads(Path(health["path"]).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child["genome"], results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)

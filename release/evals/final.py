@@ -116,12 +116,14 @@ def _task_record(t) -> dict:
     return record
 
 
-def copy_eval_results(results_json: Path, child_dir: Path) -> list[Path]:
-    """Put the final evaluation's lm-eval files into the child folder (pushed with it) as eval_results/."""
-    source, target = Path(results_json).parent / EVAL_RESULTS, Path(child_dir) / EVAL_RESULTS
+def copy_eval_results(results_json: Path | None, child_dir: Path) -> list[Path]:
+    """Put the final evaluation's lm-eval files into the child folder (pushed with it) as eval_results/;
+    `results_json` None (no evaluation): the folder holds none."""
+    target = Path(child_dir) / EVAL_RESULTS
     if target.exists():
         shutil.rmtree(target)  # files of an earlier evaluation must not be pushed beside the new ones
-    if not source.is_dir():
+    source = Path(results_json).parent / EVAL_RESULTS if results_json is not None else None
+    if source is None or not source.is_dir():
         return []
     shutil.copytree(source, target)
     return sorted(p for p in target.rglob("*") if p.is_file())
