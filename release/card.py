@@ -242,7 +242,7 @@ def _eval_results(results: Results) -> list[EvalResult]:
             task_type="text-generation", task_name="Text Generation",
             dataset_type=task.dataset, dataset_name=f"{TASK_LABELS.get(name, name)} (held-out, {task.n} items)",
             dataset_config=task.dataset_config, dataset_split=task.split,
-            dataset_args={"num_few_shot": task.num_fewshot or 0},
+            dataset_args={"num_few_shot": task.num_fewshot} if task.num_fewshot is not None else None,
             metric_type=task.metric, metric_value=results.models.child.scores[name].value,
             metric_name=metric, verified=False,
             source_name=(f"darwin-release final evaluation with lm-evaluation-harness: the search tuned the child "

@@ -266,3 +266,18 @@ def test_final_evaluation_writes_lm_evals_files_and_the_pushed_card_reads_them(t
     assert "lm-evaluation-harness" in entry.source_url and "held-out" in entry.source_name
     assert "search split" in entry.source_name and "8 disjoint held-out items" in entry.source_name
     assert math.isfinite(results["models"]["child"]["fitness"]["value"])
+
+
+def test_the_zoos_task_folder_is_known_without_include_path(tmp_path, monkeypatch):
+    import release.evals.suite as suite_module
+
+    zoo = write_local_tasks(tmp_path / "zoo_tasks")
+    yaml_text = (zoo / "local_mc.yaml").read_text().replace("task: local_mc", "task: zoo_arith")
+    (zoo / "local_mc.yaml").write_text(yaml_text)
+    monkeypatch.setattr(suite_module, "ZOO_TASKS", zoo)
+    suite = TaskSuite.from_spec(FitnessSpec(tasks=[TaskSpec(name="zoo_arith", weight=1, search_size=4)]),
+                                tmp_path / "evals", seed=0)
+    assert list(suite.tasks[0].leaves) == ["zoo_arith"]
+    monkeypatch.setattr(suite_module, "ZOO_TASKS", tmp_path / "absent")  # before the zoo lands on main
+    with pytest.raises(ReleaseError, match="knows no task, group or tag 'zoo_arith'"):
+        TaskSuite.from_spec(FitnessSpec(tasks=[TaskSpec(name="zoo_arith", weight=1)]), tmp_path / "e2", seed=0)
