@@ -179,8 +179,10 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
     if count is None:
         print("  tokens, memory and time per candidate: only estimated for benchmark fitness")
         return
+    kinds = {r.kind for r in requests}
+    bound = "; generation counted at max_gen_toks: an upper bound" if "generate" in kinds else ""
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
-          f"longest prompt {count.longest} tokens, father's tokenizer)")
+          f"longest prompt {count.longest} tokens, father's tokenizer{bound})")
     from release.plan.costs import forward_bytes
 
     rows, positions, keep = max(count.forwards, key=lambda f: forward_bytes(plan, *f, dtype))
