@@ -281,3 +281,16 @@ def test_the_zoos_task_folder_is_known_without_include_path(tmp_path, monkeypatc
     monkeypatch.setattr(suite_module, "ZOO_TASKS", tmp_path / "absent")  # before the zoo lands on main
     with pytest.raises(ReleaseError, match="knows no task, group or tag 'zoo_arith'"):
         TaskSuite.from_spec(FitnessSpec(tasks=[TaskSpec(name="zoo_arith", weight=1)]), tmp_path / "e2", seed=0)
+
+
+def test_checkpoints_of_configs_without_the_new_keys_keep_their_search_key():
+    """The search checkpoint's key is made from fitness.search_key(): unchanged for configs that set none
+    of the keys added with any-task fitness (so their searches still resume), changed when one is set."""
+    spec = FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=48, heldout_size=96)])
+    assert spec.search_key() == {
+        "kind": "benchmark", "tasks": [{"name": "synthetic", "weight": 1.0, "search_size": 48, "heldout_size": 96}],
+        "data_dir": None, "scorer": "fast", "batch_size": 8, "calibration_text": None}
+    assert FitnessSpec(tasks=spec.tasks, log_samples=True).search_key() == spec.search_key()  # final eval only
+    assert FitnessSpec(tasks=spec.tasks, max_gen_toks=8).search_key() != spec.search_key()
+    few = FitnessSpec(tasks=[spec.tasks[0].model_copy(update={"num_fewshot": 2})])
+    assert few.search_key()["tasks"][0]["num_fewshot"] == 2
