@@ -94,6 +94,7 @@ def run() -> dict:
             stock_scores.append(score)
             stock_texts.append(texts)
 
+    lookup = _name_lookup()
     ours_s, stock_s = statistics.median(ours), statistics.median(stock)
     ratio = stock_s / ours_s
     print(f"   generate_until, {ITEMS} items, max_gen_toks {MAX_GEN_TOKS}, {CANDIDATES} candidates (median):")
@@ -108,7 +109,43 @@ def run() -> dict:
     return {"any_task_generate_until_stock_over_ours": row(
         ratio, "x", ">= 1 (same scores)", ours_ms=round(ours_s * 1000, 1), stock_ms=round(stock_s * 1000, 1),
         same_scores=our_scores == stock_scores, identical_generations=f"{same}/{total}", items=ITEMS,
-        max_gen_toks=MAX_GEN_TOKS)}
+        max_gen_toks=MAX_GEN_TOKS), **lookup}
+
+
+def _name_lookup() -> dict:
+    """Loading a task by name: lm-eval's TaskManager() (indexes every YAML it ships) vs our resolve() (the
+    name map, scanned once per lm-eval version and cached, then only the task's own folder indexed)."""
+    import os
+
+    from lm_eval.tasks import TaskManager
+
+    from release.evals.names import builtin_files, resolve
+
+    with tempfile.TemporaryDirectory(prefix="bench-names-") as home:
+        saved = os.environ.get("HF_HOME")
+        os.environ["HF_HOME"] = home  # a cold name-map cache
+        try:
+            t0 = time.perf_counter()
+            builtin_files()
+            scan = time.perf_counter() - t0
+            lookups = []
+            for name in ("arc_easy", "gsm8k", "wikitext", "hellaswag"):
+                t0 = time.perf_counter()
+                assert name in resolve([name], []).task_index
+                lookups.append(time.perf_counter() - t0)
+        finally:
+            if saved is None:
+                os.environ.pop("HF_HOME")
+            else:
+                os.environ["HF_HOME"] = saved
+    t0 = time.perf_counter()
+    assert "arc_easy" in TaskManager().task_index
+    full = time.perf_counter() - t0
+    lookup = statistics.median(lookups)
+    print(f"   task name lookup: lm-eval's full index {full:.1f} s; ours {lookup * 1000:.0f} ms per name "
+          f"(median of 4) after a one-off scan of {scan:.1f} s -> {full / lookup:.0f}x")
+    return {"any_task_name_lookup_full_index_over_ours": row(full / lookup, "x", ">= 10", full_s=round(full, 2),
+                                                             ours_ms=round(lookup * 1000, 1), scan_s=round(scan, 2))}
 
 
 def _generations(samples: list[dict]) -> list[str]:
