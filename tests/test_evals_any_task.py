@@ -294,3 +294,21 @@ def test_checkpoints_of_configs_without_the_new_keys_keep_their_search_key():
     assert FitnessSpec(tasks=spec.tasks, max_gen_toks=8).search_key() != spec.search_key()
     few = FitnessSpec(tasks=[spec.tasks[0].model_copy(update={"num_fewshot": 2})])
     assert few.search_key()["tasks"][0]["num_fewshot"] == 2
+
+
+def test_few_shot_examples_never_show_held_out_items(tasks_dir, father, tmp_path):
+    """local_mc has only a test split, so lm-eval draws its examples from the evaluated docs: held-out ones
+    are left out of that pool (the search would otherwise see them, answers included)."""
+    model, tok = father
+    rows = [{"question": f"Item {i}: what is {i % 7} plus 2?", "choices": [str(i % 7 + 2), "0", "1", "99"],
+             "label": 0} for i in range(40)]
+    records = write_jsonl(tmp_path / "unique.jsonl", rows)
+    spec = _spec(tasks_dir, TaskSpec(name="local_mc", weight=1, num_fewshot=3, data_files=str(records),
+                                     search_size=10, heldout_size=25))
+    suite = TaskSuite.from_spec(spec, tmp_path / "evals", seed=0)
+    heldout = {rows[i]["question"] for i in suite.samples("heldout")["local_mc"]}
+    evaluator = Evaluator(model, tok, suite, scorer="stock")
+    evaluator.evaluate()
+    shown = [q.split("\nAnswer:")[0].removeprefix("Question: ")
+             for s in evaluator.last_output["samples"]["local_mc"] for q in s["arguments"][0][0].split("\n\n")[:-1]]
+    assert len(shown) == 3 * 10 and not set(shown) & heldout

@@ -96,6 +96,7 @@ class TaskSuite:
             sizes = {leaf: len(obj.eval_docs) for leaf, obj in task.leaves.items()}
             search, heldout = split_items(t.name, sizes, t.search_size, t.heldout_size, seed)
             task.items = {"search": search, "heldout": heldout}
+            _fewshot_outside_heldout(task)
             tasks.append(task)
         suite = cls(tasks, seed, workdir)
         write_json(workdir / SUBSETS_FILE, suite.describe())
@@ -157,6 +158,23 @@ class TaskSuite:
     @property
     def fingerprint(self) -> str:
         return self.describe()["fingerprint"]
+
+
+def _fewshot_outside_heldout(task: SuiteTask) -> None:
+    """A task without a training, validation or few-shot split draws its few-shot examples from its
+    evaluation docs, held-out items included: the search would then see held-out items (with their answers)
+    in its prompts. Its sampler's pool becomes the evaluation docs minus the held-out items."""
+    for leaf, obj in task.leaves.items():
+        sampler = getattr(obj, "sampler", None)
+        if (not obj.get_config("num_fewshot") or sampler is None or sampler.fewshot_indices
+                or not task.items["heldout"].get(leaf)):
+            continue
+        docs = list(obj.eval_docs)
+        if list(obj.fewshot_docs()) != docs:
+            continue  # examples from another split: never an evaluated item
+        heldout = set(task.items["heldout"][leaf])
+        sampler.df = [doc for i, doc in enumerate(docs) if i not in heldout]  # the pool it samples from
+        log.info("%s: few-shot examples drawn from its evaluation split, held-out items left out", leaf)
 
 
 def _check_split(split: str) -> None:
