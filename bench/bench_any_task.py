@@ -37,9 +37,9 @@ def run() -> dict:
     from transformers import AutoTokenizer
 
     from release.config import FitnessSpec, TaskSpec
-    from release.emit import emit_child
+    from release.breeders.emit import emit_child
     from release.evals import Evaluator, TaskSuite
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
     from release.tiny import write_tiny_parents
     from tests.evals_tasks import write_local_tasks
 

@@ -42,8 +42,9 @@ def _three(search=6, heldout=6):
 def test_a_real_search_runs_on_multiple_choice_generate_until_and_rolling_tasks(tasks_dir, tiny_parents, tmp_path):
     from transformers import AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
-    from release.search import LOG, GenomeSpace, run_search
+    from release.breeders.hybrid import build_search_hybrid
+    from release.breeders.ffn_genome import GenomeSpace
+    from release.search.cmaes import LOG, run_search
 
     suite = TaskSuite.from_spec(_spec(tasks_dir, *_three(), max_gen_toks=4), tmp_path / "evals", seed=0)
     benches = {t.name: t.bench for t in suite.tasks}
@@ -198,11 +199,11 @@ def test_final_evaluation_writes_lm_evals_files_and_the_pushed_card_reads_them(t
     from huggingface_hub import HfApi, ModelCard, hf_hub_download
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from release.card import render_model_card
+    from release.card.model_card import render_model_card
     from release.config import ReleaseConfig
     from release.evals import ModelSpec, evaluate_models
     from release.evals.final import copy_eval_results
-    from release.hub import Hub
+    from release.hub.client import Hub
     from tests.conftest import LOCALHUB_TOKEN
     from tests.test_card import FIXTURES
 

@@ -33,7 +33,7 @@ from lm_eval.api.metrics import aggregate_subtask_metrics, mean_stderr, unweight
 
 from release.errors import ReleaseError
 from release.evals.scorer import PrefixCacheLM, StockLM
-from release.evals.suite import SuiteTask, TaskSuite, _check_split
+from release.evals.suite import SuiteTask, TaskSuite, check_split
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Evaluator:
         """`verify`: how many contexts the fast scorer also scores the stock way before trusting its cache;
         `groups`: lm-eval also aggregates the suite's groups (its results then hold their rows);
         `max_gen_toks`: generate_until tasks whose config names none generate at most this many tokens."""
-        _check_split(split)
+        check_split(split)
         if scorer not in SCORERS:
             raise ReleaseError(f"unknown scorer {scorer!r}: use fitness.scorer 'fast' or 'stock'")
         self.suite, self.split, self.progress = suite, split, progress

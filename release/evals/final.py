@@ -20,7 +20,7 @@ from tqdm import tqdm
 from release.device import pick_device, pick_dtype, tune_cpu_threads
 from release.evals.evaluator import Evaluator, weighted_fitness
 from release.evals.lm_eval_results import EVAL_RESULTS, env_info, read_scores, start_tracker, write_results
-from release.files import write_json
+from release.run.files import write_json
 from release.evals.suite import TaskSuite
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.run.files import write_json
 
 log = logging.getLogger(__name__)
 

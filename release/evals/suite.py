@@ -19,7 +19,7 @@ from release.evals import synthetic
 from release.evals.benchmarks import ALIASES, Benchmark, alias_override, data_override, describe, hub_dataset
 from release.evals.names import ZOO_TASKS, lm_eval_tasks_dir, resolve
 from release.evals.subsets import split_items
-from release.files import write_json, write_yaml
+from release.run.files import write_json, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class TaskSuite:
     def samples(self, split: str) -> dict[str, list[int]]:
         """lm-eval `samples=`: leaf task -> doc indices, sorted (lm-eval maps results back to indices in
         eval_docs order), leaves without items left out (lm-eval would run those in full)."""
-        _check_split(split)
+        check_split(split)
         return {leaf: idx for t in self.tasks for leaf, idx in t.items[split].items() if idx}
 
     def task_dict(self, split: str, groups: bool = False) -> dict:
@@ -177,7 +177,7 @@ def _fewshot_outside_heldout(task: SuiteTask) -> None:
         log.info("%s: few-shot examples drawn from its evaluation split, held-out items left out", leaf)
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
 
