@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lm_eval.api.metrics import mean
+
 from release.errors import ReleaseError
 from release.evals import synthetic
 
@@ -147,8 +149,6 @@ def describe(name: str, target: str, leaves: dict, group, metric: str | None, da
             known = [f"{m},{f}" for m in leaf.higher_is_better() for f in names]
             raise ReleaseError(f"fitness.tasks {name}: lm-eval task {leaf_name} has no metric {metric_name},{filt} "
                                f"(it reports {', '.join(known)}): set metric to one of them")
-    from lm_eval.api.metrics import mean
-
     cfg = first.config
     return Benchmark(
         name=name, target=target, metric=metric_name, filter=filt,

@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lm_eval.loggers import EvaluationTracker
+from lm_eval.loggers.utils import add_env_info, add_tokenizer_info
+
 from release.errors import ReleaseError
 
 EVAL_RESULTS = "eval_results"  # the folder in the run's eval/ and in the child repo
@@ -91,8 +94,6 @@ def write_results(out: dict, lm, suite, leaf_stderrs: dict, scores: dict, folder
         # darwin-release: which items (per task, indices into lm-eval's eval docs) these numbers are on.
         "samples": samples_index,
     }
-    from lm_eval.loggers.utils import add_tokenizer_info
-
     results["git_hash"] = None  # lm-eval records the git commit of where it runs: nothing of the model's
     results["date"] = tracker.general_config_tracker.start_time_wall
     results.update(env)
@@ -120,8 +121,6 @@ def write_results(out: dict, lm, suite, leaf_stderrs: dict, scores: dict, folder
 
 def start_tracker():
     """lm-eval's EvaluationTracker, started now (it times the evaluation), writing nowhere yet."""
-    from lm_eval.loggers import EvaluationTracker
-
     tracker = EvaluationTracker()
     tracker.general_config_tracker.start_time_wall = time.time()  # lm-eval's `date`: the start, in seconds
     return tracker
@@ -129,8 +128,6 @@ def start_tracker():
 
 def env_info() -> dict:
     """lm-eval's environment fields (pretty_env_info, versions), computed once per final evaluation."""
-    from lm_eval.loggers.utils import add_env_info
-
     info: dict = {}
     add_env_info(info)
     return info

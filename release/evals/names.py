@@ -23,6 +23,9 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
+import lm_eval.tasks
+from lm_eval.tasks import TaskManager
+
 from release.errors import ReleaseError
 from release.run.files import write_json
 
@@ -37,8 +40,6 @@ _TAG_LIST = re.compile(r"^tag:[ \t]*\n((?:[ \t]+-[ \t]*\S+[ \t]*\n?)+)", re.M)
 
 
 def lm_eval_tasks_dir() -> Path:
-    import lm_eval.tasks  # heavy: only where a name must be resolved
-
     return Path(lm_eval.tasks.__file__).resolve().parent
 
 
@@ -94,9 +95,7 @@ def _outermost(folders: set[Path]) -> list[Path]:
     return sorted(f for f in folders if not any(o != f and o in f.parents for o in folders))
 
 
-def _manager(folders: list[Path]):
-    from lm_eval.tasks import TaskManager
-
+def _manager(folders: list[Path]) -> TaskManager:
     return TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
 
 
@@ -146,8 +145,6 @@ def _unknown(name: str, candidates: list[str]) -> None:
 def _full_index(names: list[str], known: list[Path]):
     """lm-eval's complete index (slow: every YAML it ships), for a name the text scan placed in folders
     that do not define it after all (a YAML shape the scan does not read)."""
-    from lm_eval.tasks import TaskManager
-
     log.info("indexing all of lm-eval's tasks for %s", ", ".join(names))
     manager = TaskManager(include_path=[str(k) for k in known] or None, include_defaults=True)
     for name in names:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from datasets import config as datasets_config
+from lm_eval.tasks import TaskManager
 
 from release.config import FitnessSpec
 from release.errors import ReleaseError
@@ -76,8 +80,6 @@ class TaskSuite:
         for wrapper in wrappers:  # as YAML files: lm-eval 0.4.13 cannot load a group given as a dict
             write_yaml(generated / f"{wrapper['group']}.yaml", wrapper)
         if wrappers:
-            from lm_eval.tasks import TaskManager
-
             manager = TaskManager(include_path=list(dict.fromkeys([*manager.include_path, str(generated)])),
                                   include_defaults=False)
         load = [w["group"] if isinstance(w, dict) else w for w in load]
@@ -218,8 +220,6 @@ def _leaf_configs(target: str, manager) -> list[dict]:
 def _check_offline(spec: FitnessSpec, targets: dict[str, str], manager) -> None:
     """Before anything is downloaded: every Hub dataset the tasks read must be in the local datasets cache
     when the machine is offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE), else one line naming it."""
-    import os
-
     offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
                   for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
     for t in spec.tasks:
@@ -247,8 +247,6 @@ def _load_failure(t, what, target: str, manager, data_dir, error: Exception) -> 
 
 
 def _cached(dataset: str) -> bool:
-    from datasets import config as datasets_config
-
     folder = dataset.replace("/", "___")
     roots = [Path(datasets_config.HF_DATASETS_CACHE), Path(datasets_config.HF_CACHE_HOME) / "hub"]
     return any((r / folder).exists() or (r / f"datasets--{dataset.replace('/', '--')}").exists() for r in roots)
