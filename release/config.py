@@ -282,6 +282,7 @@ DataFiles = Annotated[str | list[str] | dict[str, str | list[str]] | None, After
 class TaskSpec(_Strict):
     # Any lm-eval task, group or tag name (resolved by lm-eval's TaskManager when the suite is built), or
     # one of the aliases "click" (lm-eval's click group), "musr" (leaderboard_musr) and "synthetic" (built in).
+    # The trained tiny zoo's skills (release/zoo/tasks/: zoo_lang_a, zoo_lang_b, zoo_base) resolve without include_path.
     name: Annotated[str, Field(min_length=1)]
     weight: float = Field(gt=0)
     # lm-eval's "metric,filter" key (e.g. "acc,none", "exact_match,strict-match"); None = the task's own
@@ -397,7 +398,8 @@ class ReleaseConfig(_Strict):
     card: CardSpec = CardSpec()
     hub: HubSpec = HubSpec()
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
-    tiny_parents: bool = False
+    # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
+    tiny_parents: bool | Literal["zoo"] = False
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")

@@ -211,7 +211,7 @@ def _benchmarks(results: Results) -> dict:
         rows.append({
             "label": TASK_LABELS.get(name, name), "n": task.n,
             "metric": task.metric if task.filter == "none" else f"{task.metric} ({task.filter})",
-            "dataset": task.dataset or ("built-in" if name == "synthetic" else "local records"),
+            "dataset": task.dataset or ("built-in" if name == "synthetic" or name.startswith("zoo_") else "local records"),
             "child": _score(models.child.scores[name]), "father": _score(models.father.scores[name]),
             "mother": _score(models.mother.scores[name]),
         })

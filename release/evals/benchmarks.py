@@ -3,6 +3,8 @@
 A config names lm-eval tasks as `lm_eval --tasks` does. Three names are aliases kept from the first
 release: `click` and `musr` are lm-eval's registered groups `click` and `leaderboard_musr` (their folders
 are known, so no lookup is needed), `synthetic` is the project's own offline task (see synthetic.py).
+The `zoo_*` tasks (the trained tiny zoo's skills, release/zoo/tasks/, shipped with their records) are
+ordinary lm-eval tasks in a folder the name lookup always knows (names.py).
 
 Local records (`fitness.data_dir` for click/musr, `data_files` for any task) go through a small wrapper
 group that names the registered task or group and only overrides where the records come from

@@ -28,10 +28,10 @@ from lm_eval.tasks import TaskManager
 
 from release.errors import ReleaseError
 from release.run.files import write_json
+from release.zoo.tasks import TASKS_DIR as ZOO_TASKS  # the zoo's skills: always a known folder
 
 log = logging.getLogger(__name__)
 
-ZOO_TASKS = Path(__file__).resolve().parents[1] / "zoo" / "tasks"
 MAX_ROUNDS = 6  # group nesting depth followed across lm-eval's folders
 
 _NAME = re.compile(r"^(task|group):[ \t]*[\"']?([^\s\"'#\[]+)", re.M)
