@@ -135,8 +135,16 @@ class RepoRef(_Strict):
     revision: GitRef = "main"
 
 
+def _branch_name(value: str) -> str:
+    # refs/pr/N is someone's pull request, refs/convert/... the Hub's own: a release commits to a branch it names.
+    if value.startswith("refs/"):
+        raise ValueError(f"{value!r} is a ref, not a branch name: give a plain branch name, e.g. darwin-release "
+                         "(use on_existing: pr to open a pull request)")
+    return value
+
+
 class BranchTarget(_Strict):
-    branch: GitRef
+    branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
@@ -255,6 +263,8 @@ class SearchSpec(_Strict):
     workers: int = Field(1, ge=1)
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
+    # How long joining ray_address may take before it is an error (a port that is not Ray never answers).
+    ray_connect_timeout_s: float = Field(20.0, gt=0)
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # Live dashboard (release.search.tracking): every candidate and generation logged to trackio.
@@ -295,12 +305,37 @@ class TaskSpec(_Strict):
     # or split -> path(s). lm-eval's own prompts, filters and metrics still apply.
     data_files: DataFiles = None
 
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged for a task that sets none of the keys added with any-task fitness.
+        return [(k, v) for k, v in super().__repr_args__() if not (k in _TASK_ADDED and v is None)]
+
 
 def _existing_dirs(value: list[Path]) -> list[Path]:
     for folder in value:
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder: give folders holding lm-eval task YAMLs")
     return value
+
+
+class IrtSpec(_Strict):
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
+    # scored on the whole search subset; each candidate then answers `anchors` items.
+    anchors: int = Field(24, ge=2)
+    probes: int = Field(4, ge=0)
+    dims: int = Field(2, ge=1)  # ability dimensions of the IRT model (a merge of two specialists has two skills)
+
+
+class RaceSpec(_Strict):
+    # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
+    # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
+    confidence: float = Field(0.9, gt=0, lt=1)
+    round_items: int = Field(16, ge=1)
+    tie: float = Field(0.0, ge=0)
+
+
+_ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+_ANY_TASK_DEFAULTS = {"include_path": [], "max_gen_toks": None}  # fitness keys of any-task fitness, as defaults
+_TASK_ADDED = ("metric", "num_fewshot", "data_files")  # task keys of any-task fitness (default None)
 
 
 class FitnessSpec(_Strict):
@@ -318,21 +353,45 @@ class FitnessSpec(_Strict):
     log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+    # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
+    # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
+    estimator: Literal["full", "irt", "race"] = "full"
+    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
+    # estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(4, ge=1)
+    irt: IrtSpec = IrtSpec()
+    race: RaceSpec = RaceSpec()
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on. Keys added after the first release stay out while they hold
+        their defaults, so older checkpoints still resume: the estimator's settings with full scoring, and
+        any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
+        log_samples always (it only changes what the final evaluation writes)."""
+        hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        key = {k: v for k, v in self.model_dump(exclude=hidden).items()
+               if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
+        key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
+        return key
+
+    def __repr_args__(self):
+        # Stage keys hash this text (release.run.stages.digest): while the keys added later hold their defaults
+        # it stays what it was before they existed, so runs made then are still up to date.
+        hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        hidden |= {k for k, default in {**_ANY_TASK_DEFAULTS, "log_samples": False}.items()
+                   if getattr(self, k) == default}
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
+
+    @model_validator(mode="after")
+    def _estimators_need_benchmarks(self) -> FitnessSpec:
+        if self.estimator != "full" and self.kind != "benchmark":
+            raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
+                             "kind: benchmark, or set estimator: full")
+        return self
 
     @field_validator("include_path", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, (str, Path)) else v
-
-    def search_key(self) -> dict:
-        """What the search's result depends on, for its checkpoint key: the keys added after the first
-        release stay out at their defaults (older checkpoints still resume), log_samples always (it only
-        changes what the final evaluation writes)."""
-        added = {"include_path": [], "max_gen_toks": None}
-        key = {k: v for k, v in self.model_dump().items() if k != "log_samples" and not (k in added and v == added[k])}
-        key["tasks"] = [{k: v for k, v in t.items() if not (k in ("metric", "num_fewshot", "data_files") and v is None)}
-                        for t in key["tasks"]]
-        return key
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -410,6 +469,13 @@ class ReleaseConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _estimators_in_process(self) -> ReleaseConfig:
+        if self.fitness.estimator != "full" and (self.search.workers > 1 or self.search.ray_address is not None):
+            raise ValueError(f"fitness.estimator {self.fitness.estimator} scores in this process only: set "
+                             "search.workers 1 without ray_address, or fitness.estimator full")
+        return self
+
+    @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
         parents = {self.father.repo.lower(), self.mother.repo.lower()}
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):
@@ -468,6 +534,21 @@ def _token_at(value, where: str = "") -> str | None:
     return None
 
 
+MAX_NESTING = 32  # far beyond any real config; the checks below walk it recursively
+
+
+def _nesting(value) -> int:
+    """How deeply lists and mappings nest in `value`, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_config(path: str | Path) -> ReleaseConfig:
     """Read and validate a release config; every problem is a one-line ReleaseError."""
     path = Path(path)
@@ -475,12 +556,18 @@ def load_config(path: str | Path) -> ReleaseConfig:
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        too_deep = _nesting(raw) > MAX_NESTING
+    except RecursionError:  # the YAML parser recurses once per level
+        too_deep = True
     except UnicodeDecodeError as e:
         raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ReleaseError(f"config {path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if too_deep:
+        raise ReleaseError(f"config {path}: nested more than {MAX_NESTING} levels deep; a release config is a "
+                           "few levels of keys (see configs/default.yaml)")
     if not isinstance(raw, dict):
         raise ReleaseError(f"config {path}: expected a mapping of keys at the top level")
     try:

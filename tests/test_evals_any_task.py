@@ -291,6 +291,10 @@ def test_checkpoints_of_configs_without_the_new_keys_keep_their_search_key():
     assert spec.search_key() == {
         "kind": "benchmark", "tasks": [{"name": "synthetic", "weight": 1.0, "search_size": 48, "heldout_size": 96}],
         "data_dir": None, "scorer": "fast", "batch_size": 8, "calibration_text": None}
+    # Stage keys hash the spec's text: the same text as before these keys existed.
+    assert str(spec) == ("kind='benchmark' tasks=[TaskSpec(name='synthetic', weight=1.0, search_size=48, "
+                         "heldout_size=96)] data_dir=None scorer='fast' batch_size=8 calibration_text=None")
+    assert "log_samples=True" in str(FitnessSpec(tasks=spec.tasks, log_samples=True))  # the evaluate stage reruns
     assert FitnessSpec(tasks=spec.tasks, log_samples=True).search_key() == spec.search_key()  # final eval only
     assert FitnessSpec(tasks=spec.tasks, max_gen_toks=8).search_key() != spec.search_key()
     few = FitnessSpec(tasks=[spec.tasks[0].model_copy(update={"num_fewshot": 2})])
