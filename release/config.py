@@ -276,13 +276,48 @@ class SearchSpec(_Strict):
     track_space: RepoId | None = None
 
 
+def _data_files(value):
+    """Local record files: a path, a list of paths, or split -> path(s); every file must exist."""
+    if value is None:
+        return value
+    by_split = value if isinstance(value, dict) else {None: value}
+    for split, paths in by_split.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            if not Path(path).is_file():
+                where = f" (split {split})" if split else ""
+                raise ValueError(f"{path}{where} not found: give local JSON, JSONL, CSV or parquet record files")
+    return value
+
+
+DataFiles = Annotated[str | list[str] | dict[str, str | list[str]] | None, AfterValidator(_data_files)]
+
+
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr), "synthetic", or a skill of the trained
-    # tiny zoo (release/zoo/tasks/): "zoo_lang_a", "zoo_lang_b", "zoo_base".
-    name: Literal["click", "musr", "synthetic", "zoo_lang_a", "zoo_lang_b", "zoo_base"]
+    # Any lm-eval task, group or tag name (resolved by lm-eval's TaskManager when the suite is built), or
+    # one of the aliases "click" (lm-eval's click group), "musr" (leaderboard_musr) and "synthetic" (built in).
+    # The trained tiny zoo's skills (release/zoo/tasks/: zoo_lang_a, zoo_lang_b, zoo_base) resolve without include_path.
+    name: Annotated[str, Field(min_length=1)]
     weight: float = Field(gt=0)
+    # lm-eval's "metric,filter" key (e.g. "acc,none", "exact_match,strict-match"); None = the task's own
+    # first metric (a group's aggregated one) and first filter.
+    metric: str | None = None
+    num_fewshot: int | None = Field(None, ge=0)  # None = the task's own (0 if it names none)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
+    # Local records for this task (JSON/JSONL/CSV/parquet): a path (the task's evaluation split), a list,
+    # or split -> path(s). lm-eval's own prompts, filters and metrics still apply.
+    data_files: DataFiles = None
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged for a task that sets none of the keys added with any-task fitness.
+        return [(k, v) for k, v in super().__repr_args__() if not (k in _TASK_ADDED and v is None)]
+
+
+def _existing_dirs(value: list[Path]) -> list[Path]:
+    for folder in value:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: give folders holding lm-eval task YAMLs")
+    return value
 
 
 class IrtSpec(_Strict):
@@ -302,6 +337,8 @@ class RaceSpec(_Strict):
 
 
 _ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+_ANY_TASK_DEFAULTS = {"include_path": [], "max_gen_toks": None}  # fitness keys of any-task fitness, as defaults
+_TASK_ADDED = ("metric", "num_fewshot", "data_files")  # task keys of any-task fitness (default None)
 
 
 class FitnessSpec(_Strict):
@@ -309,8 +346,14 @@ class FitnessSpec(_Strict):
     tasks: list[TaskSpec] = []
     # Folder with click/ and musr/ record files for offline runs; None = download from the Hub.
     data_dir: Annotated[Path | None, AfterValidator(_existing_dir)] = None
+    # Folders of the user's own lm-eval task YAMLs (as `lm_eval --include_path`).
+    include_path: Annotated[list[Path], AfterValidator(_existing_dirs)] = []
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
+    # generate_until tasks: the most tokens generated per item (None = the task's own generation_kwargs).
+    max_gen_toks: int | None = Field(None, ge=1)
+    # The final evaluation also writes lm-eval's per-item samples_<task>_<date>.jsonl (pushed with the child).
+    log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
     # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
@@ -323,14 +366,22 @@ class FitnessSpec(_Strict):
     race: RaceSpec = RaceSpec()
 
     def search_key(self) -> dict:
-        """What the search checkpoint depends on: the estimator's settings only when one is used, so that
-        full scoring's checkpoints from before estimators existed still resume."""
-        return self.model_dump(exclude=set(_ESTIMATOR_KEYS) if self.estimator == "full" else None)
+        """What the search checkpoint depends on. Keys added after the first release stay out while they hold
+        their defaults, so older checkpoints still resume: the estimator's settings with full scoring, and
+        any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
+        log_samples always (it only changes what the final evaluation writes)."""
+        hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        key = {k: v for k, v in self.model_dump(exclude=hidden).items()
+               if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
+        key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
+        return key
 
     def __repr_args__(self):
-        # Stage keys hash this text (release.run.stages.digest): with full scoring it stays what it was before
-        # estimators existed, so runs made then are still up to date; another estimator's settings are in it.
+        # Stage keys hash this text (release.run.stages.digest): while the keys added later hold their defaults
+        # it stays what it was before they existed, so runs made then are still up to date.
         hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        hidden |= {k for k, default in {**_ANY_TASK_DEFAULTS, "log_samples": False}.items()
+                   if getattr(self, k) == default}
         return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
 
     @model_validator(mode="after")
@@ -339,6 +390,11 @@ class FitnessSpec(_Strict):
             raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
                              "kind: benchmark, or set estimator: full")
         return self
+
+    @field_validator("include_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, (str, Path)) else v
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:

@@ -222,8 +222,12 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     files there that emit (`emitted`: emit's manifest) did not write."""
     from release.breeders import get_breeder  # imports torch
 
+    from release.evals.final import copy_eval_results  # imports torch
+
     folder = Path(child.path)
     results = evaluated.results if evaluated else None
+    # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
+    copy_eval_results(Path(evaluated.path) if evaluated else None, folder)
     report = json.loads(Path(health.path).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)

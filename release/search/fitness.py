@@ -90,7 +90,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     from release.evals import Evaluator  # imports lm_eval and torch
 
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
-                          batch_size=spec.batch_size, progress=progress)
+                          batch_size=spec.batch_size, progress=progress, max_gen_toks=spec.max_gen_toks)
 
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         apply(genome)
@@ -118,4 +118,5 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
     }
     return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
                            batch_size=config.fitness.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress)
+                           dtype=config.search.dtype, progress=progress, max_gen_toks=config.fitness.max_gen_toks,
+                           log_samples=config.fitness.log_samples)
