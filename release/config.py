@@ -245,6 +245,15 @@ class BreedSpec(_Strict):
     # task vector's L1 norm, mergekit's default).
     dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
 
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: dare_rescale only when it is not its default, so searches
+        checkpointed before it existed still resume."""
+        return self.model_dump(exclude={"dare_rescale"} if self.dare_rescale == "inverse_density" else set())
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged, for runs made before dare_rescale existed, while it is the default.
+        return [(k, v) for k, v in super().__repr_args__() if not (k == "dare_rescale" and v == "inverse_density")]
+
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:
         if not self.density_min <= self.density_init <= self.density_max:

@@ -128,7 +128,7 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({"base": pulled.base.content} if pulled.base else {}),
-                          **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+                          **({} if config.breed == BreedSpec() else {"breed": config.breed.search_key()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
         estimator = None
