@@ -241,6 +241,9 @@ class BreedSpec(_Strict):
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
     seed: int | None = None
+    # DARE's rescale of the surviving task vector: "inverse_density" (1 / density, the paper's) or "l1" (to the
+    # task vector's L1 norm, mergekit's default).
+    dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
 
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:
@@ -446,6 +449,9 @@ class ReleaseConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
     father: RepoRef
     mother: RepoRef
+    # The common ancestor of two same-architecture siblings (ties, dare_ties): the merge takes the task vectors
+    # father - base and mother - base, as mergekit's base_model. None: the father is the base (one task vector).
+    base: RepoRef | None = None
     child: ChildSpec
     space: SpaceSpec | None = None
     breed: BreedSpec = BreedSpec()
@@ -469,6 +475,13 @@ class ReleaseConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _base_for_task_vector_merges_only(self) -> ReleaseConfig:
+        if self.base is not None and self.breed.method not in ("ties", "dare_ties"):
+            raise ValueError(f"base: a common ancestor is for breed.method ties or dare_ties (task vectors over "
+                             f"it); {self.breed.method} does not use one: remove base, or choose ties/dare_ties")
+        return self
+
+    @model_validator(mode="after")
     def _estimators_in_process(self) -> ReleaseConfig:
         if self.fitness.estimator != "full" and (self.search.workers > 1 or self.search.ray_address is not None):
             raise ValueError(f"fitness.estimator {self.fitness.estimator} scores in this process only: set "
@@ -477,7 +490,7 @@ class ReleaseConfig(_Strict):
 
     @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
-        parents = {self.father.repo.lower(), self.mother.repo.lower()}
+        parents = {self.father.repo.lower(), self.mother.repo.lower()} | ({self.base.repo.lower()} if self.base else set())
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):
             if repo and repo.lower() in parents:
                 raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "

@@ -85,6 +85,8 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     print(f"config {config_path}: valid ({', '.join(['schema', *checked])})")
     print(f"  father  {config.father.repo}@{config.father.revision}")
     print(f"  mother  {config.mother.repo}@{config.mother.revision}")
+    if config.base:
+        print(f"  base    {config.base.repo}@{config.base.revision} (common ancestor: task vectors over it)")
     print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
     frozen = ",".join(map(str, config.genome.frozen)) or "none"
     print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")

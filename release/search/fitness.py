@@ -53,7 +53,8 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri)  # r_MRI: genome.mri
+    base = {"base_dir": Path(pulled["base"]["path"])} if pulled.get("base") else {}  # weight merges over an ancestor
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri, **base)  # r_MRI: genome.mri
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
