@@ -147,6 +147,7 @@ class Evaluator:
         bench = {leaf: t.bench for t in self.suite.tasks for leaf in t.leaves}
         task_dict = {"tasks": {leaf: obj for leaf, obj in self._task_dict["tasks"].items() if leaf in wanted}}
         tokens = self.lm.tokens_processed
+        self.suite.reseed_fewshot()
         with _quiet(not self.progress):
             out = lm_evaluator.evaluate(lm=self.lm, task_dict=task_dict, samples=wanted, bootstrap_iters=0,
                                         log_samples=True, cache_requests=False)

@@ -60,6 +60,10 @@ class ItemLayout:
 def item_layout(suite: TaskSuite, split: str = "search") -> ItemLayout:
     if split not in SPLITS:
         raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
+    for task in suite.tasks:  # the estimators predict item scores whose weighted sum is the fitness
+        if not (task.bench.mean and task.bench.higher_is_better):
+            raise ReleaseError(f"fitness.tasks {task.name}: its metric {task.bench.metric} is not a mean of per-item "
+                               "scores where higher is better, which fitness.estimator needs: use estimator: full")
     total = sum(t.weight for t in suite.tasks)
     keys, weights, tasks = [], [], []
     for task in suite.tasks:
