@@ -152,6 +152,14 @@ def test_zoo_parents_publish_the_files_the_manifest_vouches_for(method, mother, 
         folder = zoo_parent_writers(method)[role](tmp_path / role, seed=42)
         copied = {f"models/{name}/{p.name}": manifest.sha256(p) for p in folder.iterdir()}
         assert copied == {rel: d for rel, d in expected.items() if rel.startswith(f"models/{name}/")}
+    assert "base" not in zoo_parent_writers(method)
+
+
+def test_a_config_with_a_common_ancestor_gets_the_zoo_base(tmp_path):
+    from release.zoo.parents import zoo_parent_writers
+
+    folder = zoo_parent_writers("ties", base=True)["base"](tmp_path / "base", seed=0)
+    assert manifest.sha256(folder / "config.json") == manifest.read_manifest()["models/base/config.json"]
 
 
 def test_the_embedded_defaults_breed_the_zoo():
