@@ -101,8 +101,10 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
-               else get_breeder(config.breed.method).tiny_parent_writers())
+    if config.tiny_parents == "zoo":
+        writers = zoo_parent_writers(config.breed.method, base=config.base is not None)
+    else:
+        writers = get_breeder(config.breed.method).tiny_parent_writers()
     for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
