@@ -23,6 +23,7 @@ non-finite logits, or a generation that produces nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from pathlib import Path
@@ -31,7 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from release.errors import ReleaseError
-from release.breeders.hybrid import build_search_hybrid
+from release.breeders.hybrid import build_hybrid, make_child_config, weight_files
+from release.parents.childmap import parent_key
+from release.parents.tensors import open_shard, parent_tensor
 from release.run.files import write_json
 from release.mri.plots import plot_health
 from release.mri.prompts import probe_prompts
@@ -71,43 +74,86 @@ def _capture(layers, record: dict, ffn: bool):
     return handles
 
 
+def _probe_batches(tokenizer, per_domain: int | None, seed: int, device) -> list:
+    """One right-padded batch per domain; padding positions are left out of every statistic."""
+    return [tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+            for prompts in probe_prompts(per_domain, seed).values()]
+
+
 @torch.no_grad()
-def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int) -> list[dict]:
-    n = len(reference.model.layers)
+def _child_activations(child, batches: list) -> list[dict]:
+    """Per batch, the child's FFN residual and update and its hidden state at every layer, real tokens only:
+    all the layer table needs of the child, so the child can be freed before a parent is loaded."""
+    kept = []
+    for batch in batches:
+        real = batch.attention_mask.bool().flatten()
+        seen = {}
+        handles = _capture(child.model.layers, seen, ffn=True)
+        try:
+            child(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        flat = lambda x: x.flatten(0, -2)[real]  # noqa: E731
+        kept.append({key: tuple(map(flat, value)) if key[0] == "ffn" else flat(value) for key, value in seen.items()})
+    return kept
+
+
+def _mother_ffn(mother_dir: Path, config, j: int, device, dtype):
+    """Mother layer j's FFN and pre-FFN norm alone, read from her shards: one layer's worth of the mother."""
+    from modeling.modeling_darwin import DarwinMotherFFN
+
+    files = weight_files(mother_dir, "mother")
+    with torch.device("meta"):  # no random init of weights read next
+        ffn = DarwinMotherFFN(config)
+    state = {}
+    for name in ffn.state_dict():
+        role, key = parent_key(f"model.mother_ffns.{j}.{name}")
+        with open_shard(role, files[key], key) as handle:
+            state[name] = parent_tensor(role, handle, files[key], key)
+    ffn.load_state_dict(state, assign=True)
+    return ffn.to(device=device, dtype=dtype).eval()
+
+
+@torch.no_grad()
+def _layer_table(child_seen: list[dict], reference, batches: list, mother_dir: Path, device, dtype) -> list[dict]:
+    """The per-layer statistics from the child's kept activations, the father-only reference (its hidden
+    states on the same batches, its FFN on the child's residuals) and one mother FFN at a time."""
+    ref_layers = reference.model.layers
+    n = len(ref_layers)
     sums = [dict.fromkeys(("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father"), 0.0)
             for _ in range(n)]
     grams = [dict.fromkeys(("ff", "mm", "fm", "fu", "mu"), 0.0) for _ in range(n)]  # dot products, for the shares
     tokens = 0
-    device = next(child.parameters()).device
-    ref_layers, mothers = reference.model.layers, reference.model.mother_ffns
-    for prompts in probe_prompts(per_domain, seed).values():
-        # one right-padded batch per domain; padding positions are left out of every statistic
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+    for batch, seen_child in zip(batches, child_seen):
         real = batch.attention_mask.bool().flatten()
-        seen_child, seen_father = {}, {}
-        handles = _capture(child.model.layers, seen_child, ffn=True)
-        handles += _capture(ref_layers, seen_father, ffn=False)
+        seen_father = {}
+        handles = _capture(ref_layers, seen_father, ffn=False)
         try:
-            child(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
             reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
         finally:
             for h in handles:
                 h.remove()
         for i in range(n):
+            father_hidden = seen_father[("hidden", i)].flatten(0, -2)[real]
+            sums[i]["hidden_cos_father"] += float(cosine(seen_child[("hidden", i)], father_hidden).sum())
+        tokens += int(real.sum())
+    layer_map = reference.config.layer_map
+    for i, layer in enumerate(ref_layers):
+        mother = _mother_ffn(mother_dir, reference.config, layer_map[i], device, dtype)
+        for seen_child in child_seen:
             residual, update = seen_child[("ffn", i)]
-            layer = ref_layers[i]
             f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
-            m = layer.post_feedforward_layernorm(mothers.for_layer(i)(residual))
+            m = layer.post_feedforward_layernorm(mother(residual))
             row = sums[i]
-            row["cos_father"] += float(cosine(update, f)[real].sum())
-            row["norm_father"] += float(norm_ratio(update, f)[real].sum())
-            row["cos_mother"] += float(cosine(update, m)[real].sum())
-            row["norm_mother"] += float(norm_ratio(update, m)[real].sum())
-            row["hidden_cos_father"] += float(cosine(seen_child[("hidden", i)], seen_father[("hidden", i)])[real].sum())
-            fr, mr, ur = (x.float().flatten(0, -2)[real] for x in (f, m, update))
+            row["cos_father"] += float(cosine(update, f).sum())
+            row["norm_father"] += float(norm_ratio(update, f).sum())
+            row["cos_mother"] += float(cosine(update, m).sum())
+            row["norm_mother"] += float(norm_ratio(update, m).sum())
+            fr, mr, ur = (x.float() for x in (f, m, update))
             for key, (a, b) in {"ff": (fr, fr), "mm": (mr, mr), "fm": (fr, mr), "fu": (fr, ur), "mu": (mr, ur)}.items():
                 grams[i][key] += float((a * b).sum())
-        tokens += int(real.sum())
+        del mother
     return [{"layer": i, **{k: v / tokens for k, v in row.items()}, **_shares(grams[i])} for i, row in enumerate(sums)]
 
 
@@ -146,42 +192,66 @@ def text_perplexity(model, tokenizer, text: str, max_tokens: int = 512) -> float
 def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path, spec, layer_map: list[int],
                  ratios: list[float], device="cpu", dtype=torch.float32, per_domain: int | None = None,
                  seed: int = 0, calibration_text: str | None = None) -> dict:
-    """Run the check; write out/health.json and out/health.png; return the health.json content."""
+    """Run the check; write out/health.json and out/health.png; return the health.json content.
+
+    It streams: one model in memory at a time (the child, then the father with one mother FFN at a time,
+    then the mother for her perplexity), plus the child's activations on the probe prompts."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     text = calibration_text or CALIBRATION_TEXT
     tokenizer = AutoTokenizer.from_pretrained(father_dir)
-    reference = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device, dtype=dtype)
     child = AutoModelForCausalLM.from_pretrained(child_dir, trust_remote_code=True, dtype=dtype).to(device).eval()
-    layers = _layer_table(child, reference, tokenizer, per_domain, seed)
-    kinds = child.config.layer_kinds or ["blend"] * len(layers)
+    batches = _probe_batches(tokenizer, per_domain, seed, device)
+    child_seen = _child_activations(child, batches)
+    perplexity = {"child": text_perplexity(child, tokenizer, text)}
+    generation = greedy_generation(child, tokenizer, spec)
+    kinds = child.config.layer_kinds
+    del child
+    gc.collect()
+
+    # the father alone (no mother FFN stored): the reference at r = 0
+    config = make_child_config(father_dir, mother_dir, ratios=None, layer_map=layer_map, stored="active")
+    reference = build_hybrid(father_dir, mother_dir, config, device=device, dtype=dtype)
+    layers = _layer_table(child_seen, reference, batches, mother_dir, device, dtype)
+    perplexity["father"] = text_perplexity(reference, tokenizer, text)
+    del reference, child_seen
+    gc.collect()
+    mother = AutoModelForCausalLM.from_pretrained(mother_dir, dtype=dtype).to(device).eval()
+    perplexity["mother"] = text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
+    del mother
+    gc.collect()
+
+    kinds = kinds or ["blend"] * len(layers)
     for row in layers:
         row["ratio"], row["kind"] = ratios[row["layer"]], kinds[row["layer"]]
         diverged = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
                     and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
         row["lost_share"] = not diverged and lost_share(row, spec.max_norm_ratio)  # the subtler of the two
         row["flagged"] = diverged or row["lost_share"]
+    return verdict(generation, layers, perplexity, spec, per_domain, seed, out)
 
-    perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(reference, tokenizer, text)}
-    del reference  # one parent in memory at a time besides the child
-    mother = AutoModelForCausalLM.from_pretrained(mother_dir, dtype=dtype).to(device).eval()
-    perplexity["mother"] = text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
-    del mother
 
-    return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out)
+@torch.no_grad()
+def greedy_generation(child, tokenizer, spec) -> dict:
+    """The child's greedy continuation of GENERATION_PROMPT (`spec.new_tokens` at most)."""
+    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(child.device)
+    generated = child.generate(input_ids=ids, max_new_tokens=spec.new_tokens, do_sample=False)
+    new = generated[0, ids.shape[1]:]
+    return {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
+            "text": tokenizer.decode(new, skip_special_tokens=True)}
 
 
 def write_verdict(child, tokenizer, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
                   measure: str | None = None, what: str = "FFN") -> dict:
-    """The verdict both health checks share: a greedy generation, the reasons to fail (flagged layers,
-    perplexity, no token), then health.json and its chart in `out`."""
-    ids = tokenizer(GENERATION_PROMPT, return_tensors="pt").input_ids.to(child.device)
-    with torch.no_grad():
-        generated = child.generate(input_ids=ids, max_new_tokens=spec.new_tokens, do_sample=False)
-    new = generated[0, ids.shape[1]:]
-    generation = {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
-                  "text": tokenizer.decode(new, skip_special_tokens=True)}
+    """`verdict` with the greedy generation taken from the loaded `child`."""
+    return verdict(greedy_generation(child, tokenizer, spec), layers, perplexity, spec, per_domain, seed, out,
+                   measure=measure, what=what)
 
+
+def verdict(generation: dict, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
+            measure: str | None = None, what: str = "FFN") -> dict:
+    """The verdict both health checks share: the reasons to fail (flagged layers, perplexity, no token),
+    then health.json and its chart in `out`."""
     lost = [row["layer"] for row in layers if row.get("lost_share")]
     flagged = [row["layer"] for row in layers if row["flagged"]]
     diverged = [i for i in flagged if i not in lost]
