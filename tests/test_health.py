@@ -103,3 +103,43 @@ def test_a_blend_layer_that_lost_the_father_ffn_is_flagged(tiny_parents, child, 
     assert result["reasons"] == ["blend layers 3 lost a parent's share of their update"]
     with pytest.raises(ReleaseError, match="lost a parent's share"):
         require_healthy(result, tmp_path / "out")
+
+
+def _live_weight_bytes() -> int:
+    """Bytes of every model weight (nn.Parameter) alive in the process, each storage once (tied weights share).
+    Activations are left out: at tiny width the probe's kept activations weigh as much as the weights."""
+    import gc
+
+    storages = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.nn.Parameter) and obj.device.type != "meta":
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def _weight_bytes(folder) -> int:
+    """A checkpoint's weights in fp32, the dtype the check runs in."""
+    return sum(t.numel() * 4 for shard in folder.glob("*.safetensors") for t in load_file(shard).values())
+
+
+def test_the_check_holds_one_model_at_a_time(tiny_parents, child, tmp_path):
+    """Streaming: whenever a model runs, the weights alive stay under 1.5x the largest single model's (the
+    check once held the child and a reference hybrid of father and mother FFNs together: about 2x)."""
+    from release.mri.health import text_perplexity  # noqa: F401  (the module is loaded before counting)
+
+    peak = [0]
+
+    def measure(module, args):
+        if module.__class__.__name__.endswith("ForCausalLM"):  # a whole model's forward, not its submodules
+            peak[0] = max(peak[0], _live_weight_bytes())
+
+    baseline = _live_weight_bytes()
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(measure)
+    try:
+        result = _check(tiny_parents, child, tmp_path)
+    finally:
+        handle.remove()
+    largest = max(_weight_bytes(folder) for folder in (child, tiny_parents.father, tiny_parents.mother))
+    assert result["passed"] and peak[0] > largest / 2  # the hook saw the models run
+    assert peak[0] - baseline <= 1.5 * largest, (peak[0] - baseline, largest)
