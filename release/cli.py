@@ -13,6 +13,7 @@ import sys
 
 from release import __version__
 from release.config import load_config
+from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
 from release.stages import STAGES
 
@@ -31,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--force", action="append", default=[], metavar="STAGE",
                         help="redo STAGE even if it is up to date (repeatable; 'all' redoes every stage)")
         sp.add_argument("--dry-run", action="store_true", help="do everything except writing to the Hub")
-        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: only when the output is a terminal; otherwise one line per "
+                             "stage and per search generation)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
     run.add_argument("--plan", action="store_true",
                      help="check the config and the parents (configs and safetensors headers only, no weights), "
@@ -62,15 +65,8 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not args.verbose:  # lm-eval warns on every in-memory model it is handed, which is how we use it
-        logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    if getattr(args, "no_progress", False):
-        _no_progress_bars()
+    configure_logging(args.verbose)
+    progress = set_progress_bars(getattr(args, "progress", None))
     try:
         config = load_config(args.config)
         if args.command == "watch":
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         # `run` resumes an interrupted search by itself; `breed` alone does so when asked.
         resume = args.command == "run" or getattr(args, "resume", False)
         opts = RunOptions(force=set(args.force), dry_run=args.dry_run, resume=resume,
-                          progress=not args.no_progress, only=tuple(args.only))
+                          progress=progress, only=tuple(args.only))
         summary = run_release(config, opts)
     except ReleaseError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
@@ -135,18 +131,6 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     return f"{_one_line(reason)[:300]}: {what} (the traceback is in {path})"
 
 
-def _no_progress_bars() -> None:
-    """Silence huggingface_hub's download/upload bars too. Through the environment, because the Hub
-    client must not be imported before the run points HF_ENDPOINT at its Hub."""
-    import os
-
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-
-
 def _print_plan(config, args) -> int:
     from release.plan.gpus import GPUS
     from release.plan.report import print_plan
@@ -158,7 +142,8 @@ def _print_plan(config, args) -> int:
 
 def _print_summary(summary: dict) -> None:
     ran = ", ".join(summary.get("ran", summary.get("stages_run", []))) or "none (everything was up to date)"
-    for role, (fetched, total) in summary.get("fetched", {}).items():
+    ran_pull = "pull" in summary.get("ran", summary.get("stages_run", []))
+    for role, (fetched, total) in (summary.get("fetched", {}) if ran_pull else {}).items():  # this run's pull only
         print(f"pulled {role}: {fetched / 1e6:,.1f} MB of the repo's {total / 1e6:,.1f} MB "
               "(only the shards the release reads)")
     if "child_repo" not in summary:

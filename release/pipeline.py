@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
+from release.console import GenerationLines, stage_line
 from release.errors import ReleaseError
 from release.files import remove_orphans, write_json
 from release.hub_session import HubSession, open_hub
 from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
 from release.runlock import hold_run_lock
-from release.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.stages import STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
                           father=pulled["father"]["content"], mother=pulled["mother"]["content"],
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
-                            progress=progress, callbacks=_search_callbacks(config, live, key))
+                            progress=progress, callbacks=_search_callbacks(config, live, key, progress))
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
@@ -127,12 +128,13 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
-def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
+def _search_callbacks(config: ReleaseConfig, live, key: str, progress: bool) -> tuple:
+    lines = () if progress else (GenerationLines(config.search.max_generations),)  # the bar's stand-in
     if not config.search.track:
-        return ()
+        return lines
     from release.tracking import TrackioTracker
 
-    return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
+    return lines + (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
                            config={"search": config.search.model_dump(), "genome": config.genome.model_dump(mode="json"),
                                    "fitness": config.fitness.model_dump(mode="json")},
@@ -267,7 +269,8 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
 
 def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dict:
     started = time.monotonic()
-    book = StageBook(config.run_dir, force)
+    book = StageBook(config.run_dir, force,
+                     announce=lambda stage, done: stage_line(stage, "up to date" if done else STAGE_HELP[stage]))
     wanted = set(opts.only)
     last = max(STAGES.index(s) for s in wanted)
     needed = STAGES[: last + 1]  # a stage needs the results of those before it
@@ -295,6 +298,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if darwin or g.mri:  # a weight merge scans its parents only when the search reads r_MRI
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
                                    s.dtype], lambda: stage_mri(config, pulled))
+        else:
+            stage_line("mri", "not needed (a weight merge without genome.mri)")
         if "breed" not in needed:
             return {"ran": book.ran, "mri": mri, "fetched": fetched_summary(pulled)}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
@@ -313,14 +318,22 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             health = book.run("health", [contents, child["digest"], config.health, config.mri, s.seed, s.device,
                                          s.dtype, config.fitness.calibration_text],
                               lambda: stage_health(config, pulled, child))
+        elif "health" in needed:
+            stage_line("health", "off (health.enabled: false)")
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:
             evaluated = book.run("evaluate", [parents, child["digest"], config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress))
+        elif "evaluate" in needed:
+            stage_line("evaluate", "nothing to score (fitness.tasks is empty)")
         if "card" in needed:
             book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
                               config.name, _templates_digest(), health],
                      lambda: stage_card(config, child, evaluated, health))
+        if opts.dry_run:
+            for stage in HUB_STAGES:
+                if stage in needed:
+                    stage_line(stage, "skipped (--dry-run)")
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
                     "fetched": fetched_summary(pulled),
@@ -336,6 +349,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
                               lambda: stage_space(config, session, pushed),
                               still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"], "space"))
+        elif "space" in needed:
+            stage_line("space", "no space in the config")
         verified = None
         if "verify" in needed:
             verified = book.run("verify", [pushed, child["digest"]],

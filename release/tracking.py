@@ -15,9 +15,12 @@ Tracking never stops the search: the first failure logs one warning and the trac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from release.search import LOG, SearchCallback, SearchResult, SearchState
@@ -25,6 +28,7 @@ from release.search import LOG, SearchCallback, SearchResult, SearchState
 log = logging.getLogger(__name__)
 
 CANDIDATE, GENERATION = "candidate/", "generation/"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class TrackioTracker(SearchCallback):
@@ -47,8 +51,10 @@ class TrackioTracker(SearchCallback):
             import trackio
 
             self.candidates, self.generations = logged_rows(self.project, self.run_name)
-            self.run = trackio.init(project=self.project, name=self.run_name, resume="allow", config=self.config,
-                                    embed=False, auto_log_cpu=False, auto_log_gpu=False)
+            with contextlib.redirect_stdout(io.StringIO()) as banner:  # trackio prints a coloured banner
+                self.run = trackio.init(project=self.project, name=self.run_name, resume="allow", config=self.config,
+                                        embed=False, auto_log_cpu=False, auto_log_gpu=False)
+            log.info("trackio: %s", " ".join(_ANSI.sub("", banner.getvalue()).split()))  # kept, as one plain line
             # Backfill what the checkpoint counts but trackio lost (or never saw): log lines of done generations.
             best = None
             done = [line for line in _read_log(self.folder / LOG) if line["generation"] < state.generation]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli import ROOT, isolated_env, run_cli
+from tests.cli import ROOT, isolated_env, run_cli, run_cli_to_file
 
 RUN_TIMEOUT = 400
 
@@ -54,7 +54,7 @@ def first_release(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("release")
     config = _config(tmp)
     t0 = time.monotonic()
-    out = _release(tmp, config)
+    out = run_cli_to_file(tmp, tmp / "release.log", "run", str(config), timeout=RUN_TIMEOUT)  # as CI runs it
     assert out.returncode == 0, out.stderr[-3000:]
     return tmp, config, out, time.monotonic() - t0
 
@@ -93,6 +93,27 @@ def test_release_json_records_the_whole_release(first_release):
     assert "released darwin-local/tiny-darwin-child" in out.stdout and "trust_remote_code=True" in out.stdout
     assert "make space" in out.stdout
     assert seconds < 300, f"the embedded default took {seconds:.0f} s (budget: 5 minutes)"
+
+
+def test_the_log_written_to_a_file_reads_line_by_line(first_release):
+    """Output for CI: no bars, colours or cursor moves; one line per stage and per search generation; no
+    spurious missing-weights report from the final evaluation; no warning printed twice."""
+    tmp, _, out, _ = first_release
+    log = (tmp / "release.log").read_bytes()
+    assert b"\r" not in log and b"\x1b" not in log
+    lines = log.decode().splitlines()
+    assert max(map(len, lines)) <= 300
+    stage_lines = [line for line in lines if re.match(r"\[\d+/10\] ", line)]
+    assert [line.split(":")[0] for line in stage_lines] == [
+        f"[{i}/10] {stage}" for i, stage in enumerate(["pull", "mri", "breed", "emit", "health", "evaluate", "card",
+                                                       "push", "space", "verify"], 1)]
+    assert [line.split(":")[0].strip() for line in lines if line.strip().startswith("generation ")] == [
+        f"generation {g}/4" for g in range(1, 5)]
+    assert "MISSING" not in out.stdout and "newly initialized" not in out.stdout
+    # A library's record printed by its own handler and again by ours differs only by our prefix.
+    said = [re.sub(r"^\S+ \S+ [A-Z]+ \S+: ", "", line) for line in lines if line.strip()]
+    assert len(said) == len(set(said)), [line for line in said if said.count(line) > 1]
+    assert len(lines) < 60, "\n".join(lines)
 
 
 def test_make_hub_serves_the_store_again_and_the_child_loads_and_generates(first_release):
@@ -134,6 +155,7 @@ def test_running_again_does_no_stage_twice_and_makes_no_commit(first_release):
     assert out.returncode == 0, out.stderr[-3000:]
     after = json.loads((tmp / "runs/tiny-default/release.json").read_text())
     assert after["stages_run"] == []
+    assert "[1/10] pull: up to date" in out.stdout and "pulled father" not in out.stdout  # nothing was pulled
     assert after["child_revision"] == before["child_revision"]
     assert after["space_revision"] == before["space_revision"]
     assert after["genome"] == before["genome"]
