@@ -335,7 +335,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     out_dir = Path(out_dir)
     eval_results = _eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license,
+        license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         base_model=[config.father.repo, config.mother.repo],
         base_model_relation="merge",
         language=list(config.card.languages),

@@ -312,7 +312,11 @@ class HealthSpec(_Strict):
 
 
 class CardSpec(_Strict):
+    # A Hub licence identifier (https://huggingface.co/docs/hub/repositories-licenses), or `other` with
+    # license_name (and license_link to its text).
     license: str = "apache-2.0"
+    license_name: str | None = None
+    license_link: str | None = None
     languages: list[str] = ["en"]
     description: str = ""
     # Free-form lineage shown in the card, e.g. {"grandfather": "google/gemma-4-E4B-it"}.

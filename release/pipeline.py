@@ -276,6 +276,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
     needed = STAGES[: last + 1]  # a stage needs the results of those before it
 
     with open_hub(config) as session:
+        preflight(config, session, pushes=not opts.dry_run and "push" in needed)  # before any download
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint],
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
@@ -360,6 +361,15 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def preflight(config: ReleaseConfig, session: HubSession, pushes: bool) -> None:
+    """What the Hub would refuse only at push or deploy, hours later: one-line errors now."""
+    from release.plan.preflight import check_values, check_write_access
+
+    check_values(config)
+    if pushes:
+        log.info(check_write_access(config, session.hub))
 
 
 def fetched_summary(pulled: dict) -> dict:

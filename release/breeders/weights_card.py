@@ -119,7 +119,8 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     out_dir = Path(out_dir)
     eval_results = base._eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license, base_model=[config.father.repo, config.mother.repo],
+        license=config.card.license, license_name=config.card.license_name,
+        license_link=config.card.license_link, base_model=[config.father.repo, config.mother.repo],
         base_model_relation="merge", language=list(config.card.languages), library_name="transformers",
         pipeline_tag="text-generation", tags=BASE_TAGS + [g.method] + list(config.card.tags),
         model_name=config.child.repo.split("/")[-1] if eval_results else None, eval_results=eval_results or None,

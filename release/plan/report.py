@@ -75,10 +75,11 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     from huggingface_hub.utils import disable_progress_bars
 
     from release.plan.checks import config_checks
+    from release.plan.preflight import check_values
 
     disable_progress_bars()  # the plan's reads are small: their bars would only hide the report
 
-    checked = config_checks(config)
+    checked = config_checks(config) + check_values(config)
     print(f"config {config_path}: valid ({', '.join(['schema', *checked])})")
     print(f"  father  {config.father.repo}@{config.father.revision}")
     print(f"  mother  {config.mother.repo}@{config.mother.revision}")
@@ -94,7 +95,32 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     print(f"  fitness {tasks}; search popsize {config.search.popsize}, device {config.search.device}, "
           f"dtype {config.search.dtype}")
     print(f"  hub     {config.hub.endpoint or 'the Hugging Face Hub (or HF_ENDPOINT)'}")
+    _token(config, hub)
     return _parents(config, hub, gpu)
+
+
+def _token(config: ReleaseConfig, hub) -> None:
+    from release.plan.preflight import check_write_access
+
+    try:
+        print(f"  {check_write_access(config, hub)}")
+    except ReleaseError as e:
+        if not _unreachable(e):
+            raise
+        print("  token: NOT CHECKED, the Hub is unreachable")
+
+
+def _terms(config: ReleaseConfig, hub) -> None:
+    from release.plan.preflight import licence_warnings, parent_terms
+
+    terms = parent_terms(config, hub)
+    print("licences:")
+    for t in terms:
+        print(f"  {t.describe()}")
+    child = config.card.license + (f" ({config.card.license_name})" if config.card.license_name else "")
+    print(f"  child   {config.child.repo}: licence {child} (card.license)")
+    for warning in licence_warnings(config, terms):
+        print(f"warning: {warning}")
 
 
 def _stages(config: ReleaseConfig, dry_run: bool) -> None:
@@ -146,6 +172,7 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
     dims = " + ".join(f"{n} {name}" for name, n in plan.genome_dims.items())
     print(f"  genome: {sum(plan.genome_dims.values())} CMA-ES dimensions ({dims}; "
           f"{len(config.genome.frozen)} frozen layers pinned at 0)")
+    _terms(config, hub)
     print("cost:")
     total_fetch = total_repo = 0
     for meta in (father, mother):
