@@ -186,7 +186,10 @@ def test_pull_fetches_only_text_shards_and_the_child_is_unchanged(published, tin
         a = AutoModelForCausalLM.from_pretrained(views["mother"]).eval()(ids).logits
         b = AutoModelForCausalLM.from_pretrained(tiny_parents.mother).eval()(ids).logits
     assert torch.equal(a, b)
-    main(["pull", str(_config(tmp_path, published["father"], published["mother"])), "--no-progress"])
+    path = str(_config(tmp_path, published["father"], published["mother"]))
+    main(["pull", path, "--no-progress"])
+    assert "pulled" not in capsys.readouterr().out  # up to date: this run pulled nothing
+    main(["pull", path, "--force", "pull", "--no-progress"])
     assert "pulled mother: " in capsys.readouterr().out
 
 

@@ -97,12 +97,21 @@ def token_rights(who: dict) -> TokenRights:
     return TokenRights(user, f"user {user}{org_text}, {role} token", frozenset(writable))
 
 
-def check_write_access(config: ReleaseConfig, hub) -> str:
-    """One line for people on the token, or a ReleaseError naming the repo it cannot write."""
+def check_write_access(config: ReleaseConfig, hub, required: bool = True) -> str:
+    """One line for people on the token, or a ReleaseError naming the repo it cannot write. Without any
+    token, `required=False` (the plan) says what the push will need instead of failing."""
+    from huggingface_hub import get_token
+
     if config.hub.endpoint == "local":
         return "token: the embedded local endpoint's own, for this run (writes every namespace)"
-    rights = token_rights(hub.account())
     targets = [("child.repo", config.child.repo)] + ([("space.repo", config.space.repo)] if config.space else [])
+    if not (hub.api.token if isinstance(hub.api.token, str) else get_token()):
+        needs = f"a token with write access to {', '.join(sorted({r.split('/')[0] for _, r in targets}))}"
+        if required:
+            raise ReleaseError(f"no Hub token, and the release pushes {config.child.repo}: set HF_TOKEN to {needs}, "
+                               "or run `hf auth login`")
+        return f"token: none set; the push will need {needs} (HF_TOKEN or `hf auth login`)"
+    rights = token_rights(hub.account())
     for key, repo in targets:
         if not rights.may_write(repo):
             raise ReleaseError(f"{key} {repo}: the token ({rights.describe}) cannot write to {repo.split('/')[0]} "

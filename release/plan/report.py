@@ -103,7 +103,7 @@ def _token(config: ReleaseConfig, hub) -> None:
     from release.plan.preflight import check_write_access
 
     try:
-        print(f"  {check_write_access(config, hub)}")
+        print(f"  {check_write_access(config, hub, required=False)}")
     except ReleaseError as e:
         if not _unreachable(e):
             raise
