@@ -15,34 +15,74 @@ from release import __version__
 from release.config import load_config
 from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
-from release.stages import STAGES
+from release.stages import HUB_STAGES, STAGE_HELP, STAGES
+
+
+EXAMPLES = """\
+examples:
+  darwin-release run configs/default.yaml        the embedded default: tiny parents, a local Hub, CPU only
+  darwin-release init my-release.yaml            a commented starter config (--same-arch: a weight merge)
+  darwin-release run my-release.yaml --plan      check the config, the token and the parents; print the
+                                                 cost; downloads no weights, writes nothing
+  darwin-release run my-release.yaml             every stage; a rerun skips what is done and unchanged
+  darwin-release breed my-release.yaml --resume  the stages up to the search, continuing a stopped one
+  darwin-release run my-release.yaml --force card --force push   render the card again and push it
+  darwin-release space-serve my-release.yaml     chat with the released child on 127.0.0.1:7860
+  darwin-release schema > config.schema.json     the config's JSON Schema, for editors
+
+every config key: docs/config.md"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="darwin-release", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="darwin-release", epilog=EXAMPLES,
+                                description="Breed a child model from two Hub parents and release it: one "
+                                            "subcommand per pipeline stage, and `run` for all of them.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"darwin-release {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run every stage (skipping those already done and unchanged)")
+    run = sub.add_parser("run", help="run every stage (skipping those already done and unchanged)",
+                         description="Run every stage in order: " + " -> ".join(STAGES) + ". A stage whose inputs "
+                                     "have not changed since it last ran is skipped.")
     for name in STAGES:
-        stage = sub.add_parser(name, help=f"run the pipeline up to and including '{name}'")
+        stage = sub.add_parser(name, help=STAGE_HELP[name],
+                               description=f"{name}: {STAGE_HELP[name]}. Runs the stages before it first, unless "
+                                           "they are up to date.")
         stage.set_defaults(only=(name,))
     for sp in [run, *(sub.choices[s] for s in STAGES)]:
         sp.add_argument("config", help="release config (YAML), e.g. configs/default.yaml")
-        sp.add_argument("--force", action="append", default=[], metavar="STAGE",
-                        help="redo STAGE even if it is up to date (repeatable; 'all' redoes every stage)")
-        sp.add_argument("--dry-run", action="store_true", help="do everything except writing to the Hub")
+        sp.add_argument("--force", action="append", default=[], metavar="STAGE", choices=[*STAGES, "all"],
+                        help=f"redo STAGE even if it is up to date (repeatable): {', '.join(STAGES)}, or all")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="run every stage but those that write to the Hub (" + ", ".join(HUB_STAGES) + ")")
         sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bars (default: only when the output is a terminal; otherwise one line per "
                              "stage and per search generation)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
     run.add_argument("--plan", action="store_true",
-                     help="check the config and the parents (configs and safetensors headers only, no weights), "
-                          "print what the release will cost and the planned stages")
+                     help="only check and plan: the config, the token's write access, the parents (configs, "
+                          "safetensors headers and cards, no weights), the cost and the stages; writes nothing "
+                          "(--dry-run --plan is the same)")
     run.add_argument("--gpu", metavar="NAME", help="with --plan: estimate time on this GPU (H200, H100, A100, L40S)")
+    run.add_argument("--json", action="store_true", help="print the release summary as JSON (for scripts)")
     run.set_defaults(only=STAGES)
     sub.choices["breed"].add_argument("--resume", action="store_true",
                                       help="continue an interrupted search from its last checkpoint")
+
+    init = sub.add_parser("init", help="write a commented starter config",
+                          description="Write a commented starter config to edit, then check it with "
+                                      "`darwin-release run CONFIG --plan`.")
+    init.add_argument("path", nargs="?", default="release.yaml", help="where to write it (default: release.yaml)")
+    init.add_argument("--same-arch", action="store_true",
+                      help="two parents of one architecture, merged by weights (dare_ties), instead of the "
+                           "cross-architecture FFN blend")
+    init.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+
+    schema = sub.add_parser("schema", help="print the config's JSON Schema (or its reference page)",
+                            description="Print the release config's JSON Schema, generated from its models; "
+                                        "YAML language servers read it (`# yaml-language-server: "
+                                        "$schema=config.schema.json`).")
+    schema.add_argument("--markdown", action="store_true", help="print the reference page (docs/config.md) instead")
 
     watch = sub.add_parser("watch", help="open the search's live dashboard (trackio) on 127.0.0.1")
     watch.add_argument("config")
@@ -50,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--no-browser", action="store_true", help="only print the dashboard's address")
     watch.add_argument("-v", "--verbose", action="store_true")
 
-    serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
+    serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child",
+                           description="Serve the Space app on 127.0.0.1 with the child this config released last "
+                                       "(for a local endpoint, its store is served meanwhile).")
     serve.add_argument("config")
     serve.add_argument("--port", type=_port, default=7860)
     serve.add_argument("-v", "--verbose", action="store_true")
@@ -65,9 +107,11 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(getattr(args, "verbose", False))
     progress = set_progress_bars(getattr(args, "progress", None))
     try:
+        if args.command in ("init", "schema"):
+            return _init(args) if args.command == "init" else _schema(args)
         config = load_config(args.config)
         if args.command == "watch":
             from release.tracking import open_dashboard
@@ -100,6 +144,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_unexpected(e, args.verbose)}", file=sys.stderr)
         return 1
     _print_summary(summary)
+    return 0
+
+
+def _init(args) -> int:
+    from release.starter import write_starter
+
+    path = write_starter(args.path, same_arch=args.same_arch, overwrite=args.force)
+    print(f"wrote {path}: set father, mother, child and space, then check it with: darwin-release run {path} --plan")
+    return 0
+
+
+def _schema(args) -> int:
+    from release.schema import config_schema, reference_markdown
+
+    print(reference_markdown() if args.markdown else json.dumps(config_schema(), indent=2), end="" if args.markdown else "\n")
     return 0
 
 

@@ -385,9 +385,36 @@ class ReleaseConfig(_Strict):
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check its spelling against configs/default.yaml)"
+        return f"{where}: unknown key{_nearest_key(error['loc'])}; every key is in docs/config.md"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _nearest_key(loc: tuple) -> str:
+    """' (did you mean 'search'?)' for a misspelt key at `loc`, else the keys valid there."""
+    import difflib
+
+    keys = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (the keys here: {', '.join(keys)})"
+
+
+def _keys_at(path: tuple) -> list[str]:
+    """The keys valid at a config path, following pydantic's error locations (indexes, union members)."""
+    models: list[type[BaseModel]] = [ReleaseConfig]
+    for part in path:
+        inner = [m for model in models if part in model.model_fields
+                 for m in _models_in(model.model_fields[part].annotation)]
+        models = inner or [m for m in models if m.__name__ == part] or models  # an index or a union's tag
+    return sorted({key for model in models for key in model.model_fields})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

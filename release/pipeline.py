@@ -20,11 +20,10 @@ from release.files import remove_orphans, write_json
 from release.hub_session import HubSession, open_hub
 from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
 from release.runlock import hold_run_lock
-from release.stages import STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
 
-HUB_STAGES = ("push", "space", "verify")
 
 
 # --- stages -------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from release.files import write_json
 log = logging.getLogger(__name__)
 
 STAGES = ("pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify")
+HUB_STAGES = ("push", "space", "verify")  # the stages that write to the Hub (--dry-run skips them)
 # What each stage does, in a few words: its subcommand's help, and its line in a run's output.
 STAGE_HELP = {
     "pull": "download the parents (only the files the release reads)",

@@ -139,12 +139,12 @@ def parent_terms(config: ReleaseConfig, hub) -> list[ParentTerms]:
     out = []
     for role in ("father", "mother"):
         ref = getattr(config, role)
+        gated = hub.gating(ref.repo, ref.revision)  # first: fails fast where the card's download would retry
         card = hub.card_data(ref.repo, ref.revision) or {}
         licence = card.get("license")
         if licence == "other" and card.get("license_name"):
             licence = f"other ({card['license_name']})"
-        out.append(ParentTerms(role, ref.repo, licence if isinstance(licence, str) else None,
-                               hub.gating(ref.repo, ref.revision)))
+        out.append(ParentTerms(role, ref.repo, licence if isinstance(licence, str) else None, gated))
     return out
 
 

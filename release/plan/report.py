@@ -152,6 +152,7 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
     try:
         if get_breeder(config.breed.method).plan_pull(config, hub) is None:  # the pull's own checks, first
             print(f"parents: breed.method {config.breed.method} does not plan from headers; its checks run at pull")
+            _terms(config, hub)
             return 0
         father = read_hub("father", hub, config.father.repo, config.father.revision)
         mother = read_hub("mother", hub, config.mother.repo, config.mother.revision)
