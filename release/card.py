@@ -178,8 +178,9 @@ def _bar(ratio: float, r_max: float) -> str:
     return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(BAR_WIDTH)
 
 
-def _vigor(child: _Score, father: _Score, mother: _Score) -> dict:
-    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents."""
+def hybrid_vigor(child, father, mother) -> dict:
+    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents (each score has .value
+    and .stderr). The card states it, and so does the run's closing summary."""
     margins = {}
     for name, parent in (("father", father), ("mother", mother)):
         if child.stderr is None or parent.stderr is None:
@@ -210,7 +211,7 @@ def _benchmarks(results: Results) -> dict:
         "split": results.split, "rows": rows, "weights": weights,
         "fitness": {"child": _score(models.child.fitness), "father": _score(models.father.fitness),
                     "mother": _score(models.mother.fitness)},
-        "vigor": _vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
+        "vigor": hybrid_vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
     }
 
 

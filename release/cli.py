@@ -7,11 +7,13 @@ its one line, without a traceback, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 
 from release import __version__
+from release.closing import closing_lines
 from release.config import load_config
 from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
@@ -59,12 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="progress bars (default: only when the output is a terminal; otherwise one line per "
                              "stage and per search generation)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
+        sp.add_argument("--json", action="store_true",
+                        help="print the summary as JSON on stdout (for scripts); progress goes to stderr")
     run.add_argument("--plan", action="store_true",
                      help="only check and plan: the config, the token's write access, the parents (configs, "
                           "safetensors headers and cards, no weights), the cost and the stages; writes nothing "
                           "(--dry-run --plan is the same)")
     run.add_argument("--gpu", metavar="NAME", help="with --plan: estimate time on this GPU (H200, H100, A100, L40S)")
-    run.add_argument("--json", action="store_true", help="print the release summary as JSON (for scripts)")
     run.set_defaults(only=STAGES)
     sub.choices["breed"].add_argument("--resume", action="store_true",
                                       help="continue an interrupted search from its last checkpoint")
@@ -132,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         resume = args.command == "run" or getattr(args, "resume", False)
         opts = RunOptions(force=set(args.force), dry_run=args.dry_run, resume=resume,
                           progress=progress, only=tuple(args.only))
-        summary = run_release(config, opts)
+        # --json: stdout is the summary alone; what the run prints on the way goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            summary = run_release(config, opts)
     except ReleaseError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
@@ -143,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # no check foresaw it: still one line, the traceback kept in a file
         print(f"error: {_unexpected(e, args.verbose)}", file=sys.stderr)
         return 1
-    _print_summary(summary)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print("\n".join(closing_lines(summary, args.config)))
     return 0
 
 
@@ -197,47 +205,3 @@ def _print_plan(config, args) -> int:
     if args.gpu and args.gpu not in GPUS:
         raise ReleaseError(f"--gpu {args.gpu}: unknown GPU; choose one of {', '.join(GPUS)}")
     return print_plan(config, args.config, args.dry_run, gpu=args.gpu)
-
-
-def _print_summary(summary: dict) -> None:
-    ran = ", ".join(summary.get("ran", summary.get("stages_run", []))) or "none (everything was up to date)"
-    ran_pull = "pull" in summary.get("ran", summary.get("stages_run", []))
-    for role, (fetched, total) in (summary.get("fetched", {}) if ran_pull else {}).items():  # this run's pull only
-        print(f"pulled {role}: {fetched / 1e6:,.1f} MB of the repo's {total / 1e6:,.1f} MB "
-              "(only the shards the release reads)")
-    if "child_repo" not in summary:
-        print(f"stages run: {ran}")
-        if summary.get("dry_run"):
-            print(f"dry run: nothing written to the Hub (skipped {', '.join(summary['skipped'])})")
-        if "child_folder" in summary:
-            print(f"child folder: {summary['child_folder']}")
-        elif "breed" in summary:
-            print(f"best genome: {json.dumps([round(r, 4) for r in summary['breed']['genome']])} "
-                  f"(fitness {summary['breed']['fitness']:.4f})")
-        elif summary.get("mri"):
-            mri = summary["mri"]
-            print(f"r_MRI: {json.dumps([round(r, 3) for r in mri['r_mri']])}; father-dominant layers "
-                  f"{mri['father_dominant'] or 'none'}, mother-dominant {mri['mother_dominant'] or 'none'} "
-                  f"(details: {mri['path']})")
-        if summary.get("health"):
-            h = summary["health"]
-            print("health check: " + ("passed" if h["passed"] else "FAILED: " + "; ".join(h["reasons"])))
-        return
-    print(f"stages run: {ran}")
-    repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
-    print(f"\nreleased {repo} @ {rev[:12]} on {endpoint}")
-    push = summary.get("child_push") or {}
-    if push.get("target") == "pr":
-        print(f"  as pull request {push['ref']}: {push['pr_url']} (merge it to publish the release on main)")
-    elif push.get("target") == "branch":
-        print(f"  on branch {push['ref']} (main is unchanged)")
-    if summary.get("space_repo"):
-        print(f"Space:    {summary['space_repo']} @ {summary['space_revision'][:12]}")
-    for role, scores in summary.get("scores", {}).items():
-        print(f"  {role:<7}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    print("\nload it:")
-    print(f"  HF_ENDPOINT={endpoint} python -c \"from transformers import AutoModelForCausalLM; "
-          f"AutoModelForCausalLM.from_pretrained('{repo}', revision='{rev}'"
-          + (", trust_remote_code=True" if summary.get("trust_remote_code", True) else "") + ")\"")
-    print("chat with it: make space" + ("   (the local store is served again by: make hub)"
-                                         if "127.0.0.1" in endpoint else ""))

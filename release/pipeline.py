@@ -380,10 +380,19 @@ def fetched_summary(pulled: dict) -> dict:
 def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified, seconds, ran) -> dict:
     from release.breeders import get_breeder
 
-    scores = {}
+    scores, stderrs, vigor, heldout = {}, {}, None, None
     if evaluated:
-        for role, m in evaluated["results"]["models"].items():
+        from types import SimpleNamespace
+
+        from release.card import hybrid_vigor
+
+        models = evaluated["results"]["models"]
+        for role, m in models.items():
             scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
+            stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["stderr"]}
+        verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"]) for role in ("child", "father", "mother")))
+        vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
+        heldout = sum(t["n"] for t in evaluated["results"]["tasks"].values())
     return {
         "name": config.name,
         "endpoint": endpoint,
@@ -403,6 +412,10 @@ def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, sp
         "mixing_rule": child["genome"].get("mixing_rule", config.breed.method),
         "search": {k: bred[k] for k in ("fitness", "scores", "generations", "evaluations", "seconds", "stop_reason")},
         "scores": scores,
+        "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
+        "heldout_items": heldout,
+        "vigor": vigor,  # the card's hybrid-vigor rule: {"claimed": bool, "reason": why not}
+        "local_root": str(config.hub.local_root) if config.hub.endpoint == "local" else None,
         "verify": verified,
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),

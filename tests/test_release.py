@@ -7,6 +7,7 @@ as `make release` runs it (only the run folder, the store and the port are moved
 import json
 import pickle
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -60,7 +61,7 @@ def first_release(tmp_path_factory):
 
 
 def test_release_json_records_the_whole_release(first_release):
-    tmp, _, out, seconds = first_release
+    tmp, config, out, seconds = first_release
     release = json.loads((tmp / "runs/tiny-default/release.json").read_text())
     assert release["endpoint"] == f"http://127.0.0.1:{PORT}"
     assert release["child_repo"] == "darwin-local/tiny-darwin-child"
@@ -91,7 +92,8 @@ def test_release_json_records_the_whole_release(first_release):
                                      "verify"]
     # The summary tells a person where things are and how to load and chat.
     assert "released darwin-local/tiny-darwin-child" in out.stdout and "trust_remote_code=True" in out.stdout
-    assert "make space" in out.stdout
+    assert f"darwin-release space-serve {config}" in out.stdout
+    assert re.search(r"child +synthetic 0\.\d{3} ± 0\.\d{3}", out.stdout) and "hybrid vigor: " in out.stdout
     assert seconds < 300, f"the embedded default took {seconds:.0f} s (budget: 5 minutes)"
 
 
@@ -116,11 +118,13 @@ def test_the_log_written_to_a_file_reads_line_by_line(first_release):
     assert len(lines) < 60, "\n".join(lines)
 
 
-def test_make_hub_serves_the_store_again_and_the_child_loads_and_generates(first_release):
-    tmp, _, _, _ = first_release
+def test_the_printed_commands_serve_the_store_again_and_the_child_loads_and_generates(first_release):
+    tmp, _, printed, _ = first_release
     release = json.loads((tmp / "runs/tiny-default/release.json").read_text())
-    hub = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(tmp / "hub"), "--port", str(PORT)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    lines = printed.stdout.splitlines()
+    serve_line = lines[lines.index("serve this config's store again (in another terminal; reading needs no token):") + 1]
+    load_line = lines[lines.index("load it (with the store served):") + 1]
+    hub = subprocess.Popen(shlex.split(serve_line), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         for _ in range(100):  # wait until it listens
             with socket.socket() as s:
@@ -138,7 +142,10 @@ def test_make_hub_serves_the_store_again_and_the_child_loads_and_generates(first
             "out = model.generate(**ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)\n"
             "print('GENERATED', out.shape[1] - ids['input_ids'].shape[1], repr(tok.decode(out[0])))\n"
         )
-        env = isolated_env(tmp) | {"HF_ENDPOINT": release["endpoint"], "HF_HOME": str(tmp / "fresh-home")}
+        env = isolated_env(tmp) | {"HF_HOME": str(tmp / "fresh-home")}
+        loaded = subprocess.run(load_line, shell=True, capture_output=True, text=True, env=env, cwd=ROOT, timeout=180)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]  # as printed
+        env["HF_ENDPOINT"] = release["endpoint"]
         out = subprocess.run([sys.executable, "-c", script, release["child_repo"], release["child_revision"]],
                              capture_output=True, text=True, env=env, timeout=180)
         assert out.returncode == 0, out.stderr[-3000:]
