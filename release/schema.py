@@ -123,8 +123,7 @@ def reference_markdown() -> str:
            "`darwin-release schema > config.schema.json` gives editors the JSON Schema "
            "(`# yaml-language-server: $schema=config.schema.json` on a config's first line).",
            "Unknown keys are errors. Below, each section is one mapping of the config.", ""]
-    sections = [("", "ReleaseConfig", schema)]
-    seen = {"ReleaseConfig"}
+    sections = [("", "ReleaseConfig", schema)]  # (path, model name, its schema), depth first
     while sections:
         path, name, model = sections.pop(0)
         out.append(f"## `{path}`" if path else "## top level")
@@ -141,9 +140,7 @@ def reference_markdown() -> str:
                 key = f"{path}.{field}" if path else field
                 key += "[]" if prop.get("type") == "array" or any(a.get("type") == "array" for a in prop.get("anyOf", [])) else ""
                 kind = kind.replace("mapping (below)", f"mapping ([`{key}`](#{_anchor(key)}))")
-                if ref not in seen:
-                    seen.add(ref)
-                    nested.append((key, ref, defs[ref]))
+                nested.append((key, ref, defs[ref]))
             out.append(f"| `{field}` | {_cell(kind)} | {_cell(_default(model, field, prop))} | "
                        f"{_cell(prop.get('description', ''))} |")
         out.append("")
