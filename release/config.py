@@ -427,6 +427,8 @@ def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key{_nearest_key(error['loc'])}; every key is in docs/config.md"
+    if error["type"] == "missing":
+        return f"{where}: a required key is missing (every key is in docs/config.md)"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 

@@ -105,3 +105,10 @@ def test_init_writes_a_starter_that_passes_the_plan_offline_with_only_the_parent
     unchecked = [line for line in out.stdout.splitlines() if "NOT CHECKED" in line or "not checked" in line]
     assert len(unchecked) == 1 and unchecked[0].startswith("parents: NOT CHECKED, the Hub is unreachable")
     assert "warning" not in out.stdout and "error" not in out.stdout
+
+
+def test_a_missing_required_key_points_to_the_reference(tmp_path, capsys):
+    path = tmp_path / "short.yaml"
+    path.write_text("name: x\nfather: {repo: a/b}\nmother: {repo: a/c}\nfitness: {kind: calibration}\n")
+    assert main(["run", str(path), "--plan"]) == 2
+    assert "child: a required key is missing (every key is in docs/config.md)" in capsys.readouterr().err
