@@ -51,10 +51,9 @@ class TrackioTracker(SearchCallback):
             import trackio
 
             self.candidates, self.generations = logged_rows(self.project, self.run_name)
-            with contextlib.redirect_stdout(io.StringIO()) as banner:  # trackio prints a coloured banner
-                self.run = trackio.init(project=self.project, name=self.run_name, resume="allow", config=self.config,
-                                        embed=False, auto_log_cpu=False, auto_log_gpu=False)
-            log.info("trackio: %s", " ".join(_ANSI.sub("", banner.getvalue()).split()))  # kept, as one plain line
+            self.run = _quietly(lambda: trackio.init(project=self.project, name=self.run_name, resume="allow",
+                                                     config=self.config, embed=False, auto_log_cpu=False,
+                                                     auto_log_gpu=False))
             # Backfill what the checkpoint counts but trackio lost (or never saw): log lines of done generations.
             best = None
             done = [line for line in _read_log(self.folder / LOG) if line["generation"] < state.generation]
@@ -75,7 +74,7 @@ class TrackioTracker(SearchCallback):
         self._push_space()
 
     def on_end(self, result: SearchResult) -> None:
-        self._safely(lambda: self.run and self.run.finish())
+        self._safely(lambda: self.run and _quietly(_finish))
         self._push_space()
 
     def _push_space(self) -> None:
@@ -159,6 +158,21 @@ def logged_rows(project: str, run: str) -> tuple[set[tuple[int, int]], set[int]]
         if f"{GENERATION}index" in row:
             generations.add(int(row[f"{GENERATION}index"]))
     return candidates, generations
+
+
+def _finish() -> None:
+    import trackio
+
+    trackio.finish()  # the module's, not the run's: it also forgets the run, so exit does not finish it again
+
+
+def _quietly(call):
+    """trackio prints banners (in ANSI colours) to stdout: into the log instead, as one plain line."""
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        result = call()
+    if printed.getvalue().strip():
+        log.info("trackio: %s", " ".join(_ANSI.sub("", printed.getvalue()).split()))
+    return result
 
 
 def _read_log(path: Path) -> list[dict]:
