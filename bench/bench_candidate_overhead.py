@@ -2,8 +2,8 @@
 
 A CMA-ES candidate should cost its evaluation's forward passes and nothing more: the task objects, item
 subsets and the lm-eval model wrapper are built once, and switching genomes writes the ratio buffer.
-Measured by running the search itself (`release.search.run_search`, one generation of CMA-ES) with the
-search's own candidate function (`release.fitness.make_fitness`: set_ratios + Evaluator.evaluate on the
+Measured by running the search itself (`release.search.cmaes.run_search`, one generation of CMA-ES) with the
+search's own candidate function (`release.search.fitness.make_fitness`: set_ratios + Evaluator.evaluate on the
 48-item search subset of the synthetic task, lm-eval's multiple-choice machinery, batch 8) on a live
 search-form Darwin hybrid with the father's tokenizer. Time per candidate is the search's own clock over
 all candidates (CMA-ES ask/tell, the candidate log and checkpoint included); the forward time is measured
@@ -91,8 +91,9 @@ def run() -> dict:
 
 def _measure() -> dict:
     from bench.common import darwin_model
-    from release.fitness import make_fitness
-    from release.search import GenomeSpace, run_search
+    from release.search.fitness import make_fitness
+    from release.breeders.ffn_genome import GenomeSpace
+    from release.search.cmaes import run_search
     from release.tiny import father_tokenizer
 
     tokenizer = father_tokenizer()

@@ -1,6 +1,6 @@
 """5. Emission memory: peak RSS of `emit_child` above its baseline, divided by the largest child shard.
 
-`release.emit` streams tensors from the parents' shards into the child's, one child shard at a time, so its
+`release.breeders.emit` streams tensors from the parents' shards into the child's, one child shard at a time, so its
 memory should follow the largest shard, not the model. Measured on parents of the real checkpoint layouts
 (Gemma 4 and Qwen3.5 ConditionalGeneration key names and shapes, bf16, sharded with an index) at hidden
 2048, ~0.5 GB and ~0.3 GB, and a child of several ~200 MB shards holding every mother FFN (all ratios
@@ -95,8 +95,8 @@ def emission_process(father: str, mother: str, out: str) -> None:
     """Runs in the subprocess: warm up, read the baseline, emit, print {baseline, peak} as JSON."""
     import gc
 
-    from release.emit import emit_child, genome_record
-    from release.hybrid import MIXING_FORMULA, MIXING_RULE, child_tensor_sources, make_child_config
+    from release.breeders.emit import emit_child, genome_record
+    from release.breeders.hybrid import MIXING_FORMULA, MIXING_RULE, child_tensor_sources, make_child_config
 
     n_layers = _config("father").text_config.num_hidden_layers
     ratios = [0.3] * n_layers  # every mother FFN in the child: the largest child these parents give
@@ -154,7 +154,7 @@ def _check_child(child: Path, fills: dict[str, dict[str, float]]) -> tuple[int, 
     from safetensors import safe_open
 
     from modeling.configuration_darwin import DarwinConfig
-    from release.hybrid import child_tensor_sources
+    from release.breeders.hybrid import child_tensor_sources
 
     from modeling.modeling_darwin import DarwinForCausalLM
 

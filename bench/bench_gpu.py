@@ -31,7 +31,7 @@ FROZEN = [15, 16, 22, 23, 24, 25]  # Genesis
 
 def genesis_config(s: dict):
     from modeling.configuration_darwin import DarwinConfig
-    from release.hybrid import default_layer_map
+    from release.breeders.hybrid import default_layer_map
 
     layer_map = default_layer_map(s["layers"], s["mother_layers"])
     return DarwinConfig(

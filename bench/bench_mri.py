@@ -37,8 +37,8 @@ def run() -> dict:
 
 def _mri_cost() -> dict:
     from release.config import load_config
-    from release.fitness import make_fitness
-    from release.hybrid import build_search_hybrid
+    from release.search.fitness import make_fitness
+    from release.breeders.hybrid import build_search_hybrid
     from release.mri.scan import run_mri
     from release.tiny import write_tiny_parents
     from transformers import AutoTokenizer

@@ -61,7 +61,7 @@ def _measure(father: Path, mother: Path, batch_size: int) -> dict:
 
     from release.config import load_config
     from release.evals import Evaluator, TaskSuite
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
     from release.parents.metadata import read_folder
     from release.plan.checks import parent_checks
     from release.plan.costs import count_tokens, peak_batch_bytes

@@ -1,6 +1,6 @@
 """7. Pull integrity check: its cost against a bare sha256 of the same bytes and a plain read, and the rerun.
 
-`release.blob_check.verify_snapshot` hashes each blob of a snapshot (sha256 for LFS files) and compares it
+`release.hub.blob_check.verify_snapshot` hashes each blob of a snapshot (sha256 for LFS files) and compares it
 with the blob's name. It is timed against the least any sha256 check must do (a bare hashlib loop over the
 same files) and against reading the bytes once without hashing. All three run on the same HF-cache layout
 (blobs named by sha256, snapshot links to them), warm in the page cache, alternated over several rounds
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from release.blob_check import verify_snapshot
+from release.hub.blob_check import verify_snapshot
 
 BLOBS, BLOB_MB, ROUNDS = 4, 64, 5
 

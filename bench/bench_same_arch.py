@@ -5,7 +5,7 @@ Two parents of one architecture at the real layer width of a 4B model (Qwen3-4B'
 weights breeder's live model holds both parents; a genome switch rewrites every tensor in place
 (`Live.apply` with every share changed, so nothing is skipped). It is timed against
 
-- one candidate evaluation: the search's own fitness call (`release.fitness.make_fitness` with the
+- one candidate evaluation: the search's own fitness call (`release.search.fitness.make_fitness` with the
   breeder's `apply`: switch + `Evaluator.evaluate` on the 48-item synthetic search subset, batch 8), on the
   same live model, in alternating rounds (median round); the switch's share of it is the figure (target
   <= 5% on CPU). The 48 short synthetic items are a small evaluation: a real one (CLIcK 200 + MuSR 120
@@ -71,7 +71,7 @@ def run() -> dict:
 
 def _measure() -> dict:
     from release.breeders import get_breeder
-    from release.fitness import make_fitness
+    from release.search.fitness import make_fitness
     from release.tiny import father_tokenizer, write_tiny_causal_pair
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)

@@ -1,8 +1,8 @@
 """7. Scale-out: the search on 2 Ray workers vs 1, and the Ray path's per-candidate cost vs in-process.
 
-The same search (one CMA-ES generation of POPSIZE candidates, `release.search.run_search`) runs three
+The same search (one CMA-ES generation of POPSIZE candidates, `release.search.cmaes.run_search`) runs three
 ways, interleaved over ROUNDS rounds in a rotating order (medians of per-round ratios): in this process
-(`search.workers: 1`), on one Ray worker and on two. Each worker is a `release.distributed` actor that
+(`search.workers: 1`), on one Ray worker and on two. Each worker is a `release.search.distributed` actor that
 builds the live model once (`build_bench_search` below: a search-form Darwin hybrid at hidden 768, the
 synthetic task's 16-item search subset, lm-eval machinery, one torch thread), so a candidate costs a
 second or more on one core. Time per candidate is the search's own clock (ask/tell, log and checkpoint
@@ -37,8 +37,8 @@ def _config(folder: Path):
 def build_bench_search(workdir: Path):
     """The live search for the benchmark: the same in this process and in every worker."""
     from bench.common import darwin_model
-    from release.fitness import LiveSearch, make_fitness
-    from release.search import GenomeSpace
+    from release.search.fitness import LiveSearch, make_fitness
+    from release.breeders.ffn_genome import GenomeSpace
     from release.tiny import father_tokenizer
 
     torch.set_num_threads(1)
@@ -54,7 +54,8 @@ def build_bench_search(workdir: Path):
 
 
 def _search(evaluation, folder: Path):
-    from release.search import GenomeSpace, run_search
+    from release.breeders.ffn_genome import GenomeSpace
+    from release.search.cmaes import run_search
 
     config = _config(folder)
     result = run_search(GenomeSpace(LAYERS, config.genome), evaluation, config.search, folder / "breed",
@@ -75,8 +76,8 @@ def _measure() -> dict:
 
     import ray
 
-    from release.distributed import RayPool
-    from release.distributed.cluster import connect
+    from release.search.distributed import RayPool
+    from release.search.distributed.cluster import connect
 
     load_before = os.getloadavg()[0]
     rounds: list[dict] = []

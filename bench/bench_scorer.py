@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(items=args.items, data_dir=args.data_dir, threads=args.threads)
-    from release.files import write_json
+    from release.run.files import write_json
 
     write_json(OUT, result)
     print(json.dumps(result, indent=2))

@@ -57,8 +57,8 @@ def run() -> dict:
 def _measure(tmp: Path) -> dict:
     from bench.bench_scaleout import LAYERS, build_bench_search
     from release.config import SearchSpec
-    from release.search import LOG, run_search
-    from release.tracking import TrackioTracker
+    from release.search.cmaes import LOG, run_search
+    from release.search.tracking import TrackioTracker
 
     live = build_bench_search(tmp / "work")
     spec = SearchSpec(popsize=POPSIZE, sigma0=0.1, max_generations=GENERATIONS, seed=0)

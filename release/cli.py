@@ -17,7 +17,7 @@ from release.closing import closing_lines
 from release.config import load_config
 from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
-from release.stages import HUB_STAGES, STAGE_HELP, STAGES
+from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES
 
 
 EXAMPLES = """\
@@ -117,19 +117,19 @@ def main(argv: list[str] | None = None) -> int:
             return _init(args) if args.command == "init" else _schema(args)
         config = load_config(args.config)
         if args.command == "watch":
-            from release.tracking import open_dashboard
+            from release.search.tracking import open_dashboard  # imports cma and matplotlib
 
             if not config.search.track:
                 print(f"note: search.track is off in {args.config}: the dashboard shows only earlier tracked runs")
             open_dashboard(config.name, port=args.port, open_browser=not args.no_browser)
             return 0
         if args.command == "space-serve":
-            from release.space import serve_last_release
+            from release.hub.space import serve_last_release  # loaded when the subcommand runs: --help stays instant
 
             return serve_last_release(config, port=args.port)
         if getattr(args, "plan", False):
             return _print_plan(config, args)
-        from release.pipeline import RunOptions, run_release
+        from release.pipeline import RunOptions, run_release  # loaded when the subcommand runs: --help stays instant
 
         # `run` resumes an interrupted search by itself; `breed` alone does so when asked.
         resume = args.command == "run" or getattr(args, "resume", False)
@@ -199,8 +199,8 @@ def _unexpected(e: Exception, verbose: bool) -> str:
 
 
 def _print_plan(config, args) -> int:
-    from release.plan.gpus import GPUS
-    from release.plan.report import print_plan
+    from release.plan.gpus import GPUS  # loaded when the subcommand runs: --help stays instant
+    from release.plan.report import print_plan  # loaded when the subcommand runs: --help stays instant
 
     if args.gpu and args.gpu not in GPUS:
         raise ReleaseError(f"--gpu {args.gpu}: unknown GPU; choose one of {', '.join(GPUS)}")

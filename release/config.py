@@ -269,15 +269,15 @@ class SearchSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bfloat16 on cuda, float32 on cpu.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # Scale-out (release.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
+    # Scale-out (release.search.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
     workers: int = Field(1, ge=1)
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
-    # Live dashboard (release.tracking): every candidate and generation logged to trackio.
+    # Live dashboard (release.search.tracking): every candidate and generation logged to trackio.
     track: bool = False
-    # Also push the dashboard to this Space on the configured Hub after every generation (release.tracking_space).
+    # Also push the dashboard to this Space on the configured Hub after every generation (release.search.tracking_space).
     track_space: RepoId | None = None
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from release.stages import STAGES
+from release.run.stages import STAGES
 
 # Each library's own switch, read when it is imported (so set before the run imports them) ...
 _QUIET_ENV = {

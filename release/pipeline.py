@@ -6,21 +6,29 @@ skips a stage whose inputs have not changed. `dry_run` does everything except wr
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
 from release.console import GenerationLines, stage_line
 from release.errors import ReleaseError
-from release.files import remove_orphans, write_json
-from release.hub_session import HubSession, open_hub
-from release.mri.stage import check_before_push, mri_summary, stage_health, stage_mri
-from release.runlock import hold_run_lock
-from release.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.hub.session import HubSession, open_hub
+from release.hub.space import prepare_space_folder, space_secrets
+from release.hub.verify import verify_child
+from release.mri.stage import (after_search, check_before_push, genome_mri_record, mri_summary, search_fingerprint,
+                               search_r_mri, stage_health, stage_mri)
+from release.plan.preflight import check_values, check_write_access
+from release.run.files import remove_orphans, write_json
+from release.run.lock import hold_run_lock
+from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
+                                 Pushed, Verified)
+from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +38,11 @@ log = logging.getLogger(__name__)
 
 
 def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
-               rehash: bool = False) -> tuple[dict, list[Path]]:
+               rehash: bool = False) -> tuple[Pulled, list[Path]]:
     """Download the parents. A breeder that can plan from the parents' configs and headers (ffn_blend, as
     --plan does) checks them first and names the files it reads: only those are downloaded."""
-    from release.breeders import get_breeder
-    from release.parents.selection import write_view
+    from release.breeders import get_breeder  # imports torch: kept out of --help and --plan's import
+    from release.parents.selection import write_view  # imports transformers
 
     hub = session.hub
     if config.tiny_parents:
@@ -50,23 +58,24 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
         if not (pulled.path / "config.json").is_file():  # e.g. a repo created by an upload that never came
             raise ReleaseError(f"pull: the {role} {ref.repo}@{pulled.revision[:12]} holds no config.json, so no "
                                "checkpoint: publish it completely (or name another revision), then run again")
-        result[role] = {"repo": ref.repo, "revision": pulled.revision, "path": str(pulled.path),
-                        "content": snapshot_digest(pulled.path)}
-        if selection is not None:
-            # transformers opens every shard an index names: the stages read a view that names only ours.
-            result[role]["path"] = str(write_view(pulled.path, config.run_dir / "parents" / role))
-            result[role].update(fetched_bytes=selection.fetch_bytes, repo_bytes=selection.repo_bytes,
-                                skipped_shards=selection.skipped)
-            log.info("pulled %s: %d of %d bytes (skipped %s)", role, selection.fetch_bytes, selection.repo_bytes,
-                     ", ".join(selection.skipped) or "nothing")
-    return result, [Path(result["father"]["path"]), Path(result["mother"]["path"])]
+        content = snapshot_digest(pulled.path)
+        if selection is None:
+            result[role] = Parent(ref.repo, pulled.revision, str(pulled.path), content)
+            continue
+        # transformers opens every shard an index names: the stages read a view that names only ours.
+        view = write_view(pulled.path, config.run_dir / "parents" / role)
+        result[role] = Parent(ref.repo, pulled.revision, str(view), content, fetched_bytes=selection.fetch_bytes,
+                              repo_bytes=selection.repo_bytes, skipped_shards=selection.skipped)
+        log.info("pulled %s: %d of %d bytes (skipped %s)", role, selection.fetch_bytes, selection.repo_bytes,
+                 ", ".join(selection.skipped) or "nothing")
+    return Pulled(**result), [Path(parent.path) for parent in result.values()]
 
 
-def moved_on(config: ReleaseConfig, session: HubSession, pulled: dict) -> list[str]:
+def moved_on(config: ReleaseConfig, session: HubSession, pulled: Pulled) -> list[str]:
     """Parents pinned at an earlier pull whose configured branch has a newer commit now."""
     notes = []
     for role in ("father", "mother"):
-        ref, pinned = getattr(config, role), pulled[role]["revision"]
+        ref, pinned = getattr(config, role), getattr(pulled, role).revision
         if ref.revision == pinned:  # a commit sha in the config: it cannot move
             continue
         try:
@@ -85,7 +94,7 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     Judged by content: a publish killed between creating the repo and uploading leaves an empty repo,
     which is filled now (one commit that makes it hold exactly the tiny parent).
     """
-    from release.breeders import get_breeder
+    from release.breeders import get_breeder  # imports torch
 
     for role, write in get_breeder(config.breed.method).tiny_parent_writers().items():
         repo = getattr(config, role).repo
@@ -100,10 +109,9 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
         print(f"published the tiny {role} to {repo}")
 
 
-def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: bool,
-                mri: dict | None = None) -> tuple[dict, list[Path]]:
-    from release.mri.stage import after_search, search_fingerprint, search_r_mri
-    from release.search import fingerprint, run_search
+def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: bool,
+                mri: Diagnosis | None = None) -> tuple[Bred, list[Path]]:
+    from release.search.cmaes import fingerprint, run_search  # cma imports matplotlib
 
     with _search_evaluation(config, pulled, search_r_mri(config, mri)) as (evaluation, live):
         s = config.search
@@ -111,19 +119,17 @@ def stage_breed(config: ReleaseConfig, pulled: dict, resume: bool, progress: boo
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
         key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
-                          father=pulled["father"]["content"], mother=pulled["mother"]["content"],
+                          father=pulled.father.content, mother=pulled.mother.content,
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key, progress))
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
-    bred = {
-        **extra, "fitness": result.fitness, "scores": result.scores,
-        "generations": result.generations, "evaluations": result.evaluations, "seconds": result.seconds,
-        "stop_reason": result.stop_reason, "method": live.method, "genes": live.space.names, **live.record,
-        "device": live.device.split(":")[0], "dtype": live.dtype.removeprefix("torch."),
-    }
+    bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
+                evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
+                method=live.method, genes=live.space.names, live=dict(live.record),
+                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
@@ -131,7 +137,7 @@ def _search_callbacks(config: ReleaseConfig, live, key: str, progress: bool) -> 
     lines = () if progress else (GenerationLines(config.search.max_generations),)  # the bar's stand-in
     if not config.search.track:
         return lines
-    from release.tracking import TrackioTracker
+    from release.search.tracking import TrackioTracker  # trackio, optional
 
     return lines + (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
@@ -141,104 +147,105 @@ def _search_callbacks(config: ReleaseConfig, live, key: str, progress: bool) -> 
 
 
 @contextmanager
-def _search_evaluation(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None = None):
-    """(evaluation, live model facts): in this process, or Ray workers when the config asks for them."""
-    from release.fitness import build_live_search
+def _search_evaluation(config: ReleaseConfig, pulled: Pulled, r_mri: list[float] | None = None):
+    """(evaluation, live model facts): in this process, or Ray workers when the config asks for them.
+    The search side reads the parents in their run-folder JSON form (what a Ray worker is sent)."""
+    from release.search.fitness import build_live_search  # imports lm_eval and torch
 
     if config.search.workers == 1 and config.search.ray_address is None:
-        live = build_live_search(config, pulled, r_mri)
+        live = build_live_search(config, pulled.to_json(), r_mri)
         yield live.fitness, live
         return
-    from release.distributed import ray_workers
+    from release.search.distributed import ray_workers  # ray, optional
 
-    with ray_workers(config, pulled, r_mri) as pool:
+    with ray_workers(config, pulled.to_json(), r_mri) as pool:
         yield pool, pool.live
 
 
-def stage_emit(config: ReleaseConfig, pulled: dict, bred: dict, progress: bool,
-               mri: dict | None = None) -> tuple[dict, list[Path]]:
-    from release.breeders import get_breeder
-    from release.mri.stage import genome_mri_record
+def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool,
+               mri: Diagnosis | None = None) -> tuple[Emitted, list[Path]]:
+    from release.breeders import get_breeder  # imports torch
 
     breeder = get_breeder(config.breed.method)
     s, f = config.search, config.fitness
     # No wall time here: the same genome bred again must give a byte-identical child and card (no new
     # commit); release.json keeps the time.
     search = {
-        "popsize": s.popsize, "sigma0": s.sigma0, "seed": s.seed, "generations": bred["generations"],
-        "evaluations": bred["evaluations"], "best_fitness": bred["fitness"],
-        "stop_reason": bred["stop_reason"], "device": bred["device"], "dtype": bred["dtype"],
+        "popsize": s.popsize, "sigma0": s.sigma0, "seed": s.seed, "generations": bred.generations,
+        "evaluations": bred.evaluations, "best_fitness": bred.fitness,
+        "stop_reason": bred.stop_reason, "device": bred.device, "dtype": bred.dtype,
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
-    ratios = breeder.ratios(breeder.named_genome(bred), breeder.ratio_hooks(config, bred.get("r_mri")))
-    genome = breeder.genome_record(config, bred, pulled, search, ratios) | genome_mri_record(bred, mri)
+    # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
+    bred_json, pulled_json = bred.to_json(), pulled.to_json()
+    ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
+    genome = (breeder.genome_record(config, bred_json, pulled_json, search, ratios)
+              | genome_mri_record(bred_json, mri and mri.to_json()))
     out = config.run_dir / "child"
-    breeder.emit(Path(pulled["father"]["path"]), Path(pulled["mother"]["path"]), genome, out,
+    breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
                  max_shard_size=config.child.max_shard_size, progress=progress)
-    return {"path": str(out), "digest": folder_digest(out), "genome": genome}, [out]
+    return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
 
 
-def stage_evaluate(config: ReleaseConfig, pulled: dict, child: dict, progress: bool) -> tuple[dict, list[Path]]:
-    from release.breeders import get_breeder
-    from release.fitness import evaluate_release
+def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
+                   progress: bool) -> tuple[Evaluated, list[Path]]:
+    from release.breeders import get_breeder  # imports torch
+    from release.search.fitness import evaluate_release  # imports lm_eval
 
     out = config.run_dir / "eval" / "results.json"
-    results = evaluate_release(config, pulled, Path(child["path"]), out, progress=progress,
+    results = evaluate_release(config, pulled.to_json(), Path(child.path), out, progress=progress,
                                child_trust_remote_code=get_breeder(config.breed.method).trust_remote_code)
-    return {"path": str(out), "results": results}, [out]
+    return Evaluated(path=str(out), results=results), [out]
 
 
-def stage_card(config: ReleaseConfig, child: dict, evaluated: dict | None,
-               health: dict | None = None) -> tuple[dict, list[Path]]:
-    import json
+def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
+               health: Health | None = None) -> tuple[Carded, list[Path]]:
+    from release.breeders import get_breeder  # imports torch
 
-    from release.breeders import get_breeder
-
-    folder = Path(child["path"])
-    results = evaluated["results"] if evaluated else None
-    report = json.loads(Path(health["path"]).read_text()) if health else None
-    get_breeder(config.breed.method).render_card(config, child["genome"], results,
+    folder = Path(child.path)
+    results = evaluated.results if evaluated else None
+    report = json.loads(Path(health.path).read_text()) if health else None
+    get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
-    return {"readme": str(folder / "README.md")}, [folder / "README.md"]
+    return Carded(readme=str(folder / "README.md")), [folder / "README.md"]
 
 
-def stage_push(config: ReleaseConfig, session: HubSession, child: dict,
-               force: bool = False) -> tuple[dict, list[Path]]:
-    from release.safe_push import push_release
+def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
+               force: bool = False) -> tuple[Pushed, list[Path]]:
+    # huggingface_hub reads HF_ENDPOINT when first imported: only after open_hub has set it
+    from release.hub.safe_push import push_release
 
     message = config.child.commit_message or f"Release {config.name}: child of {config.father.repo} x {config.mother.repo}"
-    pushed = push_release(session.hub, child["path"], config.child.repo, config.child.on_existing,
+    pushed = push_release(session.hub, child.path, config.child.repo, config.child.on_existing,
                           config.father.repo, config.mother.repo, message, private=config.hub.private,
                           force=force)
-    return pushed, []
+    return Pushed.from_json(pushed), []
 
 
-def stage_space(config: ReleaseConfig, session: HubSession, pushed: dict) -> tuple[dict, list[Path]]:
-    from release.space import prepare_space_folder, space_secrets
-
-    from release.safe_push import check_space_target
+def stage_space(config: ReleaseConfig, session: HubSession, pushed: Pushed) -> tuple[Deployed, list[Path]]:
+    from release.hub.safe_push import check_space_target  # huggingface_hub: only after open_hub (HF_ENDPOINT)
 
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
     folder = prepare_space_folder(config, config.run_dir / "space")
-    variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed["revision"], **config.space.variables}
+    variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed.revision, **config.space.variables}
     sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets=secrets,
                                    hardware=config.space.hardware, private=config.hub.private)
     # Only the secrets' names are recorded: their values stay in the environment.
-    return {"repo": config.space.repo, "revision": sha, "variables": variables, "secrets": sorted(secrets)}, [folder]
+    return Deployed(repo=config.space.repo, revision=sha, variables=variables, secrets=sorted(secrets)), [folder]
 
 
-def stage_verify(config: ReleaseConfig, session: HubSession, child: dict, pushed: dict) -> tuple[dict, list[Path]]:
-    from release.breeders import get_breeder
-    from release.device import pick_device, pick_dtype
-    from release.verify import verify_child
+def stage_verify(config: ReleaseConfig, session: HubSession, child: Emitted,
+                 pushed: Pushed) -> tuple[Verified, list[Path]]:
+    from release.breeders import get_breeder  # imports torch
+    from release.device import pick_device, pick_dtype  # imports torch
 
     device = pick_device(config.search.device)
-    result = verify_child(config.child.repo, pushed["revision"], Path(child["path"]), device=device,
+    result = verify_child(config.child.repo, pushed.revision, Path(child.path), device=device,
                           dtype=pick_dtype(config.search.dtype, device), hub=session.hub,
                           trust_remote_code=get_breeder(config.breed.method).trust_remote_code)
-    return result, []
+    return Verified.from_json(result), []
 
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -279,17 +286,17 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint],
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
-                          still_valid=lambda r: all(session.resolves(p["repo"], p["revision"], p["revision"])
-                                                    for p in (r["father"], r["mother"])))
+                          still_valid=lambda r: all(session.resolves(p.repo, p.revision, p.revision)
+                                                    for p in (r.father, r.mother)), record=Pulled)
         if "pull" not in book.ran:
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
         if "mri" not in needed:
-            return {"ran": book.ran, "pull": pulled, "fetched": fetched_summary(pulled)}
+            return {"ran": book.ran, "pull": pulled.to_json(), "fetched": pulled.fetched()}
         # The search depends on the parents' content; the child also records which commits they came from.
         # Neither depends on where the cache keeps them.
-        contents = {role: pulled[role]["content"] for role in ("father", "mother")}
-        parents = {role: pulled[role]["revision"] for role in ("father", "mother")}
+        contents = {"father": pulled.father.content, "mother": pulled.mother.content}
+        parents = {"father": pulled.father.revision, "mother": pulled.mother.revision}
         s, g = config.search, config.genome
         # The MRI scan reads a cross-architecture hybrid's FFN branches: ffn_blend only (the health check
         # runs for every breeder).
@@ -297,64 +304,65 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         mri = None
         if darwin or g.mri:  # a weight merge scans its parents only when the search reads r_MRI
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
-                                   s.dtype], lambda: stage_mri(config, pulled))
+                                   s.dtype], lambda: stage_mri(config, pulled), record=Diagnosis)
         else:
             stage_line("mri", "not needed (a weight merge without genome.mri)")
         if "breed" not in needed:
-            return {"ran": book.ran, "mri": mri, "fetched": fetched_summary(pulled)}
+            return {"ran": book.ran, "mri": mri and mri.to_json(), "fetched": pulled.fetched()}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
         bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness]
-                        + ([mri["r_mri"]] if g.mri else []),
+                        + ([mri.r_mri] if g.mri else []),
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
-                                            opts.progress, mri))
+                                            opts.progress, mri), record=Bred)
         if "emit" not in needed:
-            return {"ran": book.ran, "breed": bred, "fetched": fetched_summary(pulled)}
-        diagnosis = mri and {k: v for k, v in mri.items() if k != "seconds"}  # what the child records
-        child = book.run("emit", [parents, bred, config.breed, config.genome, config.child.max_shard_size,
+            return {"ran": book.ran, "breed": bred.to_json(), "fetched": pulled.fetched()}
+        diagnosis = mri and mri.without_time()  # what the child records
+        child = book.run("emit", [parents, bred.to_json(), config.breed, config.genome, config.child.max_shard_size,
                                   config.search, diagnosis],
-                         lambda: stage_emit(config, pulled, bred, opts.progress, mri))
+                         lambda: stage_emit(config, pulled, bred, opts.progress, mri), record=Emitted)
         health = None
         if "health" in needed and config.health.enabled:
-            health = book.run("health", [contents, child["digest"], config.health, config.mri, s.seed, s.device,
+            health = book.run("health", [contents, child.digest, config.health, config.mri, s.seed, s.device,
                                          s.dtype, config.fitness.calibration_text],
-                              lambda: stage_health(config, pulled, child))
+                              lambda: stage_health(config, pulled, child), record=Health)
         elif "health" in needed:
             stage_line("health", "off (health.enabled: false)")
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:
-            evaluated = book.run("evaluate", [parents, child["digest"], config.fitness],
-                                 lambda: stage_evaluate(config, pulled, child, opts.progress))
+            evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
+                                 lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
         elif "evaluate" in needed:
             stage_line("evaluate", "nothing to score (fitness.tasks is empty)")
         if "card" in needed:
-            book.run("card", [child["digest"], evaluated and evaluated["results"], config.card, config.child.repo,
-                              config.name, _templates_digest(), health],
-                     lambda: stage_card(config, child, evaluated, health))
+            book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
+                              config.name, _templates_digest(), health and health.to_json()],
+                     lambda: stage_card(config, child, evaluated, health), record=Carded)
         if opts.dry_run:
             for stage in HUB_STAGES:
                 if stage in needed:
                     stage_line(stage, "skipped (--dry-run)")
         if opts.dry_run or "push" not in needed:
-            return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child["path"],
-                    "fetched": fetched_summary(pulled),
+            return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
+                    "fetched": pulled.fetched(),
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
-                    "health": health}
+                    "health": health and health.to_json()}
         check_before_push(config, health, force)  # a failed health check stops the release here
-        pushed = book.run("push", [folder_digest(Path(child["path"])), config.child.repo, endpoint,
+        pushed = book.run("push", [folder_digest(Path(child.path)), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
-                          still_valid=lambda r: session.resolves(r["repo"], r.get("ref", "main"), r["revision"]))
+                          still_valid=lambda r: session.resolves(r.repo, r.ref, r.revision), record=Pushed)
         spaced = None
         if config.space and "space" in needed:
-            spaced = book.run("space", [pushed, config.space, config.card, _space_digest(), endpoint],
+            spaced = book.run("space", [pushed.to_json(), config.space, config.card, _space_digest(), endpoint],
                               lambda: stage_space(config, session, pushed),
-                              still_valid=lambda r: session.resolves(r["repo"], "main", r["revision"], "space"))
+                              still_valid=lambda r: session.resolves(r.repo, "main", r.revision, "space"),
+                              record=Deployed)
         elif "space" in needed:
             stage_line("space", "no space in the config")
         verified = None
         if "verify" in needed:
-            verified = book.run("verify", [pushed, child["digest"]],
-                                lambda: stage_verify(config, session, child, pushed))
+            verified = book.run("verify", [pushed.to_json(), child.digest],
+                                lambda: stage_verify(config, session, child, pushed), record=Verified)
         summary = release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified,
                                   time.monotonic() - started, book.ran)
         summary.update(mri_summary(bred, child, health))
@@ -364,59 +372,53 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
 
 def preflight(config: ReleaseConfig, session: HubSession, pushes: bool) -> None:
     """What the Hub would refuse only at push or deploy, hours later: one-line errors now."""
-    from release.plan.preflight import check_values, check_write_access
-
     check_values(config)
     if pushes:
         log.info(check_write_access(config, session.hub))
 
 
-def fetched_summary(pulled: dict) -> dict:
-    """role -> [bytes the pull selected, bytes the repo holds] (absent for pulls recorded before selection)."""
-    return {role: [pulled[role]["fetched_bytes"], pulled[role]["repo_bytes"]]
-            for role in ("father", "mother") if "fetched_bytes" in pulled[role]}
-
-
-def release_summary(config, endpoint, pulled, bred, child, evaluated, pushed, spaced, verified, seconds, ran) -> dict:
-    from release.breeders import get_breeder
+def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: Bred, child: Emitted,
+                    evaluated: Evaluated | None, pushed: Pushed, spaced: Deployed | None, verified: Verified | None,
+                    seconds: float, ran: list[str]) -> dict:
+    """release.json: its keys are public (add, don't rename)."""
+    from release.breeders import get_breeder  # imports torch
 
     scores, stderrs, vigor, heldout = {}, {}, None, None
     if evaluated:
-        from types import SimpleNamespace
-
-        from release.card import hybrid_vigor
-
-        models = evaluated["results"]["models"]
+        from release.card.model_card import hybrid_vigor  # imports huggingface_hub, which must follow open_hub
+        models = evaluated.results["models"]
         for role, m in models.items():
             scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
             stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["stderr"]}
         verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"]) for role in ("child", "father", "mother")))
         vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
-        heldout = sum(t["n"] for t in evaluated["results"]["tasks"].values())
+        heldout = sum(t["n"] for t in evaluated.results["tasks"].values())
     return {
         "name": config.name,
         "endpoint": endpoint,
-        "child_repo": pushed["repo"],
-        "child_revision": pushed["revision"],
-        "child_push": {k: pushed.get(k) for k in ("target", "ref", "pr_url", "committed")},
-        "space_repo": spaced and spaced["repo"],
-        "space_revision": spaced and spaced["revision"],
-        "father": {k: pulled["father"][k] for k in ("repo", "revision")},
-        "mother": {k: pulled["mother"][k] for k in ("repo", "revision")},
-        "fetched": fetched_summary(pulled),
-        "genome": bred["genome"],
+        "child_repo": pushed.repo,
+        "child_revision": pushed.revision,
+        "child_push": {"target": pushed.target, "ref": pushed.ref, "pr_url": pushed.pr_url,
+                       "committed": pushed.committed},
+        "space_repo": spaced and spaced.repo,
+        "space_revision": spaced and spaced.revision,
+        "father": {"repo": pulled.father.repo, "revision": pulled.father.revision},
+        "mother": {"repo": pulled.mother.repo, "revision": pulled.mother.revision},
+        "fetched": pulled.fetched(),
+        "genome": bred.genome,
         "method": config.breed.method,
         "trust_remote_code": get_breeder(config.breed.method).trust_remote_code,  # False: a stock child
-        "layer_map": bred.get("layer_map"),  # ffn_blend only
+        "layer_map": bred.live.get("layer_map"),  # ffn_blend only
         "frozen": config.genome.frozen,
-        "mixing_rule": child["genome"].get("mixing_rule", config.breed.method),
-        "search": {k: bred[k] for k in ("fitness", "scores", "generations", "evaluations", "seconds", "stop_reason")},
+        "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
+        "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
+                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason},
         "scores": scores,
         "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
         "heldout_items": heldout,
         "vigor": vigor,  # the card's hybrid-vigor rule: {"claimed": bool, "reason": why not}
         "local_root": str(config.hub.local_root) if config.hub.endpoint == "local" else None,
-        "verify": verified,
+        "verify": verified and verified.to_json(),
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),
     }

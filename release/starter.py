@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from release.errors import ReleaseError
-from release.files import write_atomic
+from release.run.files import write_atomic
 
 STARTERS = Path(__file__).parent / "starters"
 

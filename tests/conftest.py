@@ -89,9 +89,9 @@ def space_child_repo(tiny_parents, tmp_path_factory):
     import json
     import uuid
 
-    from release.emit import emit_child
-    from release.hub import Hub
-    from release.plots import plot_genome
+    from release.breeders.emit import emit_child
+    from release.hub.client import Hub
+    from release.card.plots import plot_genome
 
     genome = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
     folder = emit_child(tiny_parents.father, tiny_parents.mother, genome,

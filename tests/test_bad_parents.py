@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from release.errors import ReleaseError
-from release.hybrid import build_search_hybrid, make_child_config
+from release.breeders.hybrid import build_search_hybrid, make_child_config
 
 
 @pytest.fixture

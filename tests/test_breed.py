@@ -62,7 +62,7 @@ def _stored_keys(folder: Path) -> set[str]:
 def test_emitted_child_gives_the_live_hybrids_logits_at_the_best_genome(bred):
     from transformers import AutoModelForCausalLM
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     run = bred.run_dir
     best = json.loads((run / "breed" / "best.json").read_text())

@@ -11,7 +11,7 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from release.card import BAR_WIDTH, BASE_TAGS, render_model_card
+from release.card.model_card import BAR_WIDTH, BASE_TAGS, render_model_card
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
 

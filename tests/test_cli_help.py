@@ -14,7 +14,7 @@ import yaml
 
 from release.cli import main
 from release.schema import DOCS_PAGE, config_schema, reference_markdown
-from release.stages import STAGE_HELP, STAGES
+from release.run.stages import STAGE_HELP, STAGES
 from tests.cli import ROOT, isolated_env
 
 SHIPPED = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("release/starters/*.yaml"))

@@ -90,7 +90,7 @@ def test_cli_broken_config_is_one_line_with_exit_2(tmp_path):
     '{"pull": {"key": 1, "result": {}}}', '{"pull": {"key": "k", "result": {}, "outputs": "runs/x"}}',
 ])
 def test_a_corrupt_stage_record_is_a_one_line_error(tmp_path, text):
-    from release.stages import StageBook
+    from release.run.stages import StageBook
 
     path = tmp_path / "stages.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

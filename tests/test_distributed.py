@@ -17,12 +17,12 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from release.config import ReleaseConfig  # noqa: E402
-from release.distributed import RayPool  # noqa: E402
-from release.distributed.cluster import connect  # noqa: E402
-from release.distributed.worker import BuildFromHub  # noqa: E402
+from release.search.distributed import RayPool  # noqa: E402
+from release.search.distributed.cluster import connect  # noqa: E402
+from release.search.distributed.worker import BuildFromHub  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
 from release.pipeline import RunOptions, run_release  # noqa: E402
-from release.search import LOG, SearchCallback, run_search  # noqa: E402
+from release.search.cmaes import LOG, SearchCallback, run_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = f"scale-{uuid.uuid4().hex[:6]}"
@@ -162,7 +162,7 @@ def test_unreachable_cluster_is_a_one_line_error():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("from release.distributed.cluster import connect\nfrom release.errors import ReleaseError\n"
+    code = ("from release.search.distributed.cluster import connect\nfrom release.errors import ReleaseError\n"
             f"for address in ['127.0.0.1:{port}', 'ray://127.0.0.1:{port}']:\n"
             "    try:\n        connect(address, 1)\n    except ReleaseError as e:\n        print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,

@@ -216,7 +216,7 @@ def test_prefix_cache_scorer_equals_stock_hflm_on_the_darwin_child(tiny_parents)
     """The child the search evaluates: Gemma 4 attention/cache with mother FFNs blended in."""
     from transformers import AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
     n = model.config.num_hidden_layers
@@ -405,7 +405,7 @@ def test_evaluate_models_writes_the_results_the_card_reads(tiny_parents, suite, 
     assert results["seconds"] > 0
     assert len(alive) == 3
 
-    from release.card import Results  # the card writer's own schema
+    from release.card.model_card import Results  # the card writer's own schema
 
     assert Results.model_validate(results).tasks["synthetic"].n == 8
 

@@ -10,9 +10,9 @@ import pytest
 from huggingface_hub import HfApi
 
 from release.errors import ReleaseError
-from release.hub import Hub
-from release.safe_push import push_release
-from release.verify import verify_child
+from release.hub.client import Hub
+from release.hub.safe_push import push_release
+from release.hub.verify import verify_child
 
 GENOME = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
 
@@ -25,7 +25,7 @@ def _flip_a_byte(path: Path) -> None:
 
 
 def test_force_push_heals_a_damaged_stored_shard(tiny_parents, local_hub, tmp_path):
-    from release.emit import emit_child
+    from release.breeders.emit import emit_child
 
     hub = Hub(token=TOKEN)
     folder = emit_child(tiny_parents.father, tiny_parents.mother, GENOME, tmp_path / "child",

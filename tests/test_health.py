@@ -1,15 +1,16 @@
 """The health check passes a sound child and flags a layer a test deliberately breaks."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from release.config import HealthSpec
-from release.emit import emit_child
+from release.breeders.emit import emit_child
 from release.errors import ReleaseError
-from release.hybrid import default_layer_map
+from release.breeders.hybrid import default_layer_map
 from release.mri.health import health_check, require_healthy
 
 RATIOS = [0.0, 1.0, 0.0, 0.4, 0.0, 0.3]  # a mother-only layer, two blends, father-only layers
@@ -70,15 +71,17 @@ def test_broken_layers_are_flagged_and_stop_the_release(tiny_parents, child, tmp
 def test_the_push_gate_and_its_two_overrides(tmp_path):
     from release.config import ReleaseConfig
     from release.mri.stage import check_before_push
+    from release.run.records import Health
 
     def config(**health):
         return ReleaseConfig.model_validate({"name": "g", "father": {"repo": "a/f"}, "mother": {"repo": "a/m"},
                                              "child": {"repo": "a/c"}, "fitness": {"kind": "calibration"},
                                              "health": health})
 
-    failed = {"passed": False, "reasons": ["layers 3 diverge from both parents"], "path": str(tmp_path / "h.json")}
+    failed = Health(path=str(tmp_path / "h.json"), passed=False, reasons=["layers 3 diverge from both parents"],
+                    flagged_layers=[3])
     with pytest.raises(ReleaseError, match="health check failed: layers 3 diverge from both parents"):
         check_before_push(config(), failed, force=set())
     check_before_push(config(), failed, force={"push"})  # --force push
     check_before_push(config(stop_on_failure=False), failed, force=set())  # the config switch
-    check_before_push(config(), {**failed, "passed": True, "reasons": []}, force=set())
+    check_before_push(config(), replace(failed, passed=True, reasons=[], flagged_layers=[]), force=set())

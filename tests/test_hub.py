@@ -1,4 +1,4 @@
-"""release.hub against the local hub: pull, push, Space deploy, and the errors users see."""
+"""release.hub.client against the local hub: pull, push, Space deploy, and the errors users see."""
 
 from tests.localhub_fixtures import ENDPOINT, TOKEN, free_port, repo_name  # first: sets HF_ENDPOINT
 
@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from release.errors import ReleaseError
-from release.hub import Hub, PulledRepo
+from release.hub.client import Hub, PulledRepo
 
 
 @pytest.fixture(scope="module")

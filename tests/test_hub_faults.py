@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from release.errors import ReleaseError
-from release.hub import Hub
+from release.hub.client import Hub
 from release.localhub import serve
-from release.safe_push import push_release
-from release.stages import StageBook
+from release.hub.safe_push import push_release
+from release.run.stages import StageBook
 
 
 def _release(path: Path) -> Path:

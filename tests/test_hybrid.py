@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from release.errors import ReleaseError
-from release.hybrid import (
+from release.breeders.hybrid import (
     MIXING_FORMULA,
     build_hybrid,
     build_search_hybrid,
@@ -190,7 +190,7 @@ def test_a_folder_of_config_modeling_files_and_streamed_tensors_loads(tiny_paren
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    from release.hybrid import modeling_files
+    from release.breeders.hybrid import modeling_files
 
     config = make_child_config(tiny_parents.father, tiny_parents.mother, [0, 0.3, 0.2, 0, 0, 0.4])
     sources = child_tensor_sources(tiny_parents.father, tiny_parents.mother, config)

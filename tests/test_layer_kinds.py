@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from release.emit import emit_child
-from release.hybrid import build_search_hybrid
+from release.breeders.emit import emit_child
+from release.breeders.hybrid import build_search_hybrid
 
 # tiny father: 6 layers; layer 1 mother-only, layer 3 blend, the rest father-only
 RATIOS = [0.0, 1.0, 0.0, 0.4, 0.0, 0.0]

@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from release.errors import ReleaseError
-from release.hub_session import open_hub
+from release.hub.session import open_hub
 from release.localhub import Store, StoreLocked, serve
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,7 +40,7 @@ CLIENT = textwrap.dedent('''
     replaced = api.upload_folder(repo_id="me/model", folder_path=folder, delete_patterns=["*.bin"])
     out = {"first": first.oid, "pr": pr.pr_revision, "pr_url": pr.pr_url, "replaced": replaced.oid,
            "files": api.list_repo_files("me/model"), "pr_files": api.list_repo_files("me/model", revision=pr.pr_revision)}
-    from release.hub import Hub  # the project's own push, as `darwin-release` runs it against `make hub`
+    from release.hub.client import Hub  # the project's own push, as `darwin-release` runs it against `make hub`
     pushed = Hub(token="hf_t").push_folder(folder, "me/via-release")
     out["via_release"] = api.repo_info("me/via-release").sha == pushed
     for name in ("a.safetensors", "b.safetensors"):

@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 
 from modeling.configuration_darwin import MIXING_RULES, DarwinConfig
-from release.hybrid import build_hybrid, make_child_config, modeling_files
+from release.breeders.hybrid import build_hybrid, make_child_config, modeling_files
 
 PROMPT = torch.tensor([[2, 71, 300, 45, 512, 9, 128, 77, 601, 33, 250, 18, 404, 66, 90, 333,
                         12, 540, 87, 219, 150, 3, 480, 61]])
@@ -237,7 +237,7 @@ def test_an_emitted_child_missing_a_mother_ffn_in_its_shards_refuses_to_load(tin
     from transformers import AutoModelForCausalLM
 
     from modeling.configuration_darwin import TRANSFORMERS_VERSION
-    from release.emit import emit_child
+    from release.breeders.emit import emit_child
 
     genome = json.loads((Path(__file__).parent / "fixtures" / "card" / "genome.json").read_text())
     child = emit_child(tiny_parents.father, tiny_parents.mother, genome, tmp_path / "child", max_shard_size="50MB",

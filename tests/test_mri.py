@@ -9,12 +9,13 @@ from safetensors import safe_open
 
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
-from release.hybrid import _weight_files
+from release.breeders.hybrid import weight_files
 from release.mri.prompts import probe_prompts, prompts_license
 from release.mri.scan import run_mri
 from release.mri.static import static_scan, tensor_stats
 from release.mri.trust import snap, trust_weighted
-from release.search import GenomeSpace, run_search
+from release.breeders.ffn_genome import GenomeSpace
+from release.search.cmaes import run_search
 
 
 def test_static_stats_known_answers():
@@ -38,7 +39,7 @@ def test_static_scan_reads_each_ffn_tensor_from_the_shards(tiny_parents):
     scan = static_scan(tiny_parents.father, tiny_parents.mother, layer_map, bins=32)
     assert len(scan["father"]) == 6 and sorted(scan["mother"]) == ["0", "1", "2", "3"]
     key = "model.language_model.layers.2.mlp.up_proj.weight"
-    with safe_open(str(_weight_files(tiny_parents.mother)[key]), framework="pt") as f:
+    with safe_open(str(weight_files(tiny_parents.mother)[key]), framework="pt") as f:
         assert scan["mother"]["2"]["tensors"]["up_proj"] == tensor_stats(f.get_tensor(key), bins=32)
 
 
@@ -73,7 +74,7 @@ def test_mri_stage_writes_r_mri_per_layer_and_is_deterministic(tiny_parents, sca
 def test_probe_matches_the_branches_computed_by_hand(tiny_parents, scan):
     from transformers import AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
 
     model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
     prompt = probe_prompts(2, seed=3)["math"]

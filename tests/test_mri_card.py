@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from release.card import render_model_card
+from release.card.model_card import render_model_card
 from tests.test_card import FIXTURES, _config, _section, _table_row
 
 R_MRI = [0.08, 0.3, 0.42, 0.5, 0.9, 0.61]

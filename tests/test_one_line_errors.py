@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from release.stages import folder_digest
+from release.run.stages import folder_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARENTS = "father: {repo: a/father}\nmother: {repo: a/mother}\n"

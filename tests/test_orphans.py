@@ -9,8 +9,8 @@ import pytest
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.pipeline import RunOptions, run_release
-from release.space import APP_DIR, prepare_space_folder
-from release.stages import folder_digest
+from release.hub.space import APP_DIR, prepare_space_folder
+from release.run.stages import folder_digest
 
 
 def _config(tmp_path, **extra) -> ReleaseConfig:

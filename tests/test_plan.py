@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _publish(folder: Path, stem: str) -> str:
-    from release.hub import Hub
+    from release.hub.client import Hub
 
     repo = f"darwin-local/{stem}-{uuid.uuid4().hex[:8]}"
     Hub(token=LOCALHUB_TOKEN).push_folder(folder, repo)
@@ -165,9 +165,9 @@ def test_pull_fetches_only_text_shards_and_the_child_is_unchanged(published, tin
     from transformers import AutoModelForCausalLM
 
     from release.config import load_config
-    from release.emit import emit_child
+    from release.breeders.emit import emit_child
     from release.pipeline import RunOptions, run_release
-    from release.stages import folder_digest
+    from release.run.stages import folder_digest
 
     config = load_config(_config(tmp_path, published["father"], published["mother"]))
     pulled = run_release(config, RunOptions(only=("pull",), progress=False))["pull"]
@@ -210,7 +210,7 @@ def test_plan_token_count_equals_the_scorers(scorer, batch_size, tiny_parents, t
 
     from release.config import load_config
     from release.evals import Evaluator, TaskSuite
-    from release.hybrid import build_search_hybrid
+    from release.breeders.hybrid import build_search_hybrid
     from release.plan.costs import count_tokens
     from release.plan.requests import search_requests
 

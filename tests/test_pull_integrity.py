@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from release.blob_check import verify_snapshot
+from release.hub.blob_check import verify_snapshot
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.hub import Hub
+from release.hub.client import Hub
 from release.pipeline import RunOptions, run_release
 
 WEIGHTS = bytes(range(256)) * 64  # an LFS file (16 KB of binary)

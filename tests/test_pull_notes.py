@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from release.config import ReleaseConfig
-from release.hub import Hub
+from release.hub.client import Hub
 from release.pipeline import RunOptions, run_release
 
 ROOT = Path(__file__).resolve().parents[1]

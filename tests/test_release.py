@@ -211,3 +211,21 @@ def test_a_wiped_hub_store_is_republished_without_searching_again(first_release)
     assert {"pull", "push", "space", "verify"} <= set(after["stages_run"])
     assert after["genome"] == before["genome"]
     assert after["father"]["revision"] != before["father"]["revision"]  # republished: new commits
+
+
+def test_every_stage_record_reads_back_to_the_json_it_was_written_as(first_release):
+    """The run folder's JSON is the records' format: reading a stage's result into its record and writing
+    it again gives the same JSON, key for key (so a rerun's stage keys, and release.json, do not change)."""
+    from release.run import records
+
+    tmp, _, _, _ = first_release
+    stages = json.loads((tmp / "runs/tiny-default/stages.json").read_text())
+    kinds = {"pull": records.Pulled, "mri": records.Diagnosis, "breed": records.Bred, "emit": records.Emitted,
+             "health": records.Health, "evaluate": records.Evaluated, "card": records.Carded,
+             "push": records.Pushed, "space": records.Deployed, "verify": records.Verified}
+    assert set(stages) == set(kinds)
+    for stage, record in kinds.items():
+        stored = stages[stage]["result"]
+        assert record.from_json(stored).to_json() == stored, stage
+    bred = records.Bred.from_json(stages["breed"]["result"])
+    assert bred.live == {"layer_map": stages["breed"]["result"]["layer_map"]}  # the breeder's own facts

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from release.errors import ReleaseError
-from release.runlock import hold_run_lock
+from release.run.lock import hold_run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """name: locked
@@ -30,7 +30,7 @@ def holder(tmp_path):
     run_dir.mkdir(parents=True)
     code = textwrap.dedent(f"""
         import sys, time
-        from release.runlock import hold_run_lock
+        from release.run.lock import hold_run_lock
         with hold_run_lock({str(run_dir)!r}):
             print("held", flush=True)
             time.sleep(120)

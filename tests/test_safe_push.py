@@ -11,8 +11,8 @@ from huggingface_hub import HfApi
 
 from release.config import BranchTarget
 from release.errors import ReleaseError
-from release.hub import Hub
-from release.safe_push import push_release
+from release.hub.client import Hub
+from release.hub.safe_push import push_release
 
 FATHER, MOTHER = "darwin-local/father", "darwin-local/mother"
 

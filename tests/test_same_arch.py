@@ -99,7 +99,7 @@ def test_live_model_is_father_at_0_mother_at_1_and_the_emitted_stock_child_equal
         json.loads((out / "model.safetensors.index.json").read_text())["weight_map"])
 
     # The Space app loads the stock child and describes its genome.
-    from release.space import load_app
+    from release.hub.space import load_app
 
     app = load_app()
     model, tokenizer, error = app.load(str(out), None)

@@ -118,7 +118,7 @@ def test_shares_outside_the_thresholds_snap_to_whole_parent_tensors_in_the_stock
         assert torch.equal(model(IDS).logits, live.model(IDS).logits)
 
     # The weights card says what was transplanted.
-    from release.breeders.weights_card import render_weights_card
+    from release.card.weights_card import render_weights_card
     from release.config import load_config
 
     render_weights_card(load_config(ROOT / "configs/default-same-arch.yaml"), saved, None, None, tmp_path / "card")

@@ -14,7 +14,8 @@ import pytest
 
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
-from release.search import CHECKPOINT, LOG, GenomeSpace, run_search
+from release.breeders.ffn_genome import GenomeSpace
+from release.search.cmaes import CHECKPOINT, LOG, run_search
 
 N_LAYERS = 12
 FROZEN = [3, 7, 8]
@@ -88,7 +89,7 @@ def test_killed_process_resumes_to_the_same_genome(tmp_path):
         sys.path.insert(0, {os.getcwd()!r})
         from tests.test_search import _space, quadratic
         from release.config import SearchSpec
-        from release.search import run_search
+        from release.search.cmaes import run_search
         slow = sys.argv[2] == "slow"
         def fitness(g):
             if slow: time.sleep(0.05)

@@ -19,8 +19,8 @@ from huggingface_hub import HfApi, SpaceCard
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.hub import Hub
-from release.space import (
+from release.hub.client import Hub
+from release.hub.space import (
     APP_DIR,
     SPACE_FILES,
     load_app,

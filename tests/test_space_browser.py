@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
-from release.space import load_app
+from release.hub.space import load_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

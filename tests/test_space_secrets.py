@@ -8,10 +8,11 @@ from huggingface_hub import HfApi
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.hub import Hub
-from release.hub_session import HubSession
+from release.hub.client import Hub
+from release.hub.session import HubSession
 from release.pipeline import stage_space
-from release.stages import StageBook
+from release.run.records import Deployed, Pushed
+from release.run.stages import StageBook
 
 SECRET = "hf_privateReadTokenValue0123456789abcdef"
 
@@ -30,14 +31,20 @@ def _session(local_hub) -> HubSession:
     return session
 
 
+def _pushed(config, c: str) -> Pushed:
+    return Pushed(repo=config.child.repo, revision=c * 40)
+
+
 def test_space_secrets_come_from_the_environment_and_are_written_nowhere(tmp_path, local_hub, monkeypatch):
     space = repo_name("secret-space")
     config = _config(tmp_path, space)
     config.run_dir.mkdir(parents=True)
     monkeypatch.setenv("DARWIN_TEST_READ_TOKEN", SECRET)
     book = StageBook(config.run_dir)
-    result = book.run("space", ["k"], lambda: stage_space(config, _session(local_hub), {"revision": "a" * 40}))
-    assert result["secrets"] == ["DARWIN_TEST_READ_TOKEN"]
+    result = book.run("space", ["k"], lambda: stage_space(config, _session(local_hub), _pushed(config, "a")),
+                      record=Deployed)
+    assert result.secrets == ["DARWIN_TEST_READ_TOKEN"]
+    assert book.records["space"]["result"]["secrets"] == ["DARWIN_TEST_READ_TOKEN"]
     api = HfApi(token=TOKEN)
     assert set(api.get_space_secrets(space)) == {"DARWIN_TEST_READ_TOKEN"}
     variables = api.get_space_variables(space)
@@ -55,7 +62,7 @@ def test_a_missing_secret_is_one_line_and_deploys_nothing(tmp_path, local_hub, m
     config = _config(tmp_path, space)
     monkeypatch.delenv("DARWIN_TEST_READ_TOKEN", raising=False)
     with pytest.raises(ReleaseError, match="DARWIN_TEST_READ_TOKEN.*not set in the environment") as e:
-        stage_space(config, _session(local_hub), {"revision": "a" * 40})
+        stage_space(config, _session(local_hub), _pushed(config, "a"))
     assert "\n" not in str(e.value)
     assert not HfApi(token=TOKEN).repo_exists(space, repo_type="space")
 
@@ -80,12 +87,12 @@ def test_a_space_this_release_did_not_deploy_is_refused_unless_replace(tmp_path,
     head = api.space_info(space).sha
     config = _config(tmp_path, space)
     with pytest.raises(ReleaseError, match="space.on_existing: replace") as e:
-        stage_space(config, _session(local_hub), {"revision": "a" * 40})
+        stage_space(config, _session(local_hub), _pushed(config, "a"))
     assert "\n" not in str(e.value) and api.space_info(space).sha == head
     replacing = config.model_copy(update={"space": config.space.model_copy(update={"on_existing": "replace"})})
-    stage_space(replacing, _session(local_hub), {"revision": "a" * 40})
+    stage_space(replacing, _session(local_hub), _pushed(replacing, "a"))
     assert set(api.list_repo_files(space, repo_type="space")) - {".gitattributes"} == \
         {"app.py", "requirements.txt", "README.md"}  # the old data.csv is gone
     # Now it is this release's Space: redeploying needs no `replace`.
-    again = stage_space(config, _session(local_hub), {"revision": "b" * 40})
-    assert api.get_space_variables(space)["MODEL_REVISION"].value == "b" * 40 and again[0]["repo"] == space
+    again = stage_space(config, _session(local_hub), _pushed(config, "b"))
+    assert api.get_space_variables(space)["MODEL_REVISION"].value == "b" * 40 and again[0].repo == space

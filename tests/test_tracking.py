@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("trackio")
 
-from release.search import CHECKPOINT, LOG, run_search  # noqa: E402
-from release.tracking import TrackioTracker, logged_rows  # noqa: E402
+from release.search.cmaes import CHECKPOINT, LOG, run_search  # noqa: E402
+from release.search.tracking import TrackioTracker, logged_rows  # noqa: E402
 from tests.test_search import FROZEN, _space, quadratic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +29,8 @@ SCRIPT = textwrap.dedent(f"""
     sys.path.insert(0, {str(ROOT)!r})
     from tests.test_search import _space, quadratic, FROZEN
     from release.config import SearchSpec
-    from release.search import run_search
-    from release.tracking import TrackioTracker
+    from release.search.cmaes import run_search
+    from release.search.tracking import TrackioTracker
     folder, project, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     def fitness(g):
         if mode == "slow": time.sleep(0.05)
@@ -109,7 +109,7 @@ def test_dashboard_in_the_browser_shows_the_run_and_its_fitness_plot(tmp_path):
     from playwright.sync_api import sync_playwright
 
     from release.config import SearchSpec
-    from release.tracking import open_dashboard
+    from release.search.tracking import open_dashboard
     from tests.localhub_fixtures import free_port
     from tests.test_space_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -209,7 +209,7 @@ def test_without_trackio_the_search_warns_once_naming_the_extra_and_watch_is_a_o
         tmp_path, caplog, monkeypatch):
     from release.config import SearchSpec
     from release.errors import ReleaseError
-    from release.tracking import open_dashboard
+    from release.search.tracking import open_dashboard
 
     monkeypatch.setitem(sys.modules, "trackio", None)  # import trackio -> ImportError, as when not installed
     monkeypatch.setitem(sys.modules, "trackio.sqlite_storage", None)

@@ -43,9 +43,9 @@ def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
     """Tensor name -> shard, shape and dtype, from the safetensors headers only (no weights read)."""
     from safetensors import safe_open
 
-    from release.hybrid import _weight_files
+    from release.breeders.hybrid import weight_files  # hybrid imports transformers
 
-    files = _weight_files(folder, role)
+    files = weight_files(folder, role)
     out = {}
     for path in dict.fromkeys(files.values()):
         if not path.is_file():
@@ -58,15 +58,12 @@ def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
     return out
 
 
-def _model_type(folder: Path, role: str) -> str:
-    from release.hybrid import _model_type as read  # one reader: a damaged config.json is a one-line error
-
-    return read(folder, role)
-
-
 def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tuple[TensorInfo, TensorInfo]]:
     """Both parents' tensors by name, after checking the parents share model_type and every tensor shape."""
-    father_type, mother_type = _model_type(father_dir, "father"), _model_type(mother_dir, "mother")
+    # hybrid imports transformers; one reader, so a damaged config.json is the same one-line error
+    from release.breeders.hybrid import read_model_type
+
+    father_type, mother_type = read_model_type(father_dir, "father"), read_model_type(mother_dir, "mother")
     if father_type != mother_type:
         raise ReleaseError(f"father is a {father_type!r} model and mother a {mother_type!r} one: weight merges "
                            "need one architecture; choose parents of one model_type, or breed.method: ffn_blend")

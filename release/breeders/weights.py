@@ -34,11 +34,13 @@ import torch
 
 import release
 from release.breeders import merge_ops
+from release.breeders.emit import write_shards
 from release.breeders.genome import Gene, GeneSpace, layer_genes
+from release.breeders.hybrid import TensorSource
 from release.breeders.layout import check_same_architecture, gene_of
 from release.breeders.registry import Breeder, Live, Ratios, register
 from release.errors import ReleaseError
-from release.files import swap_folder
+from release.run.files import swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class WeightsBreeder(Breeder):
         return merge_ops.PAPERS[self.method]
 
     def tiny_parent_writers(self) -> dict:
-        from release.tiny import write_tiny_father, write_tiny_finetune
+        from release.tiny import write_tiny_father, write_tiny_finetune  # imports transformers
 
         return {"father": write_tiny_father, "mother": write_tiny_finetune}  # two tiny Gemma 4s
 
@@ -108,6 +110,7 @@ class WeightsBreeder(Breeder):
     def ratio_hooks(self, config, r_mri: list[float] | None) -> list:
         if not getattr(config.genome, "mri", False):
             return []
+        # A circle at import time: mri.weights_trust -> mri.static -> breeders.hybrid -> breeders/__init__ -> here
         from release.mri.weights_trust import trust_hook
 
         n = len(r_mri or [])
@@ -232,9 +235,6 @@ class WeightsBreeder(Breeder):
              progress: bool = True) -> Path:
         from safetensors import safe_open
 
-        from release.emit import write_shards
-        from release.hybrid import TensorSource
-
         father_dir, mother_dir, out = Path(father_dir), Path(mother_dir), Path(out)
         tensors = check_same_architecture(father_dir, mother_dir)
 
@@ -260,7 +260,7 @@ class WeightsBreeder(Breeder):
         return out
 
     def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
-        from release.breeders.weights_card import render_weights_card
+        from release.card.weights_card import render_weights_card  # imports huggingface_hub and matplotlib
 
         return render_weights_card(config, genome, results, search_log, out_dir, health=extra.get("health"))
 

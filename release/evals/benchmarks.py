@@ -16,7 +16,7 @@ import lm_eval.tasks
 
 from release.errors import ReleaseError
 from release.evals import synthetic
-from release.files import write_yaml
+from release.run.files import write_yaml
 
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
 

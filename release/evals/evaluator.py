@@ -29,7 +29,7 @@ from lm_eval.api.metrics import aggregate_subtask_metrics, mean_stderr, unweight
 
 from release.errors import ReleaseError
 from release.evals.scorer import PrefixCacheLM, StockLM
-from release.evals.suite import SuiteTask, TaskSuite, _check_split
+from release.evals.suite import SuiteTask, TaskSuite, check_split
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Evaluator:
     def __init__(self, model: torch.nn.Module, tokenizer, suite: TaskSuite, split: str = "search",
                  scorer: str = "fast", batch_size: int = 8, progress: bool = False, verify: int = 2):
         """`verify`: how many contexts the fast scorer also scores the stock way before trusting its cache."""
-        _check_split(split)
+        check_split(split)
         if scorer not in SCORERS:
             raise ReleaseError(f"unknown scorer {scorer!r}: use fitness.scorer 'fast' or 'stock'")
         self.suite, self.split, self.progress = suite, split, progress

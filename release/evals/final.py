@@ -16,7 +16,7 @@ import torch
 
 from release.device import pick_device, pick_dtype, tune_cpu_threads
 from release.evals.evaluator import Evaluator
-from release.files import write_json
+from release.run.files import write_json
 from release.evals.suite import TaskSuite
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from release.config import FitnessSpec
 from release.errors import ReleaseError
 from release.evals.benchmarks import BENCHMARKS, Benchmark, write_task_configs
-from release.files import write_json
+from release.run.files import write_json
 from release.evals.subsets import split_items
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class TaskSuite:
     def samples(self, split: str) -> dict[str, list[int]]:
         """lm-eval `samples=`: leaf task -> doc indices, sorted (lm-eval maps results back to indices in
         eval_docs order), leaves without items left out (lm-eval would run those in full)."""
-        _check_split(split)
+        check_split(split)
         return {leaf: idx for t in self.tasks for leaf, idx in t.items[split].items() if idx}
 
     def task_dict(self, split: str) -> dict:
@@ -121,7 +121,7 @@ class TaskSuite:
         return self.describe()["fingerprint"]
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
 

@@ -13,7 +13,7 @@ import random
 import string
 from pathlib import Path
 
-from release.files import write_atomic, write_yaml
+from release.run.files import write_atomic, write_yaml
 
 TASK_NAME = "darwin_synthetic"
 DATASET_ID = "darwin-release/synthetic-mc"

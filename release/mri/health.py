@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.breeders.hybrid import build_search_hybrid
+from release.run.files import write_json
 from release.mri.plots import plot_health
 from release.mri.prompts import probe_prompts
 
@@ -46,11 +47,11 @@ CALIBRATION_TEXT = (
 )
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.float().flatten(0, -2), b.float().flatten(0, -2), dim=-1, eps=1e-12)
 
 
-def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def norm_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.float().flatten(0, -2).norm(dim=-1) / (b.float().flatten(0, -2).norm(dim=-1) + 1e-12)
 
 
@@ -93,21 +94,21 @@ def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int)
             f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
             m = layer.post_feedforward_layernorm(mothers.for_layer(i)(residual))
             row = sums[i]
-            row["cos_father"] += float(_cos(update, f)[real].sum())
-            row["norm_father"] += float(_ratio(update, f)[real].sum())
-            row["cos_mother"] += float(_cos(update, m)[real].sum())
-            row["norm_mother"] += float(_ratio(update, m)[real].sum())
-            row["hidden_cos_father"] += float(_cos(seen_child[("hidden", i)], seen_father[("hidden", i)])[real].sum())
+            row["cos_father"] += float(cosine(update, f)[real].sum())
+            row["norm_father"] += float(norm_ratio(update, f)[real].sum())
+            row["cos_mother"] += float(cosine(update, m)[real].sum())
+            row["norm_mother"] += float(norm_ratio(update, m)[real].sum())
+            row["hidden_cos_father"] += float(cosine(seen_child[("hidden", i)], seen_father[("hidden", i)])[real].sum())
         tokens += int(real.sum())
     return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
 
 
-def _diverges(cos: float, norm: float, min_cosine: float, max_norm_ratio: float) -> bool:
+def diverges(cos: float, norm: float, min_cosine: float, max_norm_ratio: float) -> bool:
     return not (cos >= min_cosine and 1 / max_norm_ratio <= norm <= max_norm_ratio)
 
 
 @torch.no_grad()
-def _perplexity(model, tokenizer, text: str, max_tokens: int = 512) -> float:
+def text_perplexity(model, tokenizer, text: str, max_tokens: int = 512) -> float:
     """exp of the mean next-token negative log-likelihood of `text` (the calibration fitness's measure; not
     imported from release.evals, which would load lm-eval just for this)."""
     ids = tokenizer(text, return_tensors="pt").input_ids[:, :max_tokens].to(next(model.parameters()).device)
@@ -121,8 +122,6 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     """Run the check; write out/health.json and out/health.png; return the health.json content."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from release.hybrid import build_search_hybrid
-
     text = calibration_text or CALIBRATION_TEXT
     tokenizer = AutoTokenizer.from_pretrained(father_dir)
     reference = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device, dtype=dtype)
@@ -131,13 +130,13 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     kinds = child.config.layer_kinds or ["blend"] * len(layers)
     for row in layers:
         row["ratio"], row["kind"] = ratios[row["layer"]], kinds[row["layer"]]
-        row["flagged"] = (_diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
-                          and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+        row["flagged"] = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                          and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
 
-    perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(reference, tokenizer, text)}
+    perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(reference, tokenizer, text)}
     del reference  # one parent in memory at a time besides the child
     mother = AutoModelForCausalLM.from_pretrained(mother_dir, dtype=dtype).to(device).eval()
-    perplexity["mother"] = _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
+    perplexity["mother"] = text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)
     del mother
 
     return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out)

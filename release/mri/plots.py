@@ -1,4 +1,4 @@
-"""The card's MRI and health charts, drawn like `release/plots.py` (Agg, fixed size, reproducible bytes)."""
+"""The card's MRI and health charts, drawn like `release/card/plots.py` (Agg, fixed size, reproducible bytes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from matplotlib import style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from release.plots import _FATHER, _FROZEN, _MOTHER, DPI, FIGSIZE, _save
+from release.card.plots import DPI, FATHER_COLOR, FIGSIZE, FROZEN_COLOR, MOTHER_COLOR, save_figure
 
 
 def plot_mri(r_mri: list[float], final: list[float] | None, frozen: list[int], low: float, high: float,
@@ -19,12 +19,12 @@ def plot_mri(r_mri: list[float], final: list[float] | None, frozen: list[int], l
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         layers = list(range(len(r_mri)))
-        ax.bar(layers, r_mri, color=[_FROZEN if i in frozen else _MOTHER for i in layers], width=0.8,
+        ax.bar(layers, r_mri, color=[FROZEN_COLOR if i in frozen else MOTHER_COLOR for i in layers], width=0.8,
                label="r_MRI (diagnosis)")
         if final is not None:
-            ax.plot(layers, final, "o", color=_FATHER, label="final r")
+            ax.plot(layers, final, "o", color=FATHER_COLOR, label="final r")
         for y in (low, high):
-            ax.axhline(y, color=_FROZEN, linestyle=":", linewidth=1)
+            ax.axhline(y, color=FROZEN_COLOR, linestyle=":", linewidth=1)
         ax.set_xlim(-0.6, len(r_mri) - 0.4)
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("father layer")
@@ -32,7 +32,7 @@ def plot_mri(r_mri: list[float], final: list[float] | None, frozen: list[int], l
         ax.set_title(f"MRI: mother share by diagnosis (transplant below {low:g} / above {high:g})")
         ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_health(layers: list[dict], path: Path, what: str = "FFN") -> Path:
@@ -43,11 +43,11 @@ def plot_health(layers: list[dict], path: Path, what: str = "FFN") -> Path:
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         idx = [row["layer"] for row in layers]
-        ax.plot(idx, [row["cos_father"] for row in layers], "o-", color=_FATHER,
+        ax.plot(idx, [row["cos_father"] for row in layers], "o-", color=FATHER_COLOR,
                 label=f"cos(child {what}, father {what})")
-        ax.plot(idx, [row["cos_mother"] for row in layers], "s--", color=_MOTHER,
+        ax.plot(idx, [row["cos_mother"] for row in layers], "s--", color=MOTHER_COLOR,
                 label=f"cos(child {what}, mother {what})")
-        ax.plot(idx, [row["hidden_cos_father"] for row in layers], ".:", color=_FROZEN,
+        ax.plot(idx, [row["hidden_cos_father"] for row in layers], ".:", color=FROZEN_COLOR,
                 label="cos(child hidden, father hidden)")
         for row in layers:
             if row["flagged"]:
@@ -58,4 +58,4 @@ def plot_health(layers: list[dict], path: Path, what: str = "FFN") -> Path:
         ax.set_title("Health: the child against both parents (red = flagged)")
         ax.legend(loc="lower left", fontsize=8)
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)

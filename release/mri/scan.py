@@ -10,7 +10,8 @@ import logging
 import time
 from pathlib import Path
 
-from release.files import write_json
+from release.run.files import write_json
+from release.breeders.hybrid import build_search_hybrid
 from release.mri.plots import plot_mri
 from release.mri.probe import probe_run
 from release.mri.prompts import prompts_license
@@ -30,8 +31,6 @@ def run_mri(father_dir: Path, mother_dir: Path, out: Path, layer_map: list[int] 
     """Scan both parents; write out/mri.json and out/mri.png; return the mri.json content."""
     import torch
     from transformers import AutoTokenizer
-
-    from release.hybrid import build_search_hybrid
 
     t0 = time.perf_counter()
     model = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from release.hybrid import FATHER_TEXT_PREFIX, MOTHER_LAYER_PREFIX, _weight_files
+from release.breeders.hybrid import FATHER_TEXT_PREFIX, MOTHER_LAYER_PREFIX, weight_files
 
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_BINS = 256
@@ -53,7 +53,7 @@ def _layer_stats(files: dict[str, Path], prefix: str, bins: int) -> dict:
 
 def static_scan(father_dir: Path, mother_dir: Path, layer_map: list[int], bins: int = DEFAULT_BINS) -> dict:
     """Statistics of every father FFN tensor and of every mapped mother FFN tensor (each mother layer once)."""
-    father_files, mother_files = _weight_files(Path(father_dir)), _weight_files(Path(mother_dir))
+    father_files, mother_files = weight_files(Path(father_dir)), weight_files(Path(mother_dir))
     father = [_layer_stats(father_files, f"{FATHER_TEXT_PREFIX}layers.{i}.", bins) for i in range(len(layer_map))]
     mother = {j: _layer_stats(mother_files, f"{MOTHER_LAYER_PREFIX}{j}.", bins) for j in sorted(set(layer_map))}
     return {"bins": bins, "father": father, "mother": {str(j): s for j, s in mother.items()}}

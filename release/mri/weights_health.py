@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from release.errors import ReleaseError
-from release.mri.health import CALIBRATION_TEXT, _cos, _diverges, _perplexity, _ratio, write_verdict
+from release.mri.health import CALIBRATION_TEXT, cosine, diverges, text_perplexity, norm_ratio, write_verdict
 from release.mri.prompts import probe_prompts
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _capture(layers, record: dict, calls: bool) -> list:
 
 
 @torch.no_grad()
-def _states(model, batch, calls: bool = False) -> dict:
+def layer_states(model, batch, calls: bool = False) -> dict:
     seen = {}
     handles = _capture(decoder_layers(model), seen, calls)
     try:
@@ -93,17 +93,17 @@ def layer_table(child, father, mother, tokenizer, per_domain: int | None, seed: 
         # one right-padded batch per domain; padding positions are left out of every statistic
         batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
         real = batch.attention_mask.bool().flatten()
-        c = _states(child, batch, calls=True)
+        c = layer_states(child, batch, calls=True)
         for role, (model, layers) in parents.items():
-            own = _states(model, batch)
+            own = layer_states(model, batch)
             for i in range(n):
                 args, kwargs = c[("call", i)]
                 update = c[("out", i)] - _hidden_in(args, kwargs)
                 parent = _update(layers[i], args, kwargs)
                 row = sums[i]
-                row[f"cos_{role}"] += float(_cos(update, parent)[real].sum())
-                row[f"norm_{role}"] += float(_ratio(update, parent)[real].sum())
-                row[f"hidden_cos_{role}"] += float(_cos(c[("out", i)], own[("out", i)])[real].sum())
+                row[f"cos_{role}"] += float(cosine(update, parent)[real].sum())
+                row[f"norm_{role}"] += float(norm_ratio(update, parent)[real].sum())
+                row[f"hidden_cos_{role}"] += float(cosine(c[("out", i)], own[("out", i)])[real].sum())
         tokens += int(real.sum())
     return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
 
@@ -126,10 +126,10 @@ def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, ou
         i = row["layer"]
         row["ratio"] = {"attn": ratios["attn"][i], "ffn": ratios["ffn"][i]}
         row["kind"] = "merged"
-        row["flagged"] = (_diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
-                          and _diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
-    perplexity = {"child": _perplexity(child, tokenizer, text), "father": _perplexity(father, tokenizer, text),
-                  "mother": _perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
+        row["flagged"] = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                          and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+    perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(father, tokenizer, text),
+                  "mother": text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
     del father, mother
 
     return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from release.breeders.layout import check_same_architecture, gene_of
+from release.mri.prompts import probe_prompts
 from release.mri.static import DEFAULT_BINS, tensor_stats
 from release.mri.trust import STATIC_WEIGHT, trust_weighted
 
@@ -31,8 +33,6 @@ log = logging.getLogger(__name__)
 def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int = DEFAULT_BINS) -> dict:
     """role -> per layer: the mean score of its attention and FFN tensors (one tensor in memory at a time)."""
     from safetensors import safe_open
-
-    from release.breeders.layout import check_same_architecture, gene_of
 
     tensors = check_same_architecture(Path(father_dir), Path(mother_dir))
     sums = {role: [[0.0, 0] for _ in range(n_layers)] for role in ("father", "mother")}
@@ -50,9 +50,8 @@ def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int =
 @torch.no_grad()
 def probe_distances(father, mother, tokenizer, per_domain: int | None, seed: int) -> list[float]:
     """Per decoder layer: mean cosine distance (1 - cos) of the two parents' hidden states after it."""
-    from release.mri.health import _cos
-    from release.mri.prompts import probe_prompts
-    from release.mri.weights_health import _states, decoder_layers
+    from release.mri.health import cosine  # imports matplotlib
+    from release.mri.weights_health import layer_states, decoder_layers  # imports matplotlib
 
     n = len(decoder_layers(father))
     sums, tokens = [0.0] * n, 0
@@ -60,9 +59,9 @@ def probe_distances(father, mother, tokenizer, per_domain: int | None, seed: int
     for prompts in probe_prompts(per_domain, seed).values():
         batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
         real = batch.attention_mask.bool().flatten()
-        f, m = _states(father, batch), _states(mother, batch)
+        f, m = layer_states(father, batch), layer_states(mother, batch)
         for i in range(n):
-            sums[i] += float((1 - _cos(f[("out", i)], m[("out", i)]))[real].sum())
+            sums[i] += float((1 - cosine(f[("out", i)], m[("out", i)]))[real].sum())
         tokens += int(real.sum())
     return [s / tokens for s in sums]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from release.parents.childmap import ChildTensor
 from release.parents.metadata import INDEX, ParentMeta
+from release.run.files import write_atomic
 
 TEXT_PREFIXES = ("model.language_model.", "lm_head.")
 # Small files breeding needs besides weights: configs, tokenizer, chat template.
@@ -51,8 +52,6 @@ def write_view(snapshot: Path, out: Path) -> Path:
     transformers opens every shard an index names; after a pull that skipped shards, loading the
     snapshot itself would fail on the first absent one.
     """
-    from release.files import write_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
         if old.is_symlink() or old.is_file():

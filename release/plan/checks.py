@@ -20,7 +20,7 @@ def config_checks(config: ReleaseConfig) -> list[str]:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from release.emit import parse_size
+    from release.breeders.emit import parse_size  # imports torch
 
     checked = []
     repos = {"father.repo": config.father.repo, "mother.repo": config.mother.repo, "child.repo": config.child.repo}
@@ -69,7 +69,7 @@ class ParentPlan:
 def genome_dimensions(config: ReleaseConfig, n_layers: int) -> dict[str, int]:
     """CMA-ES dimensions by name: one ratio per free father layer (frozen ones pinned at 0), plus the
     MRI trust tau with `genome.mri`. Further genome extensions add their entries here."""
-    from release.search import GenomeSpace
+    from release.breeders.ffn_genome import GenomeSpace  # imports torch
 
     # Checks frozen layers and scales against the father; r_MRI is measured later (mri stage): a placeholder
     # of the right length is enough to count the dimensions.

@@ -14,7 +14,12 @@ import os
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.stages import STAGES
+from release.hub.session import open_hub
+from release.parents.metadata import read_hub
+from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, forward_bytes
+from release.plan.preflight import check_values, check_write_access, licence_warnings, parent_terms
+from release.plan.requests import TOKENIZER_FILES, search_requests
+from release.run.stages import HUB_STAGES, STAGES
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def _unreachable(e: ReleaseError) -> bool:
 def search_dtype(config: ReleaseConfig) -> str:
     import torch
 
-    from release.device import pick_dtype
+    from release.device import pick_dtype  # imports torch
 
     device = config.search.device
     if device == "auto":
@@ -63,8 +68,6 @@ def search_dtype(config: ReleaseConfig) -> str:
 
 
 def print_plan(config: ReleaseConfig, config_path: str, dry_run: bool, gpu: str | None = None) -> int:
-    from release.hub_session import open_hub
-
     with open_hub(config) as session:  # first: huggingface_hub reads HF_ENDPOINT when first imported
         status = _checks(config, config_path, session.hub, gpu)
     _stages(config, dry_run)
@@ -74,8 +77,7 @@ def print_plan(config: ReleaseConfig, config_path: str, dry_run: bool, gpu: str 
 def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> int:
     from huggingface_hub.utils import disable_progress_bars
 
-    from release.plan.checks import config_checks
-    from release.plan.preflight import check_values
+    from release.plan.checks import config_checks  # imports transformers
 
     disable_progress_bars()  # the plan's reads are small: their bars would only hide the report
 
@@ -100,8 +102,6 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
 
 
 def _token(config: ReleaseConfig, hub) -> None:
-    from release.plan.preflight import check_write_access
-
     try:
         print(f"  {check_write_access(config, hub, required=False)}")
     except ReleaseError as e:
@@ -111,8 +111,6 @@ def _token(config: ReleaseConfig, hub) -> None:
 
 
 def _terms(config: ReleaseConfig, hub) -> None:
-    from release.plan.preflight import licence_warnings, parent_terms
-
     terms = parent_terms(config, hub)
     print("licences:")
     for t in terms:
@@ -124,8 +122,6 @@ def _terms(config: ReleaseConfig, hub) -> None:
 
 
 def _stages(config: ReleaseConfig, dry_run: bool) -> None:
-    from release.pipeline import HUB_STAGES
-
     print("planned stages:")
     for stage in STAGES:
         note = ""
@@ -139,15 +135,14 @@ def _stages(config: ReleaseConfig, dry_run: bool) -> None:
 
 
 def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
-    from release.parents.metadata import read_hub
-    from release.parents.selection import select_files
-    from release.plan.checks import parent_checks
+    from release.parents.selection import select_files  # imports transformers
+    from release.plan.checks import parent_checks  # imports transformers
 
     if config.tiny_parents and not all(hub.api.repo_exists(r.repo) for r in (config.father, config.mother)):
         print("parents: the tiny parents are not on the local endpoint yet; the first run without --plan "
               "publishes them (parent checks and costs need them)")
         return 0
-    from release.breeders import get_breeder
+    from release.breeders import get_breeder  # imports torch
 
     try:
         if get_breeder(config.breed.method).plan_pull(config, hub) is None:  # the pull's own checks, first
@@ -187,9 +182,6 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
 
 
 def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
-    from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate
-    from release.plan.requests import TOKENIZER_FILES, search_requests
-
     dtype = search_dtype(config)
     count = None
     if config.fitness.kind == "benchmark":
@@ -209,7 +201,6 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
         return
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
           f"longest prompt {count.longest} tokens, father's tokenizer)")
-    from release.plan.costs import forward_bytes
 
     rows, positions, keep = max(count.forwards, key=lambda f: forward_bytes(plan, *f, dtype))
     print(f"  peak memory of one evaluation batch: {_size(est.peak_bytes)} (hybrid + a forward of {rows} x "

@@ -18,7 +18,7 @@ TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "sp
 
 def _encoder(tokenizer):
     """An HFLM that only encodes: its own `_encode_pair`/`tok_encode`, no model behind it."""
-    from release.evals.scorer import StockLM
+    from release.evals.scorer import StockLM  # imports lm_eval and torch
 
     lm = object.__new__(StockLM)
     lm.tokenizer, lm.add_bos_token, lm.backend = tokenizer, None, "causal"
@@ -52,7 +52,7 @@ def search_pairs(suite) -> list[tuple[str, str]]:
 
 
 def search_requests(config: ReleaseConfig, tokenizer) -> list[Request]:
-    from release.evals import TaskSuite
+    from release.evals import TaskSuite  # imports lm_eval and torch
 
     with tempfile.TemporaryDirectory(prefix="darwin-plan-") as tmp:
         suite = TaskSuite.from_spec(config.fitness, Path(tmp), config.search.seed)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import release
 from release.config import ReleaseConfig
-from release.distributed.cluster import connect, import_ray
-from release.distributed.worker import BuildFromHub, FitnessWorker
+from release.search.distributed.cluster import connect, import_ray
+from release.search.distributed.worker import BuildFromHub, FitnessWorker
 from release.errors import ReleaseError
-from release.fitness import LiveSearch
-from release.search import OnResult
+from release.search.fitness import LiveSearch
+from release.search.cmaes import OnResult
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ WORKER_ENV = ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_TELEMETRY", "
 
 
 class RayPool:
-    """`workers` actors, each built by `build(workdir)`; an `Evaluation` for `release.search.run_search`."""
+    """`workers` actors, each built by `build(workdir)`; an `Evaluation` for `release.search.cmaes.run_search`."""
 
     def __init__(self, build, workers: int, resources: dict[str, float] | None = None,
                  max_restarts: int = MAX_RESTARTS):

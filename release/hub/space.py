@@ -1,7 +1,7 @@
 """The Space that chats with the child: its folder (app, requirements, README) and a local server.
 
 `prepare_space_folder` writes exactly the three files the Space repo holds; deployment (create the repo,
-upload the folder, set MODEL_ID) is the Hub layer's job. `python -m release.space serve --model ID` runs
+upload the folder, set MODEL_ID) is the Hub layer's job. `python -m release.hub.space serve --model ID` runs
 the same app locally, against whatever Hub HF_ENDPOINT names.
 """
 
@@ -19,11 +19,12 @@ from urllib.parse import urlsplit
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.files import staging_folder
+from release.hub.session import open_hub
+from release.run.files import staging_folder
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "space"
 TEMPLATE = ROOT / "cards" / "space_readme.md.j2"
 SPACE_FILES = ("app.py", "requirements.txt", "README.md")
@@ -137,8 +138,6 @@ def serve_last_release(config: ReleaseConfig, port: int = 7860) -> int:
     except (OSError, ValueError, KeyError):
         raise ReleaseError(f"no pushed release found in {summary_path}: run `make release` first") from None
     if config.hub.endpoint == "local" and not _answers(endpoint):
-        from release.hub_session import open_hub
-
         with open_hub(config):
             serve(model_id, revision, port)
     else:
@@ -158,7 +157,7 @@ def _answers(url: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m release.space", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m release.hub.space", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve the Space app locally")
     run.add_argument("--model", required=True, help="model repo id (or local folder) to chat with")

@@ -19,7 +19,7 @@ def verify_child(repo: str, revision: str, emitted: Path, device: str = "cpu", d
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from release.hub import Hub
+    from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported
 
     # Download every file of the pushed commit, each checked against its Hub id (a damaged stored copy
     # fails here, by name), then load from that snapshot: exactly the Hub's files, no further requests.

@@ -1,6 +1,6 @@
 """Live experiment tracking of the search with trackio (`search.track`): watch a long search from anywhere.
 
-A `SearchCallback` for `release.search.run_search`. Project = the release's name, run = the search's
+A `SearchCallback` for `release.search.cmaes.run_search`. Project = the release's name, run = the search's
 fingerprint, so a resumed search continues the same run. Every candidate is one row (fitness, per-task
 scores, seconds, worker, MRI tau when searched, the genome by gene) and every generation one row (best,
 mean, sigma, best so far, tau of the best, and the best genome so far as a bar chart image).
@@ -23,7 +23,9 @@ import os
 import re
 from pathlib import Path
 
-from release.search import LOG, SearchCallback, SearchResult, SearchState
+from release.errors import ReleaseError
+from release.search.cmaes import LOG, SearchCallback, SearchResult, SearchState
+from release.search.tracking_space import push_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,6 @@ class TrackioTracker(SearchCallback):
         """Rows still in trackio's writer queue go with the next push; the last one follows finish()."""
         if not self.space or self.broken or self.space_broken:
             return
-        from release.tracking_space import push_dashboard
-
         try:
             push_dashboard(self.project, self.space, private=self.private)
         except Exception as e:  # the Hub being away must not stop the search, nor the local tracking
@@ -123,7 +123,7 @@ class TrackioTracker(SearchCallback):
     def _genome_image(self, genome: list[float], generation: int):
         import trackio
 
-        from release.plots import draw_genome_bars
+        from release.card.plots import draw_genome_bars  # imports matplotlib
 
         # Drawn again only when the best genome changed. Kept beside the search log: trackio reads the file
         # after log() returns, from its own thread.
@@ -190,8 +190,6 @@ def trackio_dir() -> Path:
 
 def open_dashboard(project: str, port: int | None = None, open_browser: bool = True, block: bool = True):
     """trackio's dashboard for `project` on 127.0.0.1; returns (server, url). Blocks until Ctrl-C if `block`."""
-    from release.errors import ReleaseError
-
     try:
         import trackio
     except ImportError:

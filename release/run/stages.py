@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.run.files import write_json
+from release.run.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -84,27 +85,30 @@ class StageBook:
                                "stage is redone; an interrupted search still resumes from its checkpoint)")
         self.ran: list[str] = []
 
-    def result(self, stage: str) -> dict:
-        return self.records[stage]["result"]
+    def result(self, stage: str, record: type[Record] | None = None):
+        stored = self.records[stage]["result"]
+        return stored if record is None else record.from_json(stored)
 
-    def done(self, stage: str, key: str, still_valid: Callable[[dict], bool] | None = None) -> bool:
+    def done(self, stage: str, key: str, still_valid: Callable[[Any], bool] | None = None,
+             record: type[Record] | None = None) -> bool:
         rec = self.records.get(stage)
         return (stage not in self.force and rec is not None and rec["key"] == key
                 and all(Path(p).exists() for p in rec.get("outputs", []))
-                and (still_valid is None or still_valid(rec["result"])))
+                and (still_valid is None or still_valid(self.result(stage, record))))
 
-    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[dict, list[Path]]],
-            still_valid: Callable[[dict], bool] | None = None) -> dict:
+    def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[Any, list[Path]]],
+            still_valid: Callable[[Any], bool] | None = None, record: type[Record] | None = None):
         """Run `fn` unless stage is done with the same inputs; `fn` returns (result, output paths).
 
-        `still_valid(result)` checks what a result points to outside the run folder (e.g. that a pushed
-        commit is still the repo's head) before a stage is skipped.
+        The result is a `record` (stored as its JSON) or, without one, a plain dict. `still_valid(result)`
+        checks what a result points to outside the run folder (e.g. that a pushed commit is still the
+        repo's head) before a stage is skipped.
         """
         key = digest(key_parts)
-        if self.done(stage, key, still_valid):
+        if self.done(stage, key, still_valid, record):
             log.info("%s: up to date, skipped", stage)
             self.announce(stage, True)
-            return self.result(stage)
+            return self.result(stage, record)
         self.announce(stage, False)
         t0 = time.monotonic()
         try:
@@ -115,7 +119,8 @@ class StageBook:
             if self.records.pop(stage, None) is not None:
                 self._save()
             raise
-        self.records[stage] = {"key": key, "result": result, "outputs": [str(p) for p in outputs],
+        stored = result.to_json() if isinstance(result, Record) else result
+        self.records[stage] = {"key": key, "result": stored, "outputs": [str(p) for p in outputs],
                                "seconds": round(time.monotonic() - t0, 2)}
         self._save()
         self.ran.append(stage)

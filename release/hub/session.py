@@ -13,6 +13,7 @@ from functools import cached_property
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.localhub import LocalHub, StoreLocked
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -23,7 +24,7 @@ class HubSession:
 
     @cached_property
     def hub(self):
-        from release.hub import Hub  # late: open_hub has set HF_ENDPOINT by now
+        from release.hub.client import Hub  # late: open_hub has set HF_ENDPOINT by now
 
         return Hub()
 
@@ -47,7 +48,6 @@ def open_hub(config: ReleaseConfig):
             os.environ["HF_ENDPOINT"] = endpoint.rstrip("/")
         yield HubSession(endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
         return
-    from release.localhub import LocalHub, StoreLocked
 
     token = "hf_local_" + secrets.token_hex(16)  # write access for this run only; reads need none
     try:

@@ -28,6 +28,7 @@ from huggingface_hub.errors import (
 )
 
 from release.errors import ReleaseError
+from release.hub.blob_check import verify_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,6 @@ class Hub:
         (`verified` remembers blobs already checked; `rehash` checks them all again). `action` and
         `damaged_fix` word the errors for callers other than the pull stage (verify).
         """
-        from release.blob_check import verify_snapshot
-
         with self._errors(f"{action} {repo_id}@{revision}", repo_id, revision, reading=True):
             sha = self.api.repo_info(repo_id, revision=revision).sha  # pin first: every file from one commit
             path = self.api.snapshot_download(repo_id, revision=sha, cache_dir=cache_dir,

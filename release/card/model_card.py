@@ -20,14 +20,16 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modeling.configuration_darwin import TRANSFORMERS_VERSION
+from release.card.mri_view import health_view, mri_view
+from release.card.plots import plot_fitness, plot_genome
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
-from release.files import atomic_path
-from release.plots import plot_fitness, plot_genome
+from release.mri.plots import plot_health, plot_mri
+from release.run.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "model_card.md.j2"
+TEMPLATE = Path(__file__).resolve().parents[2] / "cards" / "model_card.md.j2"
 GENOME_PNG = "genome.png"
 FITNESS_PNG = "fitness.png"
 MRI_PNG = "mri.png"
@@ -320,9 +322,6 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section).
     The MRI section comes from the genome's own `mri` and `transplant` records.
     """
-    from release.mri.card_view import health_view, mri_view
-    from release.mri.plots import plot_health, plot_mri
-
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: Genome = _parse(Genome, genome, "darwin_genome.json", fix)
     r: Results | None = _parse(Results, results, "results.json", fix) if results is not None else None

@@ -65,7 +65,7 @@ def space_folder(project: str, out: Path) -> Path:
 
 def push_dashboard(project: str, space_repo: str, private: bool = False) -> str:
     """Push the project's dashboard to `space_repo`; returns the commit sha."""
-    from release.hub import Hub
+    from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported
 
     with tempfile.TemporaryDirectory(prefix="darwin-track-space-") as tmp:
         folder = space_folder(project, Path(tmp))

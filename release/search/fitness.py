@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from release.config import ReleaseConfig
-from release.search import Fitness
+from release.search.cmaes import Fitness
 
 log = logging.getLogger(__name__)
 
 
 def task_suite(config: ReleaseConfig):
-    from release.evals import TaskSuite
+    from release.evals import TaskSuite  # imports lm_eval and torch
 
     # Seeded by the search seed: the same config always splits items the same way.
     return TaskSuite.from_spec(config.fitness, config.run_dir / "evals", config.search.seed)
@@ -44,8 +44,8 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     """
     from transformers import AutoTokenizer
 
-    from release.breeders import get_breeder
-    from release.device import pick_device, pick_dtype, tune_cpu_threads
+    from release.breeders import get_breeder  # imports torch
+    from release.device import pick_device, pick_dtype, tune_cpu_threads  # imports torch
 
     father, mother = Path(pulled["father"]["path"]), Path(pulled["mother"]["path"])
     breeder = get_breeder(config.breed.method)
@@ -68,7 +68,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     spec = config.fitness
     apply = apply or model.set_ratios
     if spec.kind == "calibration":
-        from release.evals import calibration_fitness
+        from release.evals import calibration_fitness  # imports lm_eval and torch
 
         text = spec.calibration_text.read_text(encoding="utf-8") if spec.calibration_text else None
 
@@ -79,7 +79,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
 
         return calibration
 
-    from release.evals import Evaluator
+    from release.evals import Evaluator  # imports lm_eval and torch
 
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
                           batch_size=spec.batch_size, progress=progress)
@@ -97,7 +97,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
 def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: Path, progress: bool = True,
                      child_trust_remote_code: bool = True) -> dict:
     """Child, father and mother on the same held-out items; writes results.json and returns it."""
-    from release.evals import ModelSpec, evaluate_models
+    from release.evals import ModelSpec, evaluate_models  # imports lm_eval and torch
 
     models = {
         "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None,

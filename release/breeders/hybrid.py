@@ -2,7 +2,7 @@
 
 One mapping, `child_tensor_sources`, says where every tensor of a child comes from (parent shard file and
 tensor name). The live hybrid for the search (`build_search_hybrid`) and the child written to disk by
-`release.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
+`release.breeders.emit` both follow it, so what was evaluated is what ships. Neither parent is ever materialised whole:
 the model is built on the meta device, then filled tensor by tensor from the parents' safetensors shards.
 
 Parents are checkpoints in their ConditionalGeneration form, like the real repos: the father a Gemma 4
@@ -47,12 +47,12 @@ def modeling_files() -> list[Path]:
     return [folder / "configuration_darwin.py", folder / "modeling_darwin.py"]
 
 
-def _model_type(folder: Path, role: str) -> str:
+def read_model_type(folder: Path, role: str) -> str:
     """A parent folder's model_type (a damaged config.json is a one-line error)."""
     return read_config(role, folder)["model_type"]
 
 
-def _weight_files(folder: Path, role: str = "parent") -> dict[str, Path]:
+def weight_files(folder: Path, role: str = "parent") -> dict[str, Path]:
     """Tensor name -> shard file path, from the index (or the single model.safetensors), headers not read
     for shards that are absent (a selective pull holds only the needed ones)."""
     return {key: Path(folder) / t.file for key, t in read_folder(role, folder).tensors.items()}

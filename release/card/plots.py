@@ -18,16 +18,16 @@ from matplotlib import style  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from release.files import atomic_path  # noqa: E402
+from release.run.files import atomic_path  # noqa: E402
 
 FIGSIZE = (8.0, 3.6)  # inches
 DPI = 100
 # PNG text chunks matplotlib would add: "Software" carries the matplotlib version; drop it.
 _METADATA = {"Software": None}
 
-_FATHER = "#4c72b0"
-_MOTHER = "#dd8452"
-_FROZEN = "#999999"
+FATHER_COLOR = "#4c72b0"
+MOTHER_COLOR = "#dd8452"
+FROZEN_COLOR = "#999999"
 
 
 def plot_genome(ratios: list[float], frozen: list[int], r_max: float, path: Path) -> Path:
@@ -37,19 +37,19 @@ def plot_genome(ratios: list[float], frozen: list[int], r_max: float, path: Path
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         layers = list(range(len(ratios)))
-        colors = [_FROZEN if i in frozen else _MOTHER for i in layers]
+        colors = [FROZEN_COLOR if i in frozen else MOTHER_COLOR for i in layers]
         ax.bar(layers, ratios, color=colors, width=0.8)
         for i in frozen:
-            ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=_FROZEN)
-        ax.axhline(r_max, color=_FATHER, linestyle="--", linewidth=1)
-        ax.text(-0.5, r_max * 1.01, f"r_max = {r_max:g}", va="bottom", fontsize=8, color=_FATHER)
+            ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=FROZEN_COLOR)
+        ax.axhline(r_max, color=FATHER_COLOR, linestyle="--", linewidth=1)
+        ax.text(-0.5, r_max * 1.01, f"r_max = {r_max:g}", va="bottom", fontsize=8, color=FATHER_COLOR)
         ax.set_xlim(-0.6, len(ratios) - 0.4)
         ax.set_ylim(0, r_max * 1.15)
         ax.set_xlabel("father layer")
         ax.set_ylabel("mother share r_i")
         ax.set_title("Genome: mother FFN share per layer (F = frozen at 0)")
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_fitness(generations: list[int], best: list[float], mean: list[float], path: Path) -> Path:
@@ -58,8 +58,8 @@ def plot_fitness(generations: list[int], best: list[float], mean: list[float], p
         fig = Figure(figsize=FIGSIZE, dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.plot(generations, best, marker="o", color=_MOTHER, label="best in generation")
-        ax.plot(generations, mean, marker=".", color=_FATHER, linestyle="--", label="mean of generation")
+        ax.plot(generations, best, marker="o", color=MOTHER_COLOR, label="best in generation")
+        ax.plot(generations, mean, marker=".", color=FATHER_COLOR, linestyle="--", label="mean of generation")
         ax.set_xlabel("generation")
         ax.set_ylabel("fitness (search subset)")
         ax.set_title("Fitness over generations")
@@ -67,10 +67,10 @@ def plot_fitness(generations: list[int], best: list[float], mean: list[float], p
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write the PNG atomically (a temp file beside the target, then a rename)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata=_METADATA)
@@ -91,10 +91,10 @@ def draw_genome_bars(ratios: list[float], frozen: list[int], r_max: float, path:
     for i, r in enumerate(ratios):
         x = pad + i * (bar + gap)
         y = pad + height - round(height * min(max(r, 0.0), top) / top)
-        draw.rectangle([x, y, x + bar - 1, pad + height], fill=_FROZEN if i in frozen else _MOTHER)
+        draw.rectangle([x, y, x + bar - 1, pad + height], fill=FROZEN_COLOR if i in frozen else MOTHER_COLOR)
     line = pad + height - round(height * r_max / top)
     for x in range(pad, width - pad, 8):
-        draw.line([x, line, min(x + 4, width - pad), line], fill=_FATHER)
+        draw.line([x, line, min(x + 4, width - pad), line], fill=FATHER_COLOR)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
     return path

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from release.errors import ReleaseError
-from release.files import write_json
+from release.run.files import write_json
 
 log = logging.getLogger(__name__)
 

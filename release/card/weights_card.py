@@ -1,7 +1,7 @@
 """The model card of a same-architecture child (`cards/model_card_weights.md.j2`).
 
 Shares the cross-architecture card's inputs, checks and sections (benchmarks, search, leaks) from
-release/card.py; only the genome differs: the method and its paper, per-layer attention and FFN shares,
+release/card/model_card.py; only the genome differs: the method and its paper, per-layer attention and FFN shares,
 the norms share and the method's parameters.
 """
 
@@ -13,10 +13,13 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 from pydantic import Field
 
-from release import card as base
+from release.card import model_card as base
+from release.card import plots
 from release.breeders import merge_ops
+from release.card.mri_view import health_view
 from release.errors import ReleaseError
-from release.files import atomic_path
+from release.mri.plots import plot_health
+from release.run.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +83,15 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from release import plots
-
     with style.context("default"):
         fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         layers = list(range(len(ffn)))
-        ax.bar([i - 0.2 for i in layers], attn, width=0.4, color=plots._FATHER, label="attention")
-        ax.bar([i + 0.2 for i in layers], ffn, width=0.4, color=plots._MOTHER, label="FFN")
+        ax.bar([i - 0.2 for i in layers], attn, width=0.4, color=plots.FATHER_COLOR, label="attention")
+        ax.bar([i + 0.2 for i in layers], ffn, width=0.4, color=plots.MOTHER_COLOR, label="FFN")
         for i in frozen:
-            ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=plots._FROZEN)
+            ax.text(i, r_max * 0.02, "F", ha="center", va="bottom", fontsize=7, color=plots.FROZEN_COLOR)
         ax.set_xlim(-0.6, len(ffn) - 0.4)
         ax.set_ylim(0, max([r_max, *attn, *ffn]) * 1.15)  # a transplanted share of 1 may exceed r_max
         ax.set_xlabel("layer")
@@ -98,15 +99,12 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
         ax.set_title("Genome: mother share per layer (F = frozen at 0)")
         ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
-        return plots._save(fig, path)
+        return plots.save_figure(fig, path)
 
 
 def render_weights_card(config, genome: dict, results: dict | None, search_log: Path | None,
                         out_dir: Path, health: dict | None = None) -> ModelCard:
     """`health`: the health stage's health.json (None: no health section)."""
-    from release.mri.card_view import health_view
-    from release.mri.plots import plot_health
-
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: WeightsGenome = base._parse(WeightsGenome, genome, "darwin_genome.json", fix)
     r = base._parse(base.Results, results, "results.json", fix) if results is not None else None

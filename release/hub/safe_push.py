@@ -18,7 +18,7 @@ from pathlib import Path
 
 from release.config import BranchTarget
 from release.errors import ReleaseError
-from release.hub import HUB_FILES, Hub, LocalFile, local_files
+from release.hub.client import HUB_FILES, Hub, LocalFile, local_files
 
 log = logging.getLogger(__name__)
 

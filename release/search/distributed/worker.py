@@ -29,8 +29,8 @@ class BuildFromHub:
     r_mri: list[float] | None = None  # the MRI stage's per-layer ratios when genome.mri is on
 
     def __call__(self, workdir: Path):
-        from release.fitness import build_live_search
-        from release.hub import Hub
+        from release.search.fitness import build_live_search  # imports cma and matplotlib
+        from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported
 
         hub = Hub()
         local = {}

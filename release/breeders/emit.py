@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 import release
 from release.config import parse_size as config_parse_size
 from release.errors import ReleaseError
-from release.files import swap_folder
+from release.breeders.hybrid import child_tensor_sources, make_child_config, modeling_files
+from release.run.files import swap_folder
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ def write_shards(sources: dict, out: Path, max_shard_size: str | int, progress: 
 def emit_child(father_dir: Path, mother_dir: Path, genome: dict, out: Path, max_shard_size: str = "5GB",
                progress: bool = True) -> Path:
     """Write the child folder for `genome` (see `genome_record`) at `out`, atomically."""
-    from release.hybrid import child_tensor_sources, make_child_config, modeling_files
-
     config = make_child_config(father_dir, mother_dir, genome["ratios"], layer_map=genome["layer_map"],
                                stored="active")
     tmp = out.with_name(out.name + ".tmp")
