@@ -18,6 +18,8 @@ from release.config import load_config
 from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
 from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES
+from release.schema import config_schema, reference_markdown
+from release.starter import write_starter
 
 
 EXAMPLES = """\
@@ -156,16 +158,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _init(args) -> int:
-    from release.starter import write_starter
-
     path = write_starter(args.path, same_arch=args.same_arch, overwrite=args.force)
     print(f"wrote {path}: set father, mother, child and space, then check it with: darwin-release run {path} --plan")
     return 0
 
 
 def _schema(args) -> int:
-    from release.schema import config_schema, reference_markdown
-
     print(reference_markdown() if args.markdown else json.dumps(config_schema(), indent=2), end="" if args.markdown else "\n")
     return 0
 
