@@ -1,4 +1,4 @@
-"""`darwin-release run CONFIG --dry-run --plan`: checks and costs, printed for people.
+"""`darwin-release run CONFIG --plan`: checks and costs, printed for people.
 
 Exit status: 0 when every check ran and passed; 2 (a ReleaseError) on the first failing check; 1 when
 the parents could not be checked (Hub unreachable): the plan then says so and never calls them valid.
