@@ -73,10 +73,13 @@ class _NotPrintedYet(logging.Filter):
 
 
 def configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_NotPrintedYet())
+    for handler in root.handlers:
+        if handler not in before:  # ours only (a host such as pytest may have its own)
+            handler.addFilter(_NotPrintedYet())
     # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
     for noisy in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
