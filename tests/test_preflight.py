@@ -134,3 +134,17 @@ def test_fine_grained_and_read_tokens_write_only_where_their_scopes_say():
     assert not token_rights(classic).may_write("club/x")  # a read role in the org
     read = {**fine, "auth": {"type": "access_token", "accessToken": {"role": "read"}}}
     assert not token_rights(read).may_write("alice/x")
+
+
+def test_without_a_token_the_plan_says_what_the_push_needs_and_the_run_stops_before_any_download(
+        parents, tmp_path, capsys, monkeypatch):
+    father, mother = parents
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    config = _config(tmp_path, father, mother)
+    assert main(["run", str(config), "--plan"]) == 0
+    assert "token: none set; the push will need a token with write access to acme, alice" in capsys.readouterr().out
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no Hub token, and the release pushes alice/child") and err.count("\n") == 1
+    assert not _downloaded(tmp_path, father, mother)
+    assert main(["pull", str(config)]) == 0  # a run that does not push needs no token
