@@ -13,13 +13,13 @@ import logging
 import sys
 
 from release import __version__
-from release.closing import closing_lines
 from release.config import load_config
-from release.console import configure_logging, set_progress_bars
 from release.errors import ReleaseError
 from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES
-from release.schema import config_schema, reference_markdown
-from release.starter import write_starter
+from release.ui.closing import closing_lines
+from release.ui.output import configure_logging, set_progress_bars
+from release.ui.schema import config_schema, reference_markdown
+from release.ui.starter import write_starter
 
 
 EXAMPLES = """\

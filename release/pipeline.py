@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
-from release.console import GenerationLines, stage_line
 from release.errors import ReleaseError
 from release.hub.session import HubSession, open_hub
 from release.hub.space import prepare_space_folder, space_secrets
@@ -29,6 +28,7 @@ from release.run.lock import hold_run_lock
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.ui.output import GenerationLines, stage_line
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from release.cli import main
-from release.schema import DOCS_PAGE, config_schema, reference_markdown
+from release.ui.schema import DOCS_PAGE, config_schema, reference_markdown
 from release.run.stages import STAGE_HELP, STAGES
 from tests.cli import ROOT, isolated_env
 
-SHIPPED = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("release/starters/*.yaml"))
+SHIPPED = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("release/ui/starters/*.yaml"))
 
 
 def _help(capsys, *args) -> str:

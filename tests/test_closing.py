@@ -4,7 +4,7 @@ import json
 import shlex
 import sys
 
-from release.closing import closing_lines
+from release.ui.closing import closing_lines
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -1,4 +1,5 @@
-"""What a run prints for people and CI: warnings once, routine events not as warnings, banners kept out."""
+"""What a run prints for people and CI (release/ui/output.py): warnings once, routine events not as
+warnings, bars only in a terminal."""
 
 import logging
 import socket
@@ -14,7 +15,7 @@ def test_a_library_warning_printed_by_its_own_handler_is_not_printed_again():
     # huggingface_hub prints its records with its own handler and passes them to the root one too.
     script = """
 import logging, sys
-from release.console import configure_logging
+from release.ui.output import configure_logging
 configure_logging(verbose=False)
 library = logging.getLogger("somelib")
 library.addHandler(logging.StreamHandler(sys.stderr))
@@ -42,7 +43,7 @@ def test_an_idle_keep_alive_connection_closed_by_the_local_hub_is_not_a_warning(
 
 
 def test_progress_bars_follow_the_terminal_unless_asked(monkeypatch):
-    from release import console
+    from release.ui import output as console
 
     class Stream:
         def __init__(self, tty):
