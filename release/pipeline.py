@@ -12,8 +12,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
@@ -386,6 +386,7 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
     scores, stderrs, vigor, heldout = {}, {}, None, None
     if evaluated:
         from release.card.model_card import hybrid_vigor  # imports huggingface_hub, which must follow open_hub
+
         models = evaluated.results["models"]
         for role, m in models.items():
             scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
