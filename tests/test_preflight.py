@@ -148,3 +148,10 @@ def test_without_a_token_the_plan_says_what_the_push_needs_and_the_run_stops_bef
     assert err.startswith("error: no Hub token, and the release pushes alice/child") and err.count("\n") == 1
     assert not _downloaded(tmp_path, father, mother)
     assert main(["pull", str(config)]) == 0  # a run that does not push needs no token
+
+
+def test_the_local_hubs_unscoped_token_writes_every_namespace(parents, local_hub, tmp_path, capsys, monkeypatch):
+    father, mother = parents
+    monkeypatch.setenv("HF_TOKEN", local_hub.tokens[0])  # a plain `--token T`
+    assert main(["run", str(_config(tmp_path, father, mother, child="anyone/child", space="acme/chat")), "--plan"]) == 0
+    assert "token: the local hub's unscoped token (writes every namespace)" in capsys.readouterr().out

@@ -22,6 +22,7 @@ import yaml
 
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
+from release.localhub.tokens import USER as LOCAL_USER
 
 WRITE_ROLES_IN_ORG = frozenset({"admin", "write", "contributor"})
 
@@ -97,6 +98,15 @@ def token_rights(who: dict) -> TokenRights:
     return TokenRights(user, f"user {user}{org_text}, {role} token", frozenset(writable))
 
 
+def _unscoped_local_token(who: dict, endpoint: str) -> bool:
+    """The local hub's plain token (`--token T`) writes every namespace; its whoami names the hub's own user
+    without orgs. (A local token scoped to that user alone answers the same: the push would then refuse.)"""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(endpoint).hostname in ("127.0.0.1", "localhost") and who.get("name") == LOCAL_USER
+            and not who.get("orgs"))
+
+
 def check_write_access(config: ReleaseConfig, hub, required: bool = True) -> str:
     """One line for people on the token, or a ReleaseError naming the repo it cannot write. Without any
     token, `required=False` (the plan) says what the push will need instead of failing."""
@@ -111,7 +121,10 @@ def check_write_access(config: ReleaseConfig, hub, required: bool = True) -> str
             raise ReleaseError(f"no Hub token, and the release pushes {config.child.repo}: set HF_TOKEN to {needs}, "
                                "or run `hf auth login`")
         return f"token: none set; the push will need {needs} (HF_TOKEN or `hf auth login`)"
-    rights = token_rights(hub.account())
+    who = hub.account()
+    if _unscoped_local_token(who, hub.endpoint):
+        return f"token: the local hub's unscoped token (writes every namespace) at {hub.endpoint}"
+    rights = token_rights(who)
     for key, repo in targets:
         if not rights.may_write(repo):
             raise ReleaseError(f"{key} {repo}: the token ({rights.describe}) cannot write to {repo.split('/')[0]} "
