@@ -108,7 +108,7 @@ def _default(model: dict, field: str, prop: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")  # `<name>` is not an HTML tag
 
 
 def reference_markdown() -> str:
