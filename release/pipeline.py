@@ -25,6 +25,7 @@ from release.mri.stage import (after_search, check_before_push, genome_mri_recor
 from release.plan.preflight import check_values, check_write_access
 from release.run.files import remove_orphans, write_json
 from release.run.lock import hold_run_lock
+from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
@@ -120,19 +121,26 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key, progress))
+        estimator = None
+        if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
+            result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
+                                             config.fitness.elite)
+            evaluation = evaluation.full_fitness  # and the transplant scores in full
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
+        if live.fitness is not None and hasattr(live.fitness, "record"):
+            estimator = live.fitness.record()
     bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 method=live.method, genes=live.space.names, live=dict(live.record),
-                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
+                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
@@ -180,6 +188,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
+    if bred.estimator:  # what the card says of a cheap estimator (absent with full scoring, as before)
+        search["fitness"]["estimator"] = bred.estimator
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
@@ -203,7 +213,9 @@ def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
 
 
 def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
-               health: Health | None = None) -> tuple[Carded, list[Path]]:
+               health: Health | None = None, emitted: dict | None = None) -> tuple[Carded, list[Path]]:
+    """Render README.md and its charts into the child folder; the outputs (what card vouches for) are the
+    files there that emit (`emitted`: emit's manifest) did not write."""
     from release.breeders import get_breeder  # imports torch
 
     folder = Path(child.path)
@@ -211,7 +223,8 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     report = json.loads(Path(health.path).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
-    return Carded(readme=str(folder / "README.md")), [folder / "README.md"]
+    written = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p) not in (emitted or {})]
+    return Carded(readme=str(folder / "README.md")), [folder / "README.md", *written]
 
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
@@ -339,7 +352,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
-                     lambda: stage_card(config, child, evaluated, health), record=Carded)
+                     lambda: stage_card(config, child, evaluated, health, book.files("emit")), record=Carded)
         if opts.dry_run:
             for stage in HUB_STAGES:
                 if stage in needed:
@@ -350,7 +363,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
                     "health": health and health.to_json()}
         check_before_push(config, health, force)  # a failed health check stops the release here
-        pushed = book.run("push", [folder_digest(Path(child.path)), config.child.repo, endpoint,
+        pushed = book.run("push", [_child_content(book, Path(child.path)), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
                           still_valid=lambda r: session.resolves(r.repo, r.ref, r.revision), record=Pushed)
@@ -378,6 +391,14 @@ def preflight(config: ReleaseConfig, session: HubSession, pushes: bool) -> None:
     check_values(config)
     if pushes:
         log.info(check_write_access(config, session.hub))
+
+
+def _child_content(book: StageBook, folder: Path) -> str:
+    """The child folder's content key for push, once it is known to hold exactly what emit and card wrote
+    (their bytes were checked when those stages were skipped): one line and nothing pushed otherwise."""
+    if not book.files("emit"):  # a run folder from before manifests: its bytes are trusted, as then
+        return folder_digest(folder)
+    return digest(vouched_folder(folder, [book.files("emit"), book.files("card")], "emit or card"))
 
 
 def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: Bred, child: Emitted,
@@ -416,7 +437,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "frozen": config.genome.frozen,
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
-                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason},
+                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
+                   **({"estimator": bred.estimator} if bred.estimator else {})},
         "scores": scores,
         "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
         "heldout_items": heldout,

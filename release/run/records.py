@@ -88,7 +88,8 @@ class Diagnosis(Record):
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
 _BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
-              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype")
+              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
+              "estimator")
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,14 @@ class Bred(Record):
     r_mri: list[float] | None = None
     transplant: dict | None = None
     live: dict[str, Any] = field(default_factory=dict)
+    # fitness.estimator irt / race: which, its anchors, the tokens scored and what full scoring would have cost
+    # (absent from the JSON with full scoring, as before estimators existed)
+    estimator: dict | None = None
 
     def to_json(self) -> dict:
         data = super().to_json()
+        if data["estimator"] is None:
+            del data["estimator"]
         return {**data.pop("live"), **data}
 
     @classmethod
