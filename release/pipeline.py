@@ -51,7 +51,7 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
         publish_tiny_parents(config, hub, dry_run)
     selections = get_breeder(config.breed.method).plan_pull(config, hub)  # one-line errors before any download
     result = {}
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, selection = getattr(config, role), (selections or {}).get(role)
         extra = {} if selection is None else {"allow_patterns": selection.files}
         # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
@@ -73,10 +73,15 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
     return Pulled(**result), [Path(parent.path) for parent in result.values()]
 
 
+def _roles(config: ReleaseConfig) -> tuple[str, ...]:
+    """The models a release pulls: both parents, and their common ancestor when the config names one."""
+    return ("father", "mother", "base") if config.base else ("father", "mother")
+
+
 def moved_on(config: ReleaseConfig, session: HubSession, pulled: Pulled) -> list[str]:
     """Parents pinned at an earlier pull whose configured branch has a newer commit now."""
     notes = []
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, pinned = getattr(config, role), getattr(pulled, role).revision
         if ref.revision == pinned:  # a commit sha in the config: it cannot move
             continue
@@ -98,8 +103,10 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
-               else get_breeder(config.breed.method).tiny_parent_writers())
+    if config.tiny_parents == "zoo":
+        writers = zoo_parent_writers(config.breed.method, base=config.base is not None)
+    else:
+        writers = get_breeder(config.breed.method).tiny_parent_writers()
     for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
@@ -124,7 +131,8 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
-                          **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+                          **({"base": pulled.base.content} if pulled.base else {}),
+                          **({} if config.breed == BreedSpec() else {"breed": config.breed.search_key()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key, progress))
         estimator = None
@@ -196,8 +204,9 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     genome = (breeder.genome_record(config, bred_json, pulled_json, search, ratios)
               | genome_mri_record(bred_json, mri and mri.to_json()))
     out = config.run_dir / "child"
+    base = {"base_dir": Path(pulled.base.path)} if pulled.base else {}  # only the weight merges take a base
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
-                 max_shard_size=config.child.max_shard_size, progress=progress)
+                 max_shard_size=config.child.max_shard_size, progress=progress, **base)
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
 
 
@@ -218,8 +227,12 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     files there that emit (`emitted`: emit's manifest) did not write."""
     from release.breeders import get_breeder  # imports torch
 
+    from release.evals.final import copy_eval_results  # imports torch
+
     folder = Path(child.path)
     results = evaluated.results if evaluated else None
+    # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
+    copy_eval_results(Path(evaluated.path) if evaluated else None, folder)
     report = json.loads(Path(health.path).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
@@ -300,10 +313,10 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
     with open_hub(config) as session:
         preflight(config, session, pushes=not opts.dry_run and "push" in needed)  # before any download
         endpoint = session.endpoint
-        pulled = book.run("pull", [config.father, config.mother, endpoint],
+        pulled = book.run("pull", [config.father, config.mother, endpoint] + ([config.base] if config.base else []),
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
                           still_valid=lambda r: all(session.resolves(p.repo, p.revision, p.revision)
-                                                    for p in (r.father, r.mother)), record=Pulled)
+                                                    for p in r.models()), record=Pulled)
         if "pull" not in book.ran:
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
@@ -313,6 +326,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         # Neither depends on where the cache keeps them.
         contents = {"father": pulled.father.content, "mother": pulled.mother.content}
         parents = {"father": pulled.father.revision, "mother": pulled.mother.revision}
+        if pulled.base:  # only then: runs without a base keep their stage keys
+            contents["base"], parents["base"] = pulled.base.content, pulled.base.revision
         s, g = config.search, config.genome
         # The MRI scan reads a cross-architecture hybrid's FFN branches: ffn_blend only (the health check
         # runs for every breeder).
@@ -429,6 +444,7 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "space_revision": spaced and spaced.revision,
         "father": {"repo": pulled.father.repo, "revision": pulled.father.revision},
         "mother": {"repo": pulled.mother.repo, "revision": pulled.mother.revision},
+        **({"base": {"repo": pulled.base.repo, "revision": pulled.base.revision}} if pulled.base else {}),
         "fetched": pulled.fetched(),
         "genome": bred.genome,
         "method": config.breed.method,

@@ -305,3 +305,16 @@ def test_genesis_shaped_parents_plan_the_hybrid_design_quotes():
     assert abs(est.hybrid_params / 9.7e9 - 1) < 0.02 and est.hybrid_bytes == 2 * est.hybrid_params
     with pytest.raises(ReleaseError, match="hidden sizes differ: father 2560, mother 2048"):
         parent_checks(config, _genesis_shaped("father"), _genesis_shaped("mother", hidden=2048))
+
+
+def test_a_task_whose_data_is_not_offline_fails_at_plan_in_one_line_naming_the_dataset(published, tmp_path, capsys):
+    """The plan builds the search subsets before any download: a Hub dataset it cannot read stops it there."""
+    path = _config(tmp_path, published["father"], published["mother"])
+    raw = yaml.safe_load(path.read_text())
+    raw["fitness"]["tasks"] = [{"name": "arc_easy", "weight": 1.0, "search_size": 8}]
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = _plan(path, capsys)
+    assert code == 2
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "allenai/ai2_arc" in line and "arc_easy" in line and "data_files" in line
+    assert "parents: valid" in out  # the parents' headers were checked; the tasks stopped it before any weights

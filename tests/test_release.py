@@ -86,6 +86,10 @@ def test_release_json_records_the_whole_release(first_release):
     assert release["layer_kinds"][4] == "father"
     assert release["mixing_rule"] == "ffn_output_blend"
     assert set(release["scores"]) == {"child", "father", "mother"}
+    # lm-eval's own results files for the three models are pushed with the child (the card reads them).
+    files = sorted((tmp / "runs/tiny-default/child/eval_results").glob("*/results_*.json"))
+    assert len(files) == 3 and all("acc,none" in json.loads(f.read_text())["results"]["darwin_synthetic"]
+                                   for f in files)
     assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
     assert release["wall_seconds"] > 0
     assert release["stages_run"] == ["pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space",

@@ -150,8 +150,10 @@ class ParentTerms:
 
 def parent_terms(config: ReleaseConfig, hub) -> list[ParentTerms]:
     out = []
-    for role in ("father", "mother"):
-        ref = getattr(config, role)
+    for role in ("father", "mother", "base"):
+        ref = getattr(config, role, None)
+        if ref is None:  # no common ancestor
+            continue
         gated = hub.gating(ref.repo, ref.revision)  # first: fails fast where the card's download would retry
         card = hub.card_data(ref.repo, ref.revision) or {}
         licence = card.get("license")

@@ -85,6 +85,8 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     print(f"config {config_path}: valid ({', '.join(['schema', *checked])})")
     print(f"  father  {config.father.repo}@{config.father.revision}")
     print(f"  mother  {config.mother.repo}@{config.mother.revision}")
+    if config.base:
+        print(f"  base    {config.base.repo}@{config.base.revision} (common ancestor: task vectors over it)")
     print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
     frozen = ",".join(map(str, config.genome.frozen)) or "none"
     print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")
@@ -190,17 +192,19 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
         pulled = hub.pull(config.father.repo, plan.father.revision, allow_patterns=TOKENIZER_FILES)
         tokenizer = AutoTokenizer.from_pretrained(pulled.path)
         # lm-eval and datasets draw bars while building the requests: noise in a report.
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-            requests = search_requests(config, tokenizer)
         max_length = max(plan.config.max_position_embeddings, 4096)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+            requests = search_requests(config, tokenizer, max_length)
         count = count_tokens(requests, config.fitness.batch_size, max_length, config.fitness.scorer)
     est = estimate(plan, count, dtype)
     print(f"  search hybrid: {_count(est.hybrid_params)} parameters, {_size(est.hybrid_bytes)} in {dtype}")
     if count is None:
         print("  tokens, memory and time per candidate: only estimated for benchmark fitness")
         return
+    kinds = {r.kind for r in requests}
+    bound = "; generation counted at max_gen_toks: an upper bound" if "generate" in kinds else ""
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
-          f"longest prompt {count.longest} tokens, father's tokenizer)")
+          f"longest prompt {count.longest} tokens, father's tokenizer{bound})")
 
     rows, positions, keep = peak_forward(plan, count, dtype)
     print(f"  peak memory of one evaluation batch: {_size(est.peak_bytes)} (hybrid + a forward of {rows} x "

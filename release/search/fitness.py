@@ -53,7 +53,8 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri)  # r_MRI: genome.mri
+    base = {"base_dir": Path(pulled["base"]["path"])} if pulled.get("base") else {}  # weight merges over an ancestor
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri, **base)  # r_MRI: genome.mri
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
@@ -89,7 +90,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     from release.evals import Evaluator  # imports lm_eval and torch
 
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
-                          batch_size=spec.batch_size, progress=progress)
+                          batch_size=spec.batch_size, progress=progress, max_gen_toks=spec.max_gen_toks)
 
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         apply(genome)
@@ -117,4 +118,5 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
     }
     return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
                            batch_size=config.fitness.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress)
+                           dtype=config.search.dtype, progress=progress, max_gen_toks=config.fitness.max_gen_toks,
+                           log_samples=config.fitness.log_samples)
