@@ -2,9 +2,11 @@
 
 On the probe prompts, at every layer i of the child (loaded from its folder with `AutoModelForCausalLM`
 and `trust_remote_code`, exactly as users will load it), a hook on the FFN step reads the residual input h
-and the update u the child adds to the residual stream. On the same h the reference (the search hybrid at
-r = 0, i.e. the father, holding every mapped mother FFN) gives the father branch f and the mapped mother
-branch m of the mixing rule. Per layer, averaged over tokens:
+and the update u the child adds to the residual stream. On the same h the father's layer gives the father
+branch f and the mapped mother FFN (read alone from her shards) the mother branch m of the mixing rule. The
+check streams: the child runs first and only its activations are kept, then the father (a Darwin hybrid
+holding no mother FFN) with one mother FFN at a time, then the mother for her perplexity, so one model is in
+memory at a time. Per layer, averaged over tokens:
 
 - cos(u, f), |u| / |f|  and  cos(u, m), |u| / |m|;
 - cos of the child's hidden state after layer i with the father's on the same prompt.
