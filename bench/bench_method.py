@@ -19,8 +19,8 @@ budget** B on the same search items, and its pick is scored on the same held-out
 Everything goes through the project's own parts: breeders' live models (`build_live`, `apply`), the
 search fitness (`release.search.fitness.make_fitness`) and the held-out `Evaluator`. Printed per method:
 held-out mean +- stderr, the difference to linear 0.5 with its paired stderr (per item, per task,
-combined over the tasks as the fitness weights them), the search-items fitness of the pick, and the
-tokens scored (search + held-out). One torch thread.
+combined over the tasks as the fitness weights them), the search-items fitness of the pick (of a
+fixed merge too, scored for reference outside the budget), and the tokens scored (search + held-out). One torch thread.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.bench_method [--budget 24 --search-items 48 ...]
     python -m bench bench_method   # the default budget, results into bench/results.json
@@ -169,6 +169,8 @@ def measure(args) -> dict:
 
         rows, reference = [], None
         for label, arm, genome, value, tokens, candidates, seconds in picks:
+            if value is None:  # no search: its search-items score, for reference only (not in its budget or tokens)
+                value = arm.fitness(genome)[0]
             before = arm.heldout.lm.tokens_processed
             result = arm.score(genome)
             heldout_tokens = arm.heldout.lm.tokens_processed - before
@@ -185,13 +187,13 @@ def measure(args) -> dict:
     out = {}
     for label, result, value, tokens, heldout_tokens, candidates in rows:
         diff, se = _paired(result, reference, weights)
-        print(f"   | {label} | {candidates} | {'-' if value is None else f'{value:.3f}'} | "
+        print(f"   | {label} | {candidates} | {value:.3f} | "
               f"{result.fitness:.3f} ± {result.stderr:.3f} | {diff:+.3f} ({se:.3f}) | "
               f"{result.scores[TASKS[0]]:.3f} / {result.scores[TASKS[1]]:.3f} | {tokens:,} + {heldout_tokens:,} |")
         key = "method_" + "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
         out[key] = row(result.fitness, "held-out mean accuracy", ">= linear 0.5 for searches",
                        stderr=round(result.stderr, 4), vs_linear_half=round(diff, 4), paired_se=round(se, 4),
-                       search_fitness=None if value is None else round(value, 4), candidates=candidates,
+                       search_fitness=round(value, 4), candidates=candidates,
                        search_tokens=tokens, heldout_tokens=heldout_tokens)
     return out
 
