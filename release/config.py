@@ -6,7 +6,9 @@ Validated with pydantic so that a typo or a wrong type is a one-line error namin
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -271,6 +273,18 @@ class TaskSpec(_Strict):
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
 
 
+class CalibrationSpec(_Strict):
+    # Calibration fitness (kind: calibration): the whole text is scored, every token once, in chunks of this
+    # many predicted tokens (one forward pass each; also the most tokens of one prompt/answer record).
+    chunk_tokens: int = Field(512, ge=1)
+    # Answer-only scoring: each line is prompt, separator, answer, and only the answer's tokens count. A
+    # calibration_text ending in .jsonl holds {"prompt": ..., "answer": ...} per line (answers only, too).
+    separator: Annotated[str, Field(min_length=1)] | None = None
+    # This share of the records (chunks or lines), drawn with search.seed, is never searched: the final
+    # evaluation scores it for the card.
+    heldout: float = Field(0.2, ge=0, lt=1)
+
+
 class FitnessSpec(_Strict):
     kind: Literal["benchmark", "calibration"] = "benchmark"
     tasks: list[TaskSpec] = []
@@ -280,6 +294,7 @@ class FitnessSpec(_Strict):
     batch_size: int = Field(8, ge=1)
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+    calibration: CalibrationSpec = CalibrationSpec()
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -330,6 +345,45 @@ class HubSpec(_Strict):
     local_port: int = Field(8765, ge=1, le=65535)
 
 
+def calibration_pairs(text: str, jsonl: bool, separator: str | None) -> list[tuple[str, str]] | None:
+    """The prompt/answer pairs of an answer-only calibration text, or None for plain text (scored whole).
+
+    JSONL: one {"prompt": ..., "answer": ...} per line; else each line is prompt, separator, answer (the
+    prompt keeps the separator). Read here so a malformed file fails at load, before any stage runs."""
+    if not jsonl and separator is None:
+        return None
+    pairs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if jsonl:
+            try:
+                row = json.loads(line)
+                pairs.append((str(row["prompt"]), str(row["answer"])))
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"line {n} is not a JSON object with 'prompt' and 'answer': write one "
+                                 '{"prompt": ..., "answer": ...} per line') from None
+        elif separator not in line:
+            raise ValueError(f"line {n} has no separator {separator!r}: write each line as prompt, separator, "
+                             "answer (or drop fitness.calibration.separator)")
+        else:
+            prompt, answer = line.split(separator, 1)
+            pairs.append((prompt + separator, answer))
+    if not pairs:
+        raise ValueError("holds no prompt/answer pair: add some, one per line")
+    return pairs
+
+
+def local_paths(config: ReleaseConfig) -> list[str]:
+    """Paths of this machine a public card or Space must never show: home, temp, working folder, and the
+    config's own folders and files, as resolved and as written when absolute."""
+    paths = [Path.home(), Path(tempfile.gettempdir()), Path.cwd(), config.fitness.data_dir,
+             config.fitness.calibration_text, config.hub.local_root, config.runs_dir]
+    found = {str(Path(p).expanduser().resolve()) for p in paths if p is not None}
+    found |= {str(Path(p).expanduser()) for p in paths if p is not None and Path(p).expanduser().is_absolute()}
+    return sorted(p for p in found if p not in ("/", ".") and len(p) > 1)
+
+
 class ReleaseConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
     father: RepoRef
@@ -362,6 +416,41 @@ class ReleaseConfig(_Strict):
             if repo and repo.lower() in parents:
                 raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "
                                  "name a repo of its own")
+        return self
+
+    @model_validator(mode="after")
+    def _layer_map_for_ffn_blend_only(self) -> ReleaseConfig:
+        if self.genome.layer_map is not None and self.breed.method != "ffn_blend":
+            raise ValueError(f"genome.layer_map is for ffn_blend (across architectures); {self.breed.method} pairs "
+                             "layer i with layer i: remove genome.layer_map")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_text_readable(self) -> ReleaseConfig:
+        f = self.fitness
+        jsonl = f.calibration_text is not None and f.calibration_text.suffix == ".jsonl"
+        if jsonl and f.calibration.separator is not None:
+            raise ValueError("fitness.calibration.separator is for a plain text file; a .jsonl calibration_text "
+                             "already holds prompt and answer apart: drop the separator")
+        if f.kind == "calibration" and f.calibration_text is not None:
+            try:
+                calibration_pairs(f.calibration_text.read_text(encoding="utf-8"), jsonl, f.calibration.separator)
+            except ValueError as e:
+                raise ValueError(f"fitness.calibration_text {f.calibration_text}: {e}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _card_fields_hold_no_local_path(self) -> ReleaseConfig:
+        # The card is rendered after breed, emit and health: a local path in it would fail only then.
+        fields = {"card.description": self.card.description, "card.citation": self.card.citation or "",
+                  **{f"card.genealogy.{k}": f"{k} {v}" for k, v in self.card.genealogy.items()},
+                  **{f"card.tags[{i}]": tag for i, tag in enumerate(self.card.tags)}}
+        for local in local_paths(self) + ["/tmp/"]:
+            pattern = re.compile(re.escape(local) + r"(?![\w.-])")
+            for key, text in fields.items():
+                if pattern.search(text):
+                    raise ValueError(f"{key} holds a local path of this machine, and the card is public: name "
+                                     "a Hub repo or a URL instead")
         return self
 
     @property
