@@ -26,6 +26,7 @@ from release.run.lock import hold_run_lock
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.search.key import fitness_key
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=fitness_key(config),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
@@ -174,6 +175,9 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
+    if f.kind == "calibration":  # the tasks (if any) are only reported: the search optimised the text
+        search["fitness"] = {"kind": f.kind, "tasks": {}, "search_items": {},
+                             "calibration": _calibration_facts(config, pulled)}
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
@@ -183,6 +187,18 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
                  max_shard_size=config.child.max_shard_size, progress=progress)
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
+
+
+def _calibration_facts(config: ReleaseConfig, pulled: Pulled) -> dict:
+    """What a calibration search optimised (mode, chunk length, tokens per split), for the genome and card."""
+    from transformers import AutoTokenizer
+
+    from release.evals.calibration import CalibrationSet  # imports torch
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled.father.path)  # the live model's (and child's) tokenizer
+    facts = CalibrationSet.from_spec(config.fitness, tokenizer, config.search.seed).describe()
+    return facts | {"source": config.fitness.calibration_text.name if config.fitness.calibration_text
+                    else facts["source"]}  # a file name: the card never shows a local path
 
 
 def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
@@ -303,7 +319,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "breed" not in needed:
             return {"ran": book.ran, "mri": mri and mri.to_json(), "fetched": pulled.fetched()}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
-        bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness]
+        bred = book.run("breed", [contents, config.breed, config.genome, config.search, fitness_key(config)]
                         + ([mri.r_mri] if g.mri else []),
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
                                             opts.progress, mri), record=Bred)
@@ -311,7 +327,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             return {"ran": book.ran, "breed": bred.to_json(), "fetched": pulled.fetched()}
         diagnosis = mri and mri.without_time()  # what the child records
         child = book.run("emit", [parents, bred.to_json(), config.breed, config.genome, config.child.max_shard_size,
-                                  config.search, diagnosis],
+                                  config.search, diagnosis, fitness_key(config)],
                          lambda: stage_emit(config, pulled, bred, opts.progress, mri), record=Emitted)
         health = None
         if "health" in needed and config.health.enabled:
@@ -319,7 +335,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                                          s.dtype, config.fitness.calibration_text],
                               lambda: stage_health(config, pulled, child), record=Health)
         evaluated = None
-        if "evaluate" in needed and config.fitness.tasks:
+        if "evaluate" in needed and (config.fitness.tasks or config.fitness.kind == "calibration"):
             evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
         if "card" in needed:
@@ -362,7 +378,11 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
     scores = {}
     if evaluated:
         for role, m in evaluated.results["models"].items():
-            scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
+            scores[role] = {task: s["value"] for task, s in m["scores"].items()}
+            if "fitness" in m:  # none when only the calibration text was scored
+                scores[role]["fitness"] = m["fitness"]["value"]
+            if m.get("calibration"):
+                scores[role]["calibration_ll"] = m["calibration"]["value"]
     return {
         "name": config.name,
         "endpoint": endpoint,

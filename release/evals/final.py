@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -41,37 +42,50 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype):
     return model, tokenizer
 
 
-def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: str | Path, scorer: str = "fast",
+def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite | None, out_path: str | Path, scorer: str = "fast",
                     batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                    progress: bool = True) -> dict:
-    """Score every model on the held-out split and write results.json (atomically); return its content."""
+                    progress: bool = True, calibration: Callable | None = None) -> dict:
+    """Score every model on the held-out split and write results.json (atomically); return its content.
+
+    `suite`: the benchmark tasks (None: none). `calibration(tokenizer)`: the calibration text's records for
+    that tokenizer (`CalibrationSet`), whose held-out share is scored too (None: not scored)."""
     start = time.perf_counter()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
+    tasks = suite.tasks if suite else []
     results = {
         "split": "heldout",
         "tasks": {t.name: {"weight": t.weight, "metric": t.bench.metric, "n": t.n("heldout"),
-                           "dataset": t.bench.dataset} for t in suite.tasks},
+                           "dataset": t.bench.dataset} for t in tasks},
         "models": {},
         "scorer": scorer,
-        "subsets_fingerprint": suite.fingerprint,
+        "subsets_fingerprint": suite and suite.fingerprint,
     }
     for name, spec in tqdm(models.items(), desc="Final evaluation", unit="model", disable=not progress):
         model, tokenizer = load_model(spec, dev, torch_dtype)
-        evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
-                              progress=progress)
-        r = evaluator.evaluate()
-        results["models"][name] = {
-            "repo": spec.repo, "revision": spec.revision,
-            "scores": {k: {"value": r.scores[k], "stderr": r.stderrs[k]} for k in r.scores},
-            "fitness": {"value": r.fitness, "stderr": r.stderr},
-            "scorer": evaluator.scorer,
-            "seconds": round(r.seconds, 3),
-        }
-        log.info("%s: fitness %.4f ± %s on %d held-out items", name, r.fitness,
-                 f"{r.stderr:.4f}" if r.stderr is not None else "n/a", sum(r.n.values()))
+        t0 = time.perf_counter()
+        entry = results["models"][name] = {"repo": spec.repo, "revision": spec.revision, "scores": {}}
+        if suite:
+            evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
+                                  progress=progress)
+            r = evaluator.evaluate()
+            entry.update(scores={k: {"value": r.scores[k], "stderr": r.stderrs[k]} for k in r.scores},
+                         fitness={"value": r.fitness, "stderr": r.stderr}, scorer=evaluator.scorer)
+            log.info("%s: fitness %.4f ± %s on %d held-out items", name, r.fitness,
+                     f"{r.stderr:.4f}" if r.stderr is not None else "n/a", sum(r.n.values()))
+            del evaluator, r
+        if calibration:
+            text = calibration(tokenizer)
+            held = text.score(model, "heldout")
+            entry["calibration"] = held and {"value": held.value, "stderr": held.stderr, "tokens": held.tokens,
+                                             "records": held.records}
+            results.setdefault("calibration", text.describe())  # the first model's (the child's) tokenizer
+            if held:
+                log.info("%s: held-out calibration log-likelihood %.4f per token over %d tokens", name, held.value,
+                         held.tokens)
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
         # Free this model before loading the next: never hold two on the device.
-        del model, evaluator, r
+        del model
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()

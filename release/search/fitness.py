@@ -68,15 +68,18 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     spec = config.fitness
     apply = apply or model.set_ratios
     if spec.kind == "calibration":
-        from release.evals import calibration_fitness  # imports lm_eval and torch
+        from release.evals.calibration import CalibrationSet  # imports torch
 
-        text = spec.calibration_text.read_text(encoding="utf-8") if spec.calibration_text else None
+        text = CalibrationSet.from_spec(spec, tokenizer, config.search.seed)
 
         def calibration(genome: list[float]) -> tuple[float, dict[str, float]]:
             apply(genome)
-            value = calibration_fitness(model, tokenizer, text)
-            return value, {"calibration_ll": value}
+            result = text.score(model, "search")
+            calibration.stderr = result.stderr  # the noise the start and transplant checks use
+            return result.value, {"calibration_ll": result.value}
 
+        calibration.stderr = None
+        calibration.calibration = text.describe()
         return calibration
 
     from release.evals import Evaluator  # imports lm_eval and torch
@@ -107,6 +110,14 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
         "mother": ModelSpec(path=Path(pulled["mother"]["path"]), repo=pulled["mother"]["repo"],
                             revision=pulled["mother"]["revision"]),
     }
-    return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
-                           batch_size=config.fitness.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress)
+    spec = config.fitness
+    calibration = None
+    if spec.kind == "calibration":  # its held-out share: what the search optimised, on text it never saw
+        from release.evals.calibration import CalibrationSet  # imports torch
+
+        def calibration(tokenizer):
+            return CalibrationSet.from_spec(spec, tokenizer, config.search.seed)
+
+    return evaluate_models(models, task_suite(config) if spec.tasks else None, out, scorer=spec.scorer,
+                           batch_size=spec.batch_size, device=config.search.device,
+                           dtype=config.search.dtype, progress=progress, calibration=calibration)
