@@ -57,14 +57,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def standalone_hub(root: Path, token: str, log_path: Path):
+def standalone_hub(root: Path, token: str, log_path: Path, *options: str):
     """`python -m release.localhub` in its own process (as `make hub` serves it), answering when entered.
 
-    Yields (process, url); the server's log goes to `log_path`."""
+    Yields (process, url); the server's log goes to `log_path`; `options` are more command-line flags."""
     port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "release.localhub", "--root", str(root), "--port", str(port),
-                                   "--token", token], cwd=Path(__file__).resolve().parents[1], stderr=log, stdout=log)
+                                   "--token", token, *options], cwd=Path(__file__).resolve().parents[1], stderr=log, stdout=log)
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):
@@ -78,3 +78,19 @@ def standalone_hub(root: Path, token: str, log_path: Path):
         finally:
             server.terminate()
             server.wait(10)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), in MB: what a request made it hold at its worst."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+
+
+def http(method: str, url: str, data=None, headers=None) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of one plain HTTP request; error statuses are answers, not exceptions."""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()

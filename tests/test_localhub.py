@@ -1,6 +1,13 @@
 """The local hub, driven by the real huggingface_hub client (and transformers), offline."""
 
-from tests.localhub_fixtures import ENDPOINT, TOKEN, free_port, repo_name, standalone_hub  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import (  # first: sets HF_ENDPOINT
+    ENDPOINT,
+    TOKEN,
+    free_port,
+    peak_rss_mb,
+    repo_name,
+    standalone_hub,
+)
 
 # isort: split
 import hashlib
@@ -316,10 +323,6 @@ def test_restart_keeps_repos_and_dedups_blobs(tmp_path):
         assert Path(path).read_bytes() == weights
 
 
-def _peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
-
 
 def test_200mb_file_streams_through_a_small_server(tmp_path):
     size_mb, token = 200, "hf_big_upload_token"
@@ -328,7 +331,7 @@ def test_200mb_file_streams_through_a_small_server(tmp_path):
         api = HfApi(endpoint=url, token=token)
         api.create_repo("darwin-local/big")
         api.upload_file(path_or_fileobj=b"warm up", path_in_repo="small.txt", repo_id="darwin-local/big")
-        before = _peak_rss_mb(server.pid)
+        before = peak_rss_mb(server.pid)
 
         digest = hashlib.sha256()
         with big.open("wb") as f:  # streamed to disk: the test never holds the file either
@@ -338,7 +341,7 @@ def test_200mb_file_streams_through_a_small_server(tmp_path):
                 f.write(chunk)
         api.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id="darwin-local/big")
         got = Path(api.hf_hub_download("darwin-local/big", "big.bin", cache_dir=tmp_path / "cache"))
-        growth = _peak_rss_mb(server.pid) - before
+        growth = peak_rss_mb(server.pid) - before
         with got.open("rb") as f:
             assert hashlib.file_digest(f, "sha256").hexdigest() == digest.hexdigest()
         assert growth < 60, f"server peak RSS grew by {growth:.0f} MB for a {size_mb} MB file"

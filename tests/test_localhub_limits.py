@@ -1,7 +1,7 @@
 """The local hub under hostile or broken clients: bounded bodies, short 4xx answers, idle timeouts,
 connections that stay in step after an error, and file paths / repo ids it refuses."""
 
-from tests.localhub_fixtures import ENDPOINT, TOKEN, repo_name, standalone_hub  # first: sets HF_ENDPOINT
+from tests.localhub_fixtures import ENDPOINT, TOKEN, peak_rss_mb, repo_name, standalone_hub  # first: sets HF_ENDPOINT
 
 # isort: split
 import http.client
@@ -38,10 +38,6 @@ def _ask(conn: http.client.HTTPConnection, method: str, path: str, body=None, he
     return r.status, r.getheader("Connection"), r.read()
 
 
-def _peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
-
 
 def _huge_post(port: int, path: str, announced: int, send_mb: int, headers: str = "") -> tuple[bytes, float]:
     """POST announcing `announced` bytes, stream up to `send_mb` MB while reading the answer."""
@@ -73,7 +69,7 @@ def _huge_post(port: int, path: str, announced: int, send_mb: int, headers: str 
 def test_a_400mb_unauthenticated_post_is_refused_without_growing_the_server(tmp_path):
     with standalone_hub(tmp_path / "hub", "hf_t", tmp_path / "server.log") as (server, url):
         port = urlsplit(url).port
-        before = _peak_rss_mb(server.pid)
+        before = peak_rss_mb(server.pid)
         for path in ("/api/validate-yaml", "/api/repos/create", "/api/models/a/b/paths-info/main",
                      "/a/b.git/info/lfs/objects/batch", "/api/lfs/upload/" + "0" * 64 + "?size=5&ticket=x"):
             answer, elapsed = _huge_post(port, path, 400 << 20, send_mb=64)
@@ -81,7 +77,7 @@ def test_a_400mb_unauthenticated_post_is_refused_without_growing_the_server(tmp_
             assert 400 <= status < 500 and elapsed < 5, (path, answer[:200], elapsed)
         answer, _ = _huge_post(port, "/api/validate-yaml", 400 << 20, send_mb=64)
         assert answer.startswith(b"HTTP/1.1 413") and b"Connection: close" in answer
-        growth = _peak_rss_mb(server.pid) - before
+        growth = peak_rss_mb(server.pid) - before
         assert growth < 40, f"server peak RSS grew by {growth:.0f} MB"
         assert server.poll() is None  # still serving
 

@@ -6,7 +6,7 @@ import os
 import sys
 
 from release.localhub.errors import StoreLocked
-from release.localhub.server import LocalHub
+from release.localhub.server import CONNECTION_DEADLINE_S, MAX_CONNECTIONS, LocalHub
 
 
 def main(argv=None) -> None:
@@ -17,11 +17,16 @@ def main(argv=None) -> None:
     p.add_argument("--token", action="append", default=[],
                    help="a token accepted for writes: TOKEN (every namespace) or TOKEN:user[,org...] (only "
                         "those namespaces, as on the Hub); repeatable; also read from LOCALHUB_TOKEN")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help="connections served at once; more get a 503 (default %(default)s)")
+    p.add_argument("--connection-deadline", type=float, default=CONNECTION_DEADLINE_S,
+                   help="seconds any one connection may stay open (default %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = args.token + ([os.environ["LOCALHUB_TOKEN"]] if os.environ.get("LOCALHUB_TOKEN") else [])
     try:
-        hub = LocalHub(args.root, port=args.port, tokens=tokens, host=args.host)
+        hub = LocalHub(args.root, port=args.port, tokens=tokens, host=args.host, max_connections=args.max_connections,
+                       connection_deadline=args.connection_deadline)
     except (StoreLocked, ValueError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:
@@ -29,7 +34,7 @@ def main(argv=None) -> None:
     logging.getLogger("release.localhub").info(
         "serving %s at %s (%d write token(s)); set HF_ENDPOINT=%s", args.root, hub.url, len(tokens), hub.url)
     try:
-        hub.httpd.serve_forever()
+        hub.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

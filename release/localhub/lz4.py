@@ -1,6 +1,9 @@
 """LZ4 decompression (block and frame format) in pure Python, for chunks of Xet xorbs.
 
 The local hub stays stdlib-only; xorb chunks are at most 128 KiB, so a plain decoder is fast enough.
+Every decode has a hard cap on its output (the size the chunk declares): input that would grow past it
+is refused before the bytes are produced, so a small bomb cannot make the server allocate much. Any
+malformed input raises LZ4Error, never another exception.
 """
 
 from __future__ import annotations
@@ -12,21 +15,29 @@ class LZ4Error(ValueError):
     pass
 
 
-def _length(src: bytes, i: int, n: int) -> tuple[int, int]:
-    """An LZ4 length that continues in 255-valued bytes; returns (extra length, next index)."""
-    extra = 0
+def bound(size: int) -> int:
+    """The most bytes LZ4 can take to store `size` bytes (LZ4_compressBound)."""
+    return size + size // 255 + 16
+
+
+def _length(src: bytes, i: int, n: int, cap: int) -> tuple[int, int]:
+    """An LZ4 length that continues in 255-valued bytes; returns (length, next index). Stops reading as
+    soon as the length passes `cap` (a run of 255s would otherwise be read to its end first)."""
     while True:
         if i >= len(src):
             raise LZ4Error("truncated LZ4 length")
         b = src[i]
         i += 1
-        extra += b
+        n += b
+        if n > cap:
+            raise LZ4Error("LZ4 data decodes to more than its declared size")
         if b != 255:
-            return n + extra, i
+            return n, i
 
 
-def decompress_block(src: bytes, out: bytearray | None = None) -> bytearray:
-    """Decode one LZ4 block, appending to `out` (earlier output may be referenced, as in linked frames)."""
+def decompress_block(src: bytes, max_size: int, out: bytearray | None = None) -> bytearray:
+    """Decode one LZ4 block, appending to `out` (earlier output may be referenced, as in linked frames),
+    never letting `out` grow past `max_size` bytes."""
     out = bytearray() if out is None else out
     i, n = 0, len(src)
     while i < n:
@@ -34,9 +45,11 @@ def decompress_block(src: bytes, out: bytearray | None = None) -> bytearray:
         i += 1
         literals = token >> 4
         if literals == 15:
-            literals, i = _length(src, i, 15)
+            literals, i = _length(src, i, 15, max_size)
         if i + literals > n:
             raise LZ4Error("truncated LZ4 literals")
+        if len(out) + literals > max_size:
+            raise LZ4Error("LZ4 data decodes to more than its declared size")
         out += src[i:i + literals]
         i += literals
         if i >= n:
@@ -47,8 +60,10 @@ def decompress_block(src: bytes, out: bytearray | None = None) -> bytearray:
         i += 2
         match = token & 15
         if match == 15:
-            match, i = _length(src, i, 15)
+            match, i = _length(src, i, 15, max_size)
         match += 4
+        if len(out) + match > max_size:  # checked before a byte of the match is produced
+            raise LZ4Error("LZ4 data decodes to more than its declared size")
         start = len(out) - offset
         if offset == 0 or start < 0:
             raise LZ4Error("invalid LZ4 match offset")
@@ -60,12 +75,20 @@ def decompress_block(src: bytes, out: bytearray | None = None) -> bytearray:
     return out
 
 
-def decompress(data: bytes) -> bytes:
-    """An LZ4 frame (magic 04 22 4D 18) or a bare LZ4 block."""
+def decompress(data: bytes, max_size: int) -> bytes:
+    """An LZ4 frame (magic 04 22 4D 18) or a bare LZ4 block, decoding to at most `max_size` bytes."""
     if not data.startswith(FRAME_MAGIC):
-        return bytes(decompress_block(data))
+        return bytes(decompress_block(data, max_size))
+    if len(data) < 7:  # magic, FLG, BD, header checksum
+        raise LZ4Error("truncated LZ4 frame header")
     flg = data[4]
+    if flg >> 6 != 1:
+        raise LZ4Error("unknown LZ4 frame version")
     i = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1  # FLG, BD, content size, dict id, HC
+    if i > len(data):
+        raise LZ4Error("truncated LZ4 frame header")
+    if flg & 0x08 and int.from_bytes(data[6:14], "little") > max_size:
+        raise LZ4Error("LZ4 frame declares more than its declared size")
     block_checksum = bool(flg & 0x10)
     out = bytearray()
     while True:
@@ -80,7 +103,9 @@ def decompress(data: bytes) -> bytes:
         if len(block) != size:
             raise LZ4Error("truncated LZ4 block")
         if raw:
+            if len(out) + size > max_size:
+                raise LZ4Error("LZ4 data decodes to more than its declared size")
             out += block
         else:
-            decompress_block(block, out)
+            decompress_block(block, max_size, out)
         i += size + (4 if block_checksum else 0)

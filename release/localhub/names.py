@@ -17,6 +17,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$")
 # What a serialised missing value looks like: `f"{ns}/{None}"` must not become a repo.
 RESERVED_NAMES = {"null", "none", "undefined", "nan"}
 MAX_PATH_CHARS = 1000
+# git check-ref-format, a little stricter: no '..', '//', '@{', control or special characters, no
+# leading '/', '-' or '.', no trailing '/', '.' or '.lock'; and a plain name, never a full 'refs/...'.
+REF_NAME_RE = re.compile(r"^(?!refs/)(?!.*(?:\.\.|//|@\{|/\.|\.lock$|[/.]$))[A-Za-z0-9_][^\x00-\x20\x7f~^:?*\[\\]{0,199}$")
 
 
 def check_repo_id(repo_type: str, repo_id: str) -> tuple[str, str]:
@@ -46,3 +49,11 @@ def check_path(path: str) -> str:
         raise HubError(400, f"Invalid path in repo: {path[:200]!r} (no '.', '..' or '.git' segments, control "
                             "characters or backslashes)")
     return path
+
+
+def check_ref_name(kind: str, name) -> str:
+    """A branch or tag name as git accepts it (and as a plain name, not 'refs/...'), else a 400."""
+    if not isinstance(name, str) or not REF_NAME_RE.match(name):
+        raise HubError(400, f"Invalid {kind} name {str(name)[:200]!r}: use letters, digits, '-', '_', '.' and '/' "
+                            "(no '..', spaces or 'refs/...')")
+    return name

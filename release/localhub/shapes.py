@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from release.localhub.errors import HubError
-from release.localhub.store import Repo, lfs_pointer
+from release.localhub.repo import Repo, lfs_pointer
 from release.localhub.tokens import Account
 
 
