@@ -230,7 +230,8 @@ class BreedSpec(_Strict):
     # "linear", "slerp", "ties", "dare_ties" merge the weights of two parents of one architecture.
     method: Literal["ffn_blend", "linear", "slerp", "ties", "dare_ties"] = "ffn_blend"
     # TIES/DARE: the searched `density` gene (fraction of the task vector kept) lies in [density_min, density_max].
-    density_min: float = Field(0.2, gt=0, le=1)
+    # Not below 0.5 by default: a DARE merge of trained parents collapses at lower densities (bench_trained_parents).
+    density_min: float = Field(0.5, gt=0, le=1)
     density_max: float = Field(1.0, gt=0, le=1)
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
@@ -263,6 +264,10 @@ class SearchSpec(_Strict):
     track: bool = False
     # Also push the dashboard to this Space on the configured Hub after every generation (release.search.tracking_space).
     track_space: RepoId | None = None
+    # The winner's curse guard (release.search.start): the searched best ships only if, scored again beside
+    # the start (genome.init_mean), it beats it by more than this many standard errors of their difference;
+    # 0 = the best always ships. Default: 2 for weight merges (their start is the plain 50/50 merge), 0 for ffn_blend.
+    start_margin: float = Field(0.0, ge=0)
 
 
 class TaskSpec(_Strict):
@@ -384,6 +389,11 @@ def local_paths(config: ReleaseConfig) -> list[str]:
     return sorted(p for p in found if p not in ("/", ".") and len(p) > 1)
 
 
+# Defaults of a weight merge (breed.method other than ffn_blend) where its config names none.
+WEIGHT_MERGE_GENOME = {"r_max": 1.0, "init_mean": 0.5}
+WEIGHT_MERGE_SEARCH = {"start_margin": 2.0}
+
+
 class ReleaseConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
     father: RepoRef
@@ -398,6 +408,24 @@ class ReleaseConfig(_Strict):
     health: HealthSpec = HealthSpec()
     card: CardSpec = CardSpec()
     hub: HubSpec = HubSpec()
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_weight_merges(cls, data):
+        """Weight merges of trained parents start neutral: every share 0.5 in [0, 1] (the plain 50/50 merge),
+        kept unless a candidate clearly beats it; a config's own values always win."""
+        if not isinstance(data, dict):
+            return data
+        breed = data.get("breed") or {}
+        method = breed.get("method", "ffn_blend") if isinstance(breed, dict) else getattr(breed, "method", None)
+        if method in (None, "ffn_blend"):
+            return data
+        data = dict(data)
+        for section, defaults in (("genome", WEIGHT_MERGE_GENOME), ("search", WEIGHT_MERGE_SEARCH)):
+            given = data.get(section)
+            if given is None or isinstance(given, dict):
+                data[section] = {**defaults, **(given or {})}
+        return data
+
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     tiny_parents: bool = False
     runs_dir: Path = Path("runs")

@@ -111,6 +111,7 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: bool,
                 mri: Diagnosis | None = None) -> tuple[Bred, list[Path]]:
     from release.search.cmaes import fingerprint, run_search  # cma imports matplotlib
+    from release.search.start import keep_start, one_at_a_time
 
     with _search_evaluation(config, pulled, search_r_mri(config, mri)) as (evaluation, live):
         s = config.search
@@ -122,10 +123,19 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
+        genome, tau, fitness, scores, start = result.genome, result.tau, result.fitness, result.scores, None
+        if s.start_margin:  # the winner's curse guard: the start ships unless clearly beaten
+            x0 = live.space.x0
+            start = keep_start(result.genome, live.space.full(x0), one_at_a_time(evaluation), s.start_margin)
+            if start["kept_start"] and "start_fitness" in start:
+                genome, tau = start["genome"], live.space.tau(x0) if hasattr(live.space, "tau") else None
+                fitness, scores = start["start_fitness"], start["start_scores"]
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
-        extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
-    bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
+        extra = after_search(config, genome, tau, evaluation, mri, live.space.names)
+        extra["searched_genome"] = list(result.genome)
+    bred = Bred(**extra, start=start and {k: v for k, v in start.items() if k != "start_scores"},
+                fitness=fitness, scores=scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 method=live.method, genes=live.space.names, live=dict(live.record),
                 device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
@@ -402,7 +412,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "frozen": config.genome.frozen,
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
-                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason},
+                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
+                   "start": bred.start and {k: bred.start.get(k) for k in ("kept_start", "reason")}},
         "scores": scores,
         "verify": verified and verified.to_json(),
         "stages_run": ran,

@@ -88,7 +88,7 @@ class Diagnosis(Record):
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
 _BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
-              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype")
+              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype", "start")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class Bred(Record):
     mri_trust: bool = False
     r_mri: list[float] | None = None
     transplant: dict | None = None
+    start: dict | None = None  # the start check (release.search.start), when search.start_margin is on
     live: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:

@@ -87,13 +87,27 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
                           batch_size=spec.batch_size, progress=progress)
 
+    leaf_task = {leaf: t.name for t in evaluator.suite.tasks for leaf in t.leaves}
+    weights = {t.name: t.weight for t in evaluator.suite.tasks}
+    last = {}
+
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         apply(genome)
         result = evaluator.evaluate()
         benchmark.stderr = result.stderr  # the last fitness's standard error: the search noise (transplant)
+        last["items"] = result.item_scores
         return result.fitness, result.scores
 
+    def items() -> tuple[dict, dict[str, float]]:
+        """The last call's item scores by task ({task: {(leaf, doc): score}}) and the task weights, for
+        paired comparisons of two candidates on the same items (release.search.start)."""
+        by_task = {}
+        for leaf, scores in last.get("items", {}).items():
+            by_task.setdefault(leaf_task[leaf], {}).update({(leaf, doc): v for doc, v in scores.items()})
+        return by_task, weights
+
     benchmark.stderr = None
+    benchmark.items = items
     return benchmark
 
 
