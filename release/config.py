@@ -137,8 +137,16 @@ class RepoRef(_Strict):
     revision: GitRef = "main"
 
 
+def _branch_name(value: str) -> str:
+    # refs/pr/N is someone's pull request, refs/convert/... the Hub's own: a release commits to a branch it names.
+    if value.startswith("refs/"):
+        raise ValueError(f"{value!r} is a ref, not a branch name: give a plain branch name, e.g. darwin-release "
+                         "(use on_existing: pr to open a pull request)")
+    return value
+
+
 class BranchTarget(_Strict):
-    branch: GitRef
+    branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
@@ -258,6 +266,8 @@ class SearchSpec(_Strict):
     workers: int = Field(1, ge=1)
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
+    # How long joining ray_address may take before it is an error (a port that is not Ray never answers).
+    ray_connect_timeout_s: float = Field(20.0, gt=0)
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # Live dashboard (release.search.tracking): every candidate and generation logged to trackio.
@@ -271,8 +281,9 @@ class SearchSpec(_Strict):
 
 
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr) or "synthetic".
-    name: Literal["click", "musr", "synthetic"]
+    # "click", "musr" (lm-eval's click group / leaderboard_musr), "synthetic", or a skill of the trained
+    # tiny zoo (release/zoo/tasks/): "zoo_lang_a", "zoo_lang_b", "zoo_base".
+    name: Literal["click", "musr", "synthetic", "zoo_lang_a", "zoo_lang_b", "zoo_base"]
     weight: float = Field(gt=0)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
@@ -290,6 +301,25 @@ class CalibrationSpec(_Strict):
     heldout: float = Field(0.2, ge=0, lt=1)
 
 
+class IrtSpec(_Strict):
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
+    # scored on the whole search subset; each candidate then answers `anchors` items.
+    anchors: int = Field(24, ge=2)
+    probes: int = Field(4, ge=0)
+    dims: int = Field(2, ge=1)  # ability dimensions of the IRT model (a merge of two specialists has two skills)
+
+
+class RaceSpec(_Strict):
+    # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
+    # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
+    confidence: float = Field(0.9, gt=0, lt=1)
+    round_items: int = Field(16, ge=1)
+    tie: float = Field(0.0, ge=0)
+
+
+_ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+
+
 class FitnessSpec(_Strict):
     kind: Literal["benchmark", "calibration"] = "benchmark"
     tasks: list[TaskSpec] = []
@@ -300,6 +330,34 @@ class FitnessSpec(_Strict):
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
     calibration: CalibrationSpec = CalibrationSpec()
+    # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
+    # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
+    estimator: Literal["full", "irt", "race"] = "full"
+    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
+    # estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(4, ge=1)
+    irt: IrtSpec = IrtSpec()
+    race: RaceSpec = RaceSpec()
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: the estimator's settings only when one is used, so that
+        full scoring's checkpoints from before estimators existed still resume."""
+        return self.model_dump(exclude=set(_ESTIMATOR_KEYS) if self.estimator == "full" else None)
+
+    def __repr_args__(self):
+        # Stage keys hash this text (release.run.stages.digest): with full scoring it stays what it was before
+        # estimators existed, so runs made then are still up to date; another estimator's settings are in it.
+        hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        if self.calibration == CalibrationSpec():  # likewise the calibration settings at their defaults
+            hidden.add("calibration")
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
+
+    @model_validator(mode="after")
+    def _estimators_need_benchmarks(self) -> FitnessSpec:
+        if self.estimator != "full" and self.kind != "benchmark":
+            raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
+                             "kind: benchmark, or set estimator: full")
+        return self
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -427,7 +485,8 @@ class ReleaseConfig(_Strict):
         return data
 
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
-    tiny_parents: bool = False
+    # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
+    tiny_parents: bool | Literal["zoo"] = False
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")
@@ -435,6 +494,13 @@ class ReleaseConfig(_Strict):
         if self.genome.mri and self.genome.transplant and self.breed.method != "ffn_blend":
             raise ValueError(f"genome.mri and genome.transplant together are not wired to breed.method "
                              f"{self.breed.method} yet: keep one of them")
+        return self
+
+    @model_validator(mode="after")
+    def _estimators_in_process(self) -> ReleaseConfig:
+        if self.fitness.estimator != "full" and (self.search.workers > 1 or self.search.ray_address is not None):
+            raise ValueError(f"fitness.estimator {self.fitness.estimator} scores in this process only: set "
+                             "search.workers 1 without ray_address, or fitness.estimator full")
         return self
 
     @model_validator(mode="after")
@@ -531,6 +597,21 @@ def _token_at(value, where: str = "") -> str | None:
     return None
 
 
+MAX_NESTING = 32  # far beyond any real config; the checks below walk it recursively
+
+
+def _nesting(value) -> int:
+    """How deeply lists and mappings nest in `value`, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_config(path: str | Path) -> ReleaseConfig:
     """Read and validate a release config; every problem is a one-line ReleaseError."""
     path = Path(path)
@@ -538,12 +619,18 @@ def load_config(path: str | Path) -> ReleaseConfig:
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        too_deep = _nesting(raw) > MAX_NESTING
+    except RecursionError:  # the YAML parser recurses once per level
+        too_deep = True
     except UnicodeDecodeError as e:
         raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ReleaseError(f"config {path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if too_deep:
+        raise ReleaseError(f"config {path}: nested more than {MAX_NESTING} levels deep; a release config is a "
+                           "few levels of keys (see configs/default.yaml)")
     if not isinstance(raw, dict):
         raise ReleaseError(f"config {path}: expected a mapping of keys at the top level")
     try:

@@ -23,10 +23,12 @@ from release.mri.stage import (after_search, check_before_push, genome_mri_recor
                                search_r_mri, stage_health, stage_mri)
 from release.run.files import remove_orphans, write_json
 from release.run.lock import hold_run_lock
+from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
 from release.search.key import fitness_key
+from release.zoo.parents import zoo_parent_writers
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,9 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    for role, write in get_breeder(config.breed.method).tiny_parent_writers().items():
+    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
+               else get_breeder(config.breed.method).tiny_parent_writers())
+    for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
             continue
@@ -123,6 +127,11 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
+        estimator = None
+        if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
+            result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
+                                             config.fitness.elite)
+            evaluation = evaluation.full_fitness  # and the transplant scores in full
         genome, tau, fitness, scores, start = result.genome, result.tau, result.fitness, result.scores, None
         if s.start_margin:  # the winner's curse guard: the start ships unless clearly beaten
             x0 = live.space.x0
@@ -134,11 +143,13 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, genome, tau, evaluation, mri, live.space.names)
         extra["searched_genome"] = list(result.genome)
+        if live.fitness is not None and hasattr(live.fitness, "record"):
+            estimator = live.fitness.record()
     bred = Bred(**extra, start=start and {k: v for k, v in start.items() if k != "start_scores"},
                 fitness=fitness, scores=scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 method=live.method, genes=live.space.names, live=dict(live.record),
-                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
+                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
@@ -188,6 +199,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     if f.kind == "calibration":  # the tasks (if any) are only reported: the search optimised the text
         search["fitness"] = {"kind": f.kind, "tasks": {}, "search_items": {},
                              "calibration": _calibration_facts(config, pulled)}
+    if bred.estimator:  # what the card says of a cheap estimator (absent with full scoring, as before)
+        search["fitness"]["estimator"] = bred.estimator
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
@@ -223,7 +236,9 @@ def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
 
 
 def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
-               health: Health | None = None) -> tuple[Carded, list[Path]]:
+               health: Health | None = None, emitted: dict | None = None) -> tuple[Carded, list[Path]]:
+    """Render README.md and its charts into the child folder; the outputs (what card vouches for) are the
+    files there that emit (`emitted`: emit's manifest) did not write."""
     from release.breeders import get_breeder  # imports torch
 
     folder = Path(child.path)
@@ -231,7 +246,8 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     report = json.loads(Path(health.path).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
-    return Carded(readme=str(folder / "README.md")), [folder / "README.md"]
+    written = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p) not in (emitted or {})]
+    return Carded(readme=str(folder / "README.md")), [folder / "README.md", *written]
 
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
@@ -351,14 +367,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
-                     lambda: stage_card(config, child, evaluated, health), record=Carded)
+                     lambda: stage_card(config, child, evaluated, health, book.files("emit")), record=Carded)
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
                     "fetched": pulled.fetched(),
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
                     "health": health and health.to_json()}
         check_before_push(config, health, force)  # a failed health check stops the release here
-        pushed = book.run("push", [folder_digest(Path(child.path)), config.child.repo, endpoint,
+        pushed = book.run("push", [_child_content(book, Path(child.path)), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
                           still_valid=lambda r: session.resolves(r.repo, r.ref, r.revision), record=Pushed)
@@ -377,6 +393,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def _child_content(book: StageBook, folder: Path) -> str:
+    """The child folder's content key for push, once it is known to hold exactly what emit and card wrote
+    (their bytes were checked when those stages were skipped): one line and nothing pushed otherwise."""
+    if not book.files("emit"):  # a run folder from before manifests: its bytes are trusted, as then
+        return folder_digest(folder)
+    return digest(vouched_folder(folder, [book.files("emit"), book.files("card")], "emit or card"))
 
 
 def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: Bred, child: Emitted,
@@ -413,7 +437,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
                    "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
-                   "start": bred.start and {k: bred.start.get(k) for k in ("kept_start", "reason")}},
+                   **({"estimator": bred.estimator} if bred.estimator else {}),
+                   **({"start": {k: bred.start.get(k) for k in ("kept_start", "reason")}} if bred.start else {})},
         "scores": scores,
         "verify": verified and verified.to_json(),
         "stages_run": ran,

@@ -40,6 +40,7 @@ from release.breeders.hybrid import TensorSource
 from release.breeders.layout import check_same_architecture, gene_of
 from release.breeders.registry import Breeder, Live, Ratios, register
 from release.errors import ReleaseError
+from release.parents.tensors import open_shard, parent_tensor
 from release.run.files import swap_folder
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,6 @@ class WeightsBreeder(Breeder):
 
     def build_live(self, father_dir, mother_dir, config, device, dtype, progress: bool = False,
                    r_mri: list[float] | None = None) -> Live:
-        from safetensors import safe_open
         from transformers import AutoModelForCausalLM
 
         father_dir, mother_dir = Path(father_dir), Path(mother_dir)
@@ -158,10 +158,10 @@ class WeightsBreeder(Breeder):
                 if not target.is_floating_point():
                     continue  # integer buffers are the father's
                 (fa, mo) = tensors[key]
-                with safe_open(str(fa.path), framework="pt", device=str(device)) as f:
-                    a = f.get_tensor(key).to(target.dtype)
-                with safe_open(str(mo.path), framework="pt", device=str(device)) as f:
-                    b = f.get_tensor(key).to(target.dtype)
+                with open_shard("father", fa.path, key, device=str(device)) as f:
+                    a = parent_tensor("father", f, fa.path, key).to(target.dtype)
+                with open_shard("mother", mo.path, key, device=str(device)) as f:
+                    b = parent_tensor("mother", f, mo.path, key).to(target.dtype)
                 if not torch.equal(a, target):  # transformers' silent random init of unread weights
                     raise ReleaseError(f"{type(model).__name__} did not load {key} from the father's checkpoint: "
                                        "its class reads another key layout; use a checkpoint saved by it")

@@ -53,12 +53,23 @@ class _Parent(_In):
     revision: str
 
 
+class _Estimator(_In):
+    estimator: str
+    items: int
+    candidates: int
+    tokens_scored: int
+    tokens_full: int
+    anchors: int | None = None
+    calibration_genomes: int | None = None
+
+
 class _SearchFitness(_In):
     kind: str
     tasks: dict[str, float] = {}
     search_items: dict[str, int] = {}
     scorer: str | None = None
     calibration: dict | None = None  # kind calibration: what was scored (mode, chunk, tokens per split)
+    estimator: _Estimator | None = None  # fitness.estimator irt / race (absent: full scoring)
 
 
 class _SearchRun(_In):
@@ -302,8 +313,23 @@ def _search_view(genome: Genome) -> dict:
         "popsize": s.popsize, "sigma0": f"{s.sigma0:g}", "seed": s.seed, "generations": s.generations,
         "evaluations": s.evaluations, "best_fitness": _num(s.best_fitness),
         "stop_reason": s.stop_reason, "device": s.device, "dtype": s.dtype, "kind": s.fitness.kind,
-        "scorer": s.fitness.scorer, "tasks": tasks, "calibration": _calibration_facts(s.fitness.calibration),
+        "scorer": s.fitness.scorer, "tasks": tasks, "estimator": _estimator_line(s.fitness.estimator),
+        "calibration": _calibration_facts(s.fitness.calibration),
     }
+
+
+def _estimator_line(e: _Estimator | None) -> str | None:
+    """One line for the card: which estimator ranked the candidates, on how many items, and the tokens it took."""
+    if e is None:
+        return None
+    if e.estimator == "irt":
+        how = (f"IRT: each candidate answered {e.anchors} anchor items of {e.items}, after "
+               f"{e.calibration_genomes} calibration genomes answered all of them")
+    else:
+        how = f"racing: each generation answered its {e.items} items until the candidates' ranks were settled"
+    saved = f"{e.tokens_full / e.tokens_scored:.1f}x fewer" if e.tokens_scored else "none"
+    return (f"{how}; the child chosen by full scoring among the best estimates; {e.tokens_scored:,} tokens scored "
+            f"vs {e.tokens_full:,} for full scoring of its {e.candidates} candidates ({saved})")
 
 
 def _default_citation(config: ReleaseConfig, genome: Genome) -> str:

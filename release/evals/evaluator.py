@@ -122,6 +122,24 @@ class Evaluator:
         self._report_self_check()
         return result
 
+    def score_items(self, samples: dict[str, list[int]]) -> tuple[dict[str, dict[int, float]], int]:
+        """Per-item scores (leaf -> doc -> the task's metric) of these items of the split, and the tokens it took.
+
+        One lm-eval pass over just these items (the cheap-fitness estimators ask for a few at a time)."""
+        wanted = {leaf: sorted(docs) for leaf, docs in samples.items() if docs}
+        unknown = set(wanted) - set(self._samples)
+        if unknown:
+            raise ReleaseError(f"items of {sorted(unknown)} are not in the {self.split} split")
+        metric = {leaf: t.bench.metric for t in self.suite.tasks for leaf in t.leaves}
+        task_dict = {"tasks": {leaf: obj for leaf, obj in self._task_dict["tasks"].items() if leaf in wanted}}
+        tokens = self.lm.tokens_processed
+        with _quiet(not self.progress):
+            out = lm_evaluator.evaluate(lm=self.lm, task_dict=task_dict, samples=wanted, bootstrap_iters=0,
+                                        log_samples=True, cache_requests=False)
+        self._report_self_check()
+        scores = {leaf: {s["doc_id"]: float(s[metric[leaf]]) for s in out["samples"][leaf]} for leaf in wanted}
+        return scores, self.lm.tokens_processed - tokens
+
     def _report_self_check(self) -> None:
         """Say once what the fast scorer's self-check measured (it runs during the first evaluation)."""
         checks = getattr(self.lm, "checks", [])

@@ -17,7 +17,7 @@ from release.errors import ReleaseError
 from release.hub.session import open_hub
 from release.parents.metadata import read_hub
 from release.pipeline import HUB_STAGES
-from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, forward_bytes
+from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, peak_forward
 from release.plan.requests import TOKENIZER_FILES, search_requests
 from release.run.stages import STAGES
 
@@ -179,7 +179,7 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
           f"longest prompt {count.longest} tokens, father's tokenizer)")
 
-    rows, positions, keep = max(count.forwards, key=lambda f: forward_bytes(plan, *f, dtype))
+    rows, positions, keep = peak_forward(plan, count, dtype)
     print(f"  peak memory of one evaluation batch: {_size(est.peak_bytes)} (hybrid + a forward of {rows} x "
           f"{positions} positions, logits kept for {keep}, at fitness.batch_size {config.fitness.batch_size})")
     print(f"  FLOPs per candidate: {est.flops:.3g}")

@@ -88,7 +88,8 @@ class Diagnosis(Record):
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
 _BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
-              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype", "start")
+              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
+              "estimator", "start")
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,15 @@ class Bred(Record):
     transplant: dict | None = None
     start: dict | None = None  # the start check (release.search.start), when search.start_margin is on
     live: dict[str, Any] = field(default_factory=dict)
+    # fitness.estimator irt / race: which, its anchors, the tokens scored and what full scoring would have cost
+    # (absent from the JSON with full scoring, as before estimators existed)
+    estimator: dict | None = None
 
     def to_json(self) -> dict:
         data = super().to_json()
+        for key in ("estimator", "start"):  # absent when unused, as before they existed (stage keys stay)
+            if data[key] is None:
+                del data[key]
         return {**data.pop("live"), **data}
 
     @classmethod

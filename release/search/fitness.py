@@ -28,7 +28,9 @@ def task_suite(config: ReleaseConfig):
 class LiveSearch:
     """The live search model's fitness, and what the driver needs to know of it."""
 
-    fitness: Fitness | None  # None on the driver of a distributed search: the workers hold the model
+    # None on the driver of a distributed search (the workers hold the model); with fitness.estimator race, an
+    # Evaluation that races each generation
+    fitness: Fitness | None
     space: Any  # the breeder's genome space (names, named, full)
     record: dict  # breeder facts the breed stage records (e.g. layer_map)
     method: str  # breed.method
@@ -55,6 +57,11 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
+    if config.fitness.estimator != "full":  # cheap search fitness: scores a few items per candidate
+        from release.search.estimators.scoring import estimated_fitness
+
+        fitness = estimated_fitness(config.fitness, config.search, fitness.evaluator, live.apply, live.space,
+                                    config.run_dir / "breed")
     return LiveSearch(fitness=fitness, space=live.space, record=live.record, method=breeder.method,
                       device=str(device), dtype=str(dtype))
 
@@ -108,6 +115,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
 
     benchmark.stderr = None
     benchmark.items = items
+    benchmark.evaluator = evaluator  # what the cheap estimators score items with
     return benchmark
 
 

@@ -20,7 +20,7 @@ def fitness_key(config: ReleaseConfig) -> dict:
     held-out share; never the tasks, which only the final evaluation reads."""
     f = config.fitness
     if f.kind == "benchmark":
-        return f.model_dump(exclude={"calibration"})
+        return {k: v for k, v in f.search_key().items() if k != "calibration"}
     text = f.calibration_text
     return {"kind": f.kind, "batch_size": f.batch_size, "calibration": f.calibration.model_dump(),
             "text_sha256": text and hashlib.sha256(text.read_bytes()).hexdigest(),
