@@ -133,7 +133,9 @@ class _Strict(BaseModel):
 
 
 class RepoRef(_Strict):
+    # A Hub model repo id, owner/name.
     repo: RepoId
+    # A branch, tag or commit; a branch is pinned to its commit at the first pull.
     revision: GitRef = "main"
 
 
@@ -146,12 +148,16 @@ def _branch_name(value: str) -> str:
 
 
 class BranchTarget(_Strict):
+    # Push to this branch of an existing repo; main is left as it is.
     branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
+    # Where the child is pushed: a model repo your token may write.
     repo: RepoId
+    # Largest safetensors shard of the child, e.g. 5GB or 500MB (decimal units, as transformers).
     max_shard_size: Annotated[str, AfterValidator(_shard_size)] = "5GB"
+    # None: "Release <name>: child of <father> x <mother>".
     commit_message: str | None = None
     # What to do when child.repo exists and holds something this release did not write (see README):
     # refuse (default), pr (open a pull request), {branch: NAME}, or replace (one commit, stale files deleted).
@@ -159,7 +165,9 @@ class ChildSpec(_Strict):
 
 
 class SpaceSpec(_Strict):
+    # The Gradio Space that chats with the child; leave out `space:` for none.
     repo: RepoId
+    # A huggingface_hub SpaceHardware name (cpu-basic, zero-a10g, a10g-small, ...); None: the Hub's default.
     hardware: str | None = None
     # Passed to the Space as public variables (MODEL_ID is always set to the child repo).
     variables: dict[str, str] = {}
@@ -187,15 +195,19 @@ class SpaceSpec(_Strict):
 
 
 class GenomeSpec(_Strict):
+    # Father layers pinned at ratio 0 (they keep their own FFN, or tensors for weight merges).
     frozen: list[int] = []
+    # Upper bound of every searched ratio (the mother's share).
     r_max: float = Field(0.5, gt=0, le=1)
     # father layer i -> mother layer; None = round(i * (L_m - 1) / (L_f - 1))
     layer_map: list[int] | None = None
+    # The search's starting ratio for every free layer (0 = the father).
     init_mean: float = Field(0.1, ge=0, le=1)
     # Per-dimension step-size scales (CMA_stds); None = all 1.
     scales: list[float] | None = None
     # Darwin MRI trust: search tau in [0, 1] too; candidate ratios = clip(tau * r_MRI + (1 - tau) * g).
     mri: bool = False
+    # With mri: tau's starting value.
     mri_trust_init: float = Field(0.5, ge=0, le=1)
     # After the search: ratios below the first value become 0 (the father's FFN, or for weight merges his
     # attention/FFN/norms tensors), above the second 1 (the mother's).
@@ -244,6 +256,18 @@ class BreedSpec(_Strict):
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
     seed: int | None = None
+    # DARE's rescale of the surviving task vector: "inverse_density" (1 / density, the paper's) or "l1" (to the
+    # task vector's L1 norm, mergekit's default).
+    dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: dare_rescale only when it is not its default, so searches
+        checkpointed before it existed still resume."""
+        return self.model_dump(exclude={"dare_rescale"} if self.dare_rescale == "inverse_density" else set())
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged, for runs made before dare_rescale existed, while it is the default.
+        return [(k, v) for k, v in super().__repr_args__() if not (k == "dare_rescale" and v == "inverse_density")]
 
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:
@@ -254,13 +278,19 @@ class BreedSpec(_Strict):
 
 
 class SearchSpec(_Strict):
+    # CMA-ES candidates per generation.
     popsize: int = Field(8, ge=2)
+    # CMA-ES initial step size.
     sigma0: float = Field(0.1, gt=0)
+    # The search stops at the first of max_generations, max_evaluations and time_budget_s (None: no limit).
     max_generations: int | None = Field(10, ge=1)
     max_evaluations: int | None = Field(None, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
+    # Seeds CMA-ES and the search/held-out item subsets: the same config gives the same child.
     seed: int = 42
+    # auto: cuda when present.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bfloat16 on cuda, float32 on cpu.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Scale-out (release.search.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
     workers: int = Field(1, ge=1)
@@ -280,13 +310,48 @@ class SearchSpec(_Strict):
     start_margin: float = Field(0.0, ge=0)
 
 
+def _data_files(value):
+    """Local record files: a path, a list of paths, or split -> path(s); every file must exist."""
+    if value is None:
+        return value
+    by_split = value if isinstance(value, dict) else {None: value}
+    for split, paths in by_split.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            if not Path(path).is_file():
+                where = f" (split {split})" if split else ""
+                raise ValueError(f"{path}{where} not found: give local JSON, JSONL, CSV or parquet record files")
+    return value
+
+
+DataFiles = Annotated[str | list[str] | dict[str, str | list[str]] | None, AfterValidator(_data_files)]
+
+
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr), "synthetic", or a skill of the trained
-    # tiny zoo (release/zoo/tasks/): "zoo_lang_a", "zoo_lang_b", "zoo_base".
-    name: Literal["click", "musr", "synthetic", "zoo_lang_a", "zoo_lang_b", "zoo_base"]
+    # Any lm-eval task, group or tag name (resolved by lm-eval's TaskManager when the suite is built), or
+    # one of the aliases "click" (lm-eval's click group), "musr" (leaderboard_musr) and "synthetic" (built in).
+    # The trained tiny zoo's skills (release/zoo/tasks/: zoo_lang_a, zoo_lang_b, zoo_base) resolve without include_path.
+    name: Annotated[str, Field(min_length=1)]
     weight: float = Field(gt=0)
+    # lm-eval's "metric,filter" key (e.g. "acc,none", "exact_match,strict-match"); None = the task's own
+    # first metric (a group's aggregated one) and first filter.
+    metric: str | None = None
+    num_fewshot: int | None = Field(None, ge=0)  # None = the task's own (0 if it names none)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
+    # Local records for this task (JSON/JSONL/CSV/parquet): a path (the task's evaluation split), a list,
+    # or split -> path(s). lm-eval's own prompts, filters and metrics still apply.
+    data_files: DataFiles = None
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged for a task that sets none of the keys added with any-task fitness.
+        return [(k, v) for k, v in super().__repr_args__() if not (k in _TASK_ADDED and v is None)]
+
+
+def _existing_dirs(value: list[Path]) -> list[Path]:
+    for folder in value:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: give folders holding lm-eval task YAMLs")
+    return value
 
 
 class CalibrationSpec(_Strict):
@@ -318,6 +383,8 @@ class RaceSpec(_Strict):
 
 
 _ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+_ANY_TASK_DEFAULTS = {"include_path": [], "max_gen_toks": None}  # fitness keys of any-task fitness, as defaults
+_TASK_ADDED = ("metric", "num_fewshot", "data_files")  # task keys of any-task fitness (default None)
 
 
 class FitnessSpec(_Strict):
@@ -325,8 +392,14 @@ class FitnessSpec(_Strict):
     tasks: list[TaskSpec] = []
     # Folder with click/ and musr/ record files for offline runs; None = download from the Hub.
     data_dir: Annotated[Path | None, AfterValidator(_existing_dir)] = None
+    # Folders of the user's own lm-eval task YAMLs (as `lm_eval --include_path`).
+    include_path: Annotated[list[Path], AfterValidator(_existing_dirs)] = []
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
+    # generate_until tasks: the most tokens generated per item (None = the task's own generation_kwargs).
+    max_gen_toks: int | None = Field(None, ge=1)
+    # The final evaluation also writes lm-eval's per-item samples_<task>_<date>.jsonl (pushed with the child).
+    log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
     calibration: CalibrationSpec = CalibrationSpec()
@@ -340,14 +413,22 @@ class FitnessSpec(_Strict):
     race: RaceSpec = RaceSpec()
 
     def search_key(self) -> dict:
-        """What the search checkpoint depends on: the estimator's settings only when one is used, so that
-        full scoring's checkpoints from before estimators existed still resume."""
-        return self.model_dump(exclude=set(_ESTIMATOR_KEYS) if self.estimator == "full" else None)
+        """What the search checkpoint depends on. Keys added after the first release stay out while they hold
+        their defaults, so older checkpoints still resume: the estimator's settings with full scoring, and
+        any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
+        log_samples always (it only changes what the final evaluation writes)."""
+        hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        key = {k: v for k, v in self.model_dump(exclude=hidden).items()
+               if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
+        key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
+        return key
 
     def __repr_args__(self):
-        # Stage keys hash this text (release.run.stages.digest): with full scoring it stays what it was before
-        # estimators existed, so runs made then are still up to date; another estimator's settings are in it.
+        # Stage keys hash this text (release.run.stages.digest): while the keys added later hold their defaults
+        # it stays what it was before they existed, so runs made then are still up to date.
         hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        hidden |= {k for k, default in {**_ANY_TASK_DEFAULTS, "log_samples": False}.items()
+                   if getattr(self, k) == default}
         if self.calibration == CalibrationSpec():  # likewise the calibration settings at their defaults
             hidden.add("calibration")
         return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
@@ -358,6 +439,11 @@ class FitnessSpec(_Strict):
             raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
                              "kind: benchmark, or set estimator: full")
         return self
+
+    @field_validator("include_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, (str, Path)) else v
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -373,10 +459,12 @@ class MriSpec(_Strict):
     # Probe prompts per domain (a seeded subset of release/mri/probe_prompts.yaml); None = all of them.
     prompts_per_domain: int | None = Field(None, ge=1)
     static_weight: float = Field(0.4, ge=0, le=1)  # Darwin V6: MRI = 0.4 * static + 0.6 * probe
+    # Bins of the |w| histogram whose entropy is the static MRI statistic.
     histogram_bins: int = Field(256, ge=2)
 
 
 class HealthSpec(_Strict):
+    # Compare the child with both parents layer by layer before push.
     enabled: bool = True
     # A failed check stops the release before push; false records it and pushes anyway.
     stop_on_failure: bool = True
@@ -390,21 +478,31 @@ class HealthSpec(_Strict):
 
 
 class CardSpec(_Strict):
+    # A Hub licence identifier (https://huggingface.co/docs/hub/repositories-licenses), or `other` with
+    # license_name (and license_link to its text).
     license: str = "apache-2.0"
+    license_name: str | None = None
+    license_link: str | None = None
+    # Language codes for the card's front matter.
     languages: list[str] = ["en"]
+    # The card's opening paragraph (also the Space's short description).
     description: str = ""
     # Free-form lineage shown in the card, e.g. {"grandfather": "google/gemma-4-E4B-it"}.
     genealogy: dict[str, str] = {}
+    # A BibTeX entry for the card's citation section.
     citation: str | None = None
+    # Extra Hub tags, after the tool's own.
     tags: list[str] = []
 
 
 class HubSpec(_Strict):
     # None = the real Hub (or HF_ENDPOINT); "local" = the project's endpoint on 127.0.0.1.
     endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None
+    # Create the child, Space (and tracking Space) as private repos.
     private: bool = False
     # Where the embedded local endpoint keeps its repos (relative to the config's folder's parent).
     local_root: Path = Path(".hub")
+    # The embedded local endpoint's port on 127.0.0.1.
     local_port: int = Field(8765, ge=1, le=65535)
 
 
@@ -453,18 +551,35 @@ WEIGHT_MERGE_SEARCH = {"start_margin": 2.0}
 
 
 class ReleaseConfig(_Strict):
+    # The release's name: its run folder is runs_dir/name.
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
+    # The father: with ffn_blend a Gemma 4 model whose attention, embeddings and LM head the child keeps; with a
+    # weight merge the first parent (the base of the merge unless `base` names a common ancestor).
     father: RepoRef
+    # The mother: with ffn_blend a Qwen3.5 model whose FFNs are blended in; with a weight merge the other parent.
     mother: RepoRef
+    # The common ancestor of two same-architecture siblings (ties, dare_ties): the merge takes the task vectors
+    # father - base and mother - base, as mergekit's base_model. None: the father is the base (one task vector).
+    base: RepoRef | None = None
+    # The child's Hub repo and how it is written and pushed.
     child: ChildSpec
+    # The Space that chats with the child; none when left out.
     space: SpaceSpec | None = None
+    # How the child is made (the breeder) and its merge options.
     breed: BreedSpec = BreedSpec()
+    # What CMA-ES searches: one ratio per father layer, their bounds, frozen layers, MRI trust.
     genome: GenomeSpec = GenomeSpec()
+    # CMA-ES, its limits, the device, and scale-out or tracking.
     search: SearchSpec = SearchSpec()
+    # What a candidate is scored on (weighted benchmark tasks, or calibration text).
     fitness: FitnessSpec
+    # Darwin MRI: the parents' layer-by-layer diagnosis.
     mri: MriSpec = MriSpec()
+    # The child's health check against both parents, before push.
     health: HealthSpec = HealthSpec()
+    # The model card: licence, languages, description, lineage.
     card: CardSpec = CardSpec()
+    # Which Hub: the real one (or HF_ENDPOINT), or the project's local endpoint.
     hub: HubSpec = HubSpec()
     @model_validator(mode="before")
     @classmethod
@@ -487,6 +602,7 @@ class ReleaseConfig(_Strict):
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
     tiny_parents: bool | Literal["zoo"] = False
+    # The folder of run folders (relative to where the command runs).
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")
@@ -494,6 +610,13 @@ class ReleaseConfig(_Strict):
         if self.genome.mri and self.genome.transplant and self.breed.method != "ffn_blend":
             raise ValueError(f"genome.mri and genome.transplant together are not wired to breed.method "
                              f"{self.breed.method} yet: keep one of them")
+        return self
+
+    @model_validator(mode="after")
+    def _base_for_task_vector_merges_only(self) -> ReleaseConfig:
+        if self.base is not None and self.breed.method not in ("ties", "dare_ties"):
+            raise ValueError(f"base: a common ancestor is for breed.method ties or dare_ties (task vectors over "
+                             f"it); {self.breed.method} does not use one: remove base, or choose ties/dare_ties")
         return self
 
     @model_validator(mode="after")
@@ -505,7 +628,7 @@ class ReleaseConfig(_Strict):
 
     @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
-        parents = {self.father.repo.lower(), self.mother.repo.lower()}
+        parents = {self.father.repo.lower(), self.mother.repo.lower()} | ({self.base.repo.lower()} if self.base else set())
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):
             if repo and repo.lower() in parents:
                 raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "
@@ -564,9 +687,38 @@ class ReleaseConfig(_Strict):
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check its spelling against configs/default.yaml)"
+        return f"{where}: unknown key{_nearest_key(error['loc'])}; every key is in docs/config.md"
+    if error["type"] == "missing":
+        return f"{where}: a required key is missing (every key is in docs/config.md)"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _nearest_key(loc: tuple) -> str:
+    """' (did you mean 'search'?)' for a misspelt key at `loc`, else the keys valid there."""
+    import difflib
+
+    keys = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (the keys here: {', '.join(keys)})"
+
+
+def _keys_at(path: tuple) -> list[str]:
+    """The keys valid at a config path, following pydantic's error locations (indexes, union members)."""
+    models: list[type[BaseModel]] = [ReleaseConfig]
+    for part in path:
+        inner = [m for model in models if part in model.model_fields
+                 for m in _models_in(model.model_fields[part].annotation)]
+        models = inner or [m for m in models if m.__name__ == part] or models  # an index or a union's tag
+    return sorted({key for model in models for key in model.model_fields})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

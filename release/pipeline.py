@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
@@ -21,18 +22,19 @@ from release.hub.space import prepare_space_folder, space_secrets
 from release.hub.verify import verify_child
 from release.mri.stage import (after_search, check_before_push, genome_mri_record, mri_summary, search_fingerprint,
                                search_r_mri, stage_health, stage_mri)
+from release.plan.preflight import check_values, check_write_access
 from release.run.files import remove_orphans, write_json
 from release.run.lock import hold_run_lock
 from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
-from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
 from release.search.key import fitness_key
+from release.ui.output import GenerationLines, stage_line
 from release.zoo.parents import zoo_parent_writers
 
 log = logging.getLogger(__name__)
 
-HUB_STAGES = ("push", "space", "verify")
 
 
 # --- stages -------------------------------------------------------------------------------------------
@@ -50,7 +52,7 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
         publish_tiny_parents(config, hub, dry_run)
     selections = get_breeder(config.breed.method).plan_pull(config, hub)  # one-line errors before any download
     result = {}
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, selection = getattr(config, role), (selections or {}).get(role)
         extra = {} if selection is None else {"allow_patterns": selection.files}
         # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
@@ -72,10 +74,15 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
     return Pulled(**result), [Path(parent.path) for parent in result.values()]
 
 
+def _roles(config: ReleaseConfig) -> tuple[str, ...]:
+    """The models a release pulls: both parents, and their common ancestor when the config names one."""
+    return ("father", "mother", "base") if config.base else ("father", "mother")
+
+
 def moved_on(config: ReleaseConfig, session: HubSession, pulled: Pulled) -> list[str]:
     """Parents pinned at an earlier pull whose configured branch has a newer commit now."""
     notes = []
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, pinned = getattr(config, role), getattr(pulled, role).revision
         if ref.revision == pinned:  # a commit sha in the config: it cannot move
             continue
@@ -97,8 +104,10 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
-               else get_breeder(config.breed.method).tiny_parent_writers())
+    if config.tiny_parents == "zoo":
+        writers = zoo_parent_writers(config.breed.method, base=config.base is not None)
+    else:
+        writers = get_breeder(config.breed.method).tiny_parent_writers()
     for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
@@ -124,9 +133,10 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         key = fingerprint(genome=search_fingerprint(config, mri), fitness=fitness_key(config),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
-                          **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+                          **({"base": pulled.base.content} if pulled.base else {}),
+                          **({} if config.breed == BreedSpec() else {"breed": config.breed.search_key()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
-                            progress=progress, callbacks=_search_callbacks(config, live, key))
+                            progress=progress, callbacks=_search_callbacks(config, live, key, progress))
         estimator = None
         if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
             result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
@@ -153,12 +163,13 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
-def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
+def _search_callbacks(config: ReleaseConfig, live, key: str, progress: bool) -> tuple:
+    lines = () if progress else (GenerationLines(config.search.max_generations),)  # the bar's stand-in
     if not config.search.track:
-        return ()
+        return lines
     from release.search.tracking import TrackioTracker  # trackio, optional
 
-    return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
+    return lines + (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
                            config={"search": config.search.model_dump(), "genome": config.genome.model_dump(mode="json"),
                                    "fitness": config.fitness.model_dump(mode="json")},
@@ -207,8 +218,9 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     genome = (breeder.genome_record(config, bred_json, pulled_json, search, ratios)
               | genome_mri_record(bred_json, mri and mri.to_json()))
     out = config.run_dir / "child"
+    base = {"base_dir": Path(pulled.base.path)} if pulled.base else {}  # only the weight merges take a base
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
-                 max_shard_size=config.child.max_shard_size, progress=progress)
+                 max_shard_size=config.child.max_shard_size, progress=progress, **base)
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
 
 
@@ -241,8 +253,12 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     files there that emit (`emitted`: emit's manifest) did not write."""
     from release.breeders import get_breeder  # imports torch
 
+    from release.evals.final import copy_eval_results  # imports torch
+
     folder = Path(child.path)
     results = evaluated.results if evaluated else None
+    # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
+    copy_eval_results(Path(evaluated.path) if evaluated else None, folder)
     report = json.loads(Path(health.path).read_text()) if health else None
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
@@ -314,17 +330,19 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
 
 def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dict:
     started = time.monotonic()
-    book = StageBook(config.run_dir, force)
+    book = StageBook(config.run_dir, force,
+                     announce=lambda stage, done: stage_line(stage, "up to date" if done else STAGE_HELP[stage]))
     wanted = set(opts.only)
     last = max(STAGES.index(s) for s in wanted)
     needed = STAGES[: last + 1]  # a stage needs the results of those before it
 
     with open_hub(config) as session:
+        preflight(config, session, pushes=not opts.dry_run and "push" in needed)  # before any download
         endpoint = session.endpoint
-        pulled = book.run("pull", [config.father, config.mother, endpoint],
+        pulled = book.run("pull", [config.father, config.mother, endpoint] + ([config.base] if config.base else []),
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
                           still_valid=lambda r: all(session.resolves(p.repo, p.revision, p.revision)
-                                                    for p in (r.father, r.mother)), record=Pulled)
+                                                    for p in r.models()), record=Pulled)
         if "pull" not in book.ran:
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
@@ -334,6 +352,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         # Neither depends on where the cache keeps them.
         contents = {"father": pulled.father.content, "mother": pulled.mother.content}
         parents = {"father": pulled.father.revision, "mother": pulled.mother.revision}
+        if pulled.base:  # only then: runs without a base keep their stage keys
+            contents["base"], parents["base"] = pulled.base.content, pulled.base.revision
         s, g = config.search, config.genome
         # The MRI scan reads a cross-architecture hybrid's FFN branches: ffn_blend only (the health check
         # runs for every breeder).
@@ -342,6 +362,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if darwin or g.mri:  # a weight merge scans its parents only when the search reads r_MRI
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
                                    s.dtype], lambda: stage_mri(config, pulled), record=Diagnosis)
+        else:
+            stage_line("mri", "not needed (a weight merge without genome.mri)")
         if "breed" not in needed:
             return {"ran": book.ran, "mri": mri and mri.to_json(), "fetched": pulled.fetched()}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
@@ -360,14 +382,22 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             health = book.run("health", [contents, child.digest, config.health, config.mri, s.seed, s.device,
                                          s.dtype, config.fitness.calibration_text],
                               lambda: stage_health(config, pulled, child), record=Health)
+        elif "health" in needed:
+            stage_line("health", "off (health.enabled: false)")
         evaluated = None
         if "evaluate" in needed and (config.fitness.tasks or config.fitness.kind == "calibration"):
             evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
+        elif "evaluate" in needed:
+            stage_line("evaluate", "nothing to score (fitness.tasks is empty)")
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
                      lambda: stage_card(config, child, evaluated, health, book.files("emit")), record=Carded)
+        if opts.dry_run:
+            for stage in HUB_STAGES:
+                if stage in needed:
+                    stage_line(stage, "skipped (--dry-run)")
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
                     "fetched": pulled.fetched(),
@@ -384,6 +414,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                               lambda: stage_space(config, session, pushed),
                               still_valid=lambda r: session.resolves(r.repo, "main", r.revision, "space"),
                               record=Deployed)
+        elif "space" in needed:
+            stage_line("space", "no space in the config")
         verified = None
         if "verify" in needed:
             verified = book.run("verify", [pushed.to_json(), child.digest],
@@ -393,6 +425,13 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def preflight(config: ReleaseConfig, session: HubSession, pushes: bool) -> None:
+    """What the Hub would refuse only at push or deploy, hours later: one-line errors now."""
+    check_values(config)
+    if pushes:
+        log.info(check_write_access(config, session.hub))
 
 
 def _child_content(book: StageBook, folder: Path) -> str:
@@ -409,14 +448,24 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
     """release.json: its keys are public (add, don't rename)."""
     from release.breeders import get_breeder  # imports torch
 
-    scores = {}
+    scores, stderrs, vigor, heldout = {}, {}, None, None
     if evaluated:
-        for role, m in evaluated.results["models"].items():
+        from release.card.model_card import hybrid_vigor  # imports huggingface_hub, which must follow open_hub
+
+        models = evaluated.results["models"]
+        for role, m in models.items():
             scores[role] = {task: s["value"] for task, s in m["scores"].items()}
+            stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()}
             if "fitness" in m:  # none when only the calibration text was scored
-                scores[role]["fitness"] = m["fitness"]["value"]
+                scores[role]["fitness"], stderrs[role]["fitness"] = m["fitness"]["value"], m["fitness"]["stderr"]
             if m.get("calibration"):
                 scores[role]["calibration_ll"] = m["calibration"]["value"]
+                stderrs[role]["calibration_ll"] = m["calibration"]["stderr"]
+        if all("fitness" in models[role] for role in ("child", "father", "mother")):
+            verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"])
+                                     for role in ("child", "father", "mother")))
+            vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
+        heldout = sum(t["n"] for t in evaluated.results["tasks"].values())
     return {
         "name": config.name,
         "endpoint": endpoint,
@@ -428,6 +477,7 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "space_revision": spaced and spaced.revision,
         "father": {"repo": pulled.father.repo, "revision": pulled.father.revision},
         "mother": {"repo": pulled.mother.repo, "revision": pulled.mother.revision},
+        **({"base": {"repo": pulled.base.repo, "revision": pulled.base.revision}} if pulled.base else {}),
         "fetched": pulled.fetched(),
         "genome": bred.genome,
         "method": config.breed.method,
@@ -440,6 +490,10 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
                    **({"estimator": bred.estimator} if bred.estimator else {}),
                    **({"start": {k: bred.start.get(k) for k in ("kept_start", "reason")}} if bred.start else {})},
         "scores": scores,
+        "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
+        "heldout_items": heldout,
+        "vigor": vigor,  # the card's hybrid-vigor rule: {"claimed": bool, "reason": why not}
+        "local_root": str(config.hub.local_root) if config.hub.endpoint == "local" else None,
         "verify": verified and verified.to_json(),
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),

@@ -186,7 +186,20 @@ def test_pull_fetches_only_text_shards_and_the_child_is_unchanged(published, tin
         a = AutoModelForCausalLM.from_pretrained(views["mother"]).eval()(ids).logits
         b = AutoModelForCausalLM.from_pretrained(tiny_parents.mother).eval()(ids).logits
     assert torch.equal(a, b)
-    main(["pull", str(_config(tmp_path, published["father"], published["mother"])), "--no-progress"])
+    # The father's view lacks his vision shard: the final evaluation builds him without the towers, so no
+    # weight is missing (and none is filled at random), and his text logits are those of the full repo.
+    from release.evals.final import ModelSpec, load_model
+
+    assert pulled["father"]["skipped_shards"]
+    father, _ = load_model(ModelSpec(path=views["father"], repo="f", text_only=True), torch.device("cpu"), torch.float32)
+    assert not [n for n, _ in father.named_parameters() if "vision" in n or "audio" in n]
+    with torch.no_grad():
+        assert torch.equal(father(ids).logits,
+                           AutoModelForCausalLM.from_pretrained(tiny_parents.father).eval()(ids).logits)
+    path = str(_config(tmp_path, published["father"], published["mother"]))
+    main(["pull", path, "--no-progress"])
+    assert "pulled" not in capsys.readouterr().out  # up to date: this run pulled nothing
+    main(["pull", path, "--force", "pull", "--no-progress"])
     assert "pulled mother: " in capsys.readouterr().out
 
 
@@ -292,3 +305,16 @@ def test_genesis_shaped_parents_plan_the_hybrid_design_quotes():
     assert abs(est.hybrid_params / 9.7e9 - 1) < 0.02 and est.hybrid_bytes == 2 * est.hybrid_params
     with pytest.raises(ReleaseError, match="hidden sizes differ: father 2560, mother 2048"):
         parent_checks(config, _genesis_shaped("father"), _genesis_shaped("mother", hidden=2048))
+
+
+def test_a_task_whose_data_is_not_offline_fails_at_plan_in_one_line_naming_the_dataset(published, tmp_path, capsys):
+    """The plan builds the search subsets before any download: a Hub dataset it cannot read stops it there."""
+    path = _config(tmp_path, published["father"], published["mother"])
+    raw = yaml.safe_load(path.read_text())
+    raw["fitness"]["tasks"] = [{"name": "arc_easy", "weight": 1.0, "search_size": 8}]
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = _plan(path, capsys)
+    assert code == 2
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "allenai/ai2_arc" in line and "arc_easy" in line and "data_files" in line
+    assert "parents: valid" in out  # the parents' headers were checked; the tasks stopped it before any weights

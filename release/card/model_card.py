@@ -147,6 +147,13 @@ class _TaskInfo(_In):
     metric: str
     n: int
     dataset: str | None = None
+    # Written since lm-eval tasks of any kind are accepted (older results.json files lack them).
+    dataset_config: str | None = None
+    split: str | None = None
+    num_fewshot: int | None = None
+    search_n: int | None = None
+    filter: str = "none"
+    higher_is_better: bool = True
 
 
 class Results(_In):
@@ -155,6 +162,7 @@ class Results(_In):
     split: str
     tasks: dict[str, _TaskInfo] = {}
     models: _Models
+    lm_eval_version: str | None = None  # set when lm-eval's results files were written (eval_results/)
 
     @model_validator(mode="after")
     def _every_model_scored_every_task(self) -> Results:
@@ -198,8 +206,9 @@ def _bar(ratio: float, r_max: float) -> str:
     return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(BAR_WIDTH)
 
 
-def _vigor(child: _Score, father: _Score, mother: _Score) -> dict:
-    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents."""
+def hybrid_vigor(child, father, mother) -> dict:
+    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents (each score has .value
+    and .stderr). The card states it, and so does the run's closing summary."""
     margins = {}
     for name, parent in (("father", father), ("mother", mother)):
         if child.stderr is None or parent.stderr is None:
@@ -219,8 +228,9 @@ def _benchmarks(results: Results) -> dict:
     rows = []
     for name, task in results.tasks.items():
         rows.append({
-            "label": TASK_LABELS.get(name, name), "metric": task.metric, "n": task.n,
-            "dataset": task.dataset or "built-in",
+            "label": TASK_LABELS.get(name, name), "n": task.n,
+            "metric": task.metric if task.filter == "none" else f"{task.metric} ({task.filter})",
+            "dataset": task.dataset or ("built-in" if name == "synthetic" or name.startswith("zoo_") else "local records"),
             "child": _score(models.child.scores[name]), "father": _score(models.father.scores[name]),
             "mother": _score(models.mother.scores[name]),
         })
@@ -228,10 +238,15 @@ def _benchmarks(results: Results) -> dict:
                          for n, w in _weights({n: t.weight for n, t in results.tasks.items()}).items())
     return {
         "split": results.split, "rows": rows, "weights": weights,
+        "lower_is_better": [TASK_LABELS.get(n, n) for n, t in results.tasks.items() if not t.higher_is_better],
+        "lm_eval_files": bool(results.lm_eval_version),
         "fitness": {"child": _score(models.child.fitness), "father": _score(models.father.fitness),
                     "mother": _score(models.mother.fitness)},
-        "vigor": _vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
+        "vigor": hybrid_vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
     }
+
+
+LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
 
 
 def _calibration_facts(facts: dict | None) -> str | None:
@@ -255,17 +270,26 @@ def _calibration(results: Results | None, genome: Genome) -> dict | None:
 
 
 def _eval_results(results: Results) -> list[EvalResult]:
-    """One model-index entry per task that names a Hub dataset: the child's held-out score."""
+    """One model-index entry per task that names a Hub dataset: the child's held-out score, with the
+    dataset's config, split and few-shot, and a source saying the search tuned on a disjoint split of it."""
     out = []
     for name, task in results.tasks.items():
         if not task.dataset:
             log.info("task %s has no Hub dataset id: shown in the card, left out of model-index", name)
             continue
+        searched = f"{task.search_n} other items" if task.search_n else "other items"
+        metric = task.metric if task.filter == "none" else f"{task.metric} ({task.filter})"
         out.append(EvalResult(
             task_type="text-generation", task_name="Text Generation",
             dataset_type=task.dataset, dataset_name=f"{TASK_LABELS.get(name, name)} (held-out, {task.n} items)",
+            dataset_config=task.dataset_config, dataset_split=task.split,
+            dataset_args={"num_few_shot": task.num_fewshot} if task.num_fewshot is not None else None,
             metric_type=task.metric, metric_value=results.models.child.scores[name].value,
-            metric_name=task.metric, verified=False,
+            metric_name=metric, verified=False,
+            source_name=(f"darwin-release final evaluation with lm-evaluation-harness: the search tuned the child "
+                         f"on {searched} of this benchmark (its search split); this value is on the "
+                         f"{task.n} disjoint held-out items (eval_results/ in this repo)"),
+            source_url=LM_EVAL_URL,
         ))
     return out
 
@@ -384,7 +408,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     out_dir = Path(out_dir)
     eval_results = _eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license,
+        license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         base_model=[config.father.repo, config.mother.repo],
         base_model_relation="merge",
         language=list(config.card.languages),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client: its connection errors surface as-is
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token, hf_hub_url
 from huggingface_hub.errors import (
     FileMetadataError,
     HfHubHTTPError,
@@ -26,10 +26,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from release.errors import ReleaseError
-from release.parents.headers import PREFIX, header_length
 from release.hub.blob_check import verify_snapshot
+from release.parents.headers import PREFIX, header_length
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,16 @@ class Hub:
         with self._errors("check the Hub token"):
             return self.api.whoami()["name"]
 
+    def account(self) -> dict:
+        """The token's whoami answer: user name, orgs with roles, and the token's role or fine-grained scopes."""
+        with self._errors("check the Hub token"):
+            return self.api.whoami()
+
+    def gating(self, repo_id: str, revision: str = "main") -> str | bool:
+        """False, or how access to a gated repo is granted ('auto' or 'manual')."""
+        with self._errors(f"read {repo_id}", repo_id, revision, reading=True):
+            return self.api.model_info(repo_id, revision=revision).gated or False
+
     def head(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> str:
         """The commit sha `revision` points to now."""
         with self._errors(f"read {repo_id}", repo_id, revision, reading=True):
@@ -112,20 +123,19 @@ class Hub:
                            file_size: int | None) -> tuple[int, bytes]:
         """(N, the N bytes of JSON) of a safetensors file's header, by HTTP range requests (as huggingface_hub's
         get_safetensors_metadata reads it: the first 100 kB, then the rest when the header is longer)."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         headers = build_hf_headers(token=self.api.token)
         fix = "the parent repo is not a usable checkpoint: choose another revision or repair the repo"
         with self._errors(f"read the header of {filename} in {repo_id}@{revision}", repo_id, revision,
                           reading=True):
-            first = get_session().get(url, headers={**headers, "range": "bytes=0-100000"})
+            first = get_session().get(url, headers={**headers, "range": "bytes=0-100000"},
+                                      timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
             hf_raise_for_status(first)
             length = header_length(first.content, f"{repo_id}@{revision}: {filename}", file_size, fix)
             if PREFIX + length <= len(first.content):
                 return length, first.content[PREFIX:PREFIX + length]
-            rest = get_session().get(url, headers={**headers, "range": f"bytes={PREFIX}-{PREFIX + length - 1}"})
+            rest = get_session().get(url, headers={**headers, "range": f"bytes={PREFIX}-{PREFIX + length - 1}"},
+                                     timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
             hf_raise_for_status(rest)
             return length, rest.content[:length]
 

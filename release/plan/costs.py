@@ -30,7 +30,8 @@ EMBEDDING_SUFFIXES = ("embed_tokens.weight", "embed_tokens_per_layer.weight")
 @dataclass(frozen=True)
 class Request:
     context: list[int]
-    continuation: list[int]
+    continuation: list[int]  # generate: one placeholder per token it may generate
+    kind: str = "loglikelihood"  # or "rolling" (a loglikelihood_rolling window), "generate" (generate_until)
 
 
 @dataclass
@@ -89,7 +90,9 @@ def count_tokens(requests: list[Request], batch_size: int, max_length: int, scor
     carried: list[int] = []
     by_context: dict[tuple[int, ...], list[Request]] = {}
     for r in requests:
-        by_context.setdefault(tuple(r.context), []).append(r)
+        if r.kind == "loglikelihood":
+            by_context.setdefault(tuple(r.context), []).append(r)
+    forwards += _other_kinds(requests, batch_size, max_length)
     for ctx, group in by_context.items():
         longest_cont = max(len(r.continuation) for r in group)
         if scorer != "fast" or longest_cont < 2 or len(ctx) + longest_cont > max_length + 1:
@@ -121,6 +124,23 @@ def count_tokens(requests: list[Request], batch_size: int, max_length: int, scor
             previous = len(batch) * keep
     longest = max((len(r.context) + len(r.continuation) for r in requests), default=0)
     return TokenCount(sum(rows * width for rows, width, _ in forwards), len(requests), longest, forwards, carried)
+
+
+def _other_kinds(requests: list[Request], batch_size: int, max_length: int) -> list[tuple[int, int, int]]:
+    """Forward passes of the stock lm-eval paths: rolling windows in batches of `batch_size` (in order, as
+    HFLM's loglikelihood_rolling does), generation as one prompt prefill plus one position per new token
+    and row, at most max_gen_toks (longest contexts first, as HFLM's generate_until batches them)."""
+    forwards = []
+    rolling = [r for r in requests if r.kind == "rolling"]
+    for k in range(0, len(rolling), batch_size):
+        widths = [len((r.context + r.continuation)[-(max_length + 1):][:-1]) for r in rolling[k:k + batch_size]]
+        longest = max(len(r.continuation) for r in rolling[k:k + batch_size])
+        forwards.append((len(widths), max(widths), min(max(widths), max(widths) - min(widths) + longest)))
+    generate = sorted((r for r in requests if r.kind == "generate"), key=lambda r: -len(r.context))
+    for k in range(0, len(generate), batch_size):
+        batch = generate[k:k + batch_size]
+        forwards.append((len(batch), len(batch[0].context) + max(len(r.continuation) for r in batch), 1))
+    return forwards
 
 
 def flops_per_candidate(plan: ParentPlan, count: TokenCount) -> float:

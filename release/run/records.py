@@ -54,13 +54,20 @@ class Parent(Record):
 class Pulled(Record):
     father: Parent
     mother: Parent
+    base: Parent | None = None  # the common ancestor (`base:` in the config); absent from the JSON without one
 
     def to_json(self) -> dict:
-        return {"father": self.father.to_json(), "mother": self.mother.to_json()}
+        return {"father": self.father.to_json(), "mother": self.mother.to_json(),
+                **({"base": self.base.to_json()} if self.base else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> Pulled:
-        return cls(father=Parent.from_json(data["father"]), mother=Parent.from_json(data["mother"]))
+        return cls(father=Parent.from_json(data["father"]), mother=Parent.from_json(data["mother"]),
+                   base=Parent.from_json(data["base"]) if data.get("base") else None)
+
+    def models(self) -> list[Parent]:
+        """Every pulled model: both parents, and the base when there is one."""
+        return [self.father, self.mother] + ([self.base] if self.base else [])
 
     def fetched(self) -> dict:
         """role -> [bytes the pull selected, bytes the repo holds] (absent for pulls recorded before selection)."""

@@ -53,7 +53,8 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri)  # r_MRI: genome.mri
+    base = {"base_dir": Path(pulled["base"]["path"])} if pulled.get("base") else {}  # weight merges over an ancestor
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri, **base)  # r_MRI: genome.mri
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
@@ -92,7 +93,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     from release.evals import Evaluator  # imports lm_eval and torch
 
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
-                          batch_size=spec.batch_size, progress=progress)
+                          batch_size=spec.batch_size, progress=progress, max_gen_toks=spec.max_gen_toks)
 
     leaf_task = {leaf: t.name for t in evaluator.suite.tasks for leaf in t.leaves}
     weights = {t.name: t.weight for t in evaluator.suite.tasks}
@@ -127,10 +128,10 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
     models = {
         "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None,
                            trust_remote_code=child_trust_remote_code),
-        "father": ModelSpec(path=Path(pulled["father"]["path"]), repo=pulled["father"]["repo"],
-                            revision=pulled["father"]["revision"]),
-        "mother": ModelSpec(path=Path(pulled["mother"]["path"]), repo=pulled["mother"]["repo"],
-                            revision=pulled["mother"]["revision"]),
+        # A parent is scored as the release reads it: text only, when its pull skipped the other shards.
+        **{role: ModelSpec(path=Path(pulled[role]["path"]), repo=pulled[role]["repo"],
+                           revision=pulled[role]["revision"], text_only=bool(pulled[role].get("skipped_shards")))
+           for role in ("father", "mother")},
     }
     spec = config.fitness
     calibration = None
@@ -142,4 +143,5 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
 
     return evaluate_models(models, task_suite(config) if spec.tasks else None, out, scorer=spec.scorer,
                            batch_size=spec.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress, calibration=calibration)
+                           dtype=config.search.dtype, progress=progress, max_gen_toks=spec.max_gen_toks,
+                           log_samples=spec.log_samples, calibration=calibration)
