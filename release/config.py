@@ -418,6 +418,8 @@ class FitnessSpec(_Strict):
         any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
         log_samples always (it only changes what the final evaluation writes)."""
         hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        if self.calibration == CalibrationSpec():  # as a benchmark search never reads it (search/key.py)
+            hidden.add("calibration")
         key = {k: v for k, v in self.model_dump(exclude=hidden).items()
                if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
         key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
