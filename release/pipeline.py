@@ -224,6 +224,13 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
 
 
+def _held_out_text(config: ReleaseConfig) -> bool:
+    """A calibration search with its own text keeps a share of it for the final evaluation (the built-in
+    text is a few sentences: nothing is held out of it)."""
+    f = config.fitness
+    return f.kind == "calibration" and f.calibration_text is not None and f.calibration.heldout > 0
+
+
 def _calibration_facts(config: ReleaseConfig, pulled: Pulled) -> dict:
     """What a calibration search optimised (mode, chunk length, tokens per split), for the genome and card."""
     from transformers import AutoTokenizer
@@ -385,7 +392,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         elif "health" in needed:
             stage_line("health", "off (health.enabled: false)")
         evaluated = None
-        if "evaluate" in needed and (config.fitness.tasks or config.fitness.kind == "calibration"):
+        if "evaluate" in needed and (config.fitness.tasks or _held_out_text(config)):
             evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
         elif "evaluate" in needed:
