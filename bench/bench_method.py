@@ -1,4 +1,4 @@
-"""16. The method benchmark: does our search breed a better child than the merges a user would run by hand?
+"""17. The method benchmark: does our search breed a better child than the merges a user would run by hand?
 
 On the committed trained zoo (release/zoo/: Gemma 4 specialists `lang_a` (father) and `lang_b` (mother),
 fine-tuned from one `base`; lm-eval tasks zoo_lang_a + zoo_lang_b), every method gets the **same candidate
