@@ -13,7 +13,10 @@ budget** B on the same search items, and its pick is scored on the same held-out
   and the norms' share), the best on search items;
 - our CMA-ES: `release.search.cmaes.run_search` with the same-architecture `linear` breeder, B evaluations;
   knobs: `genome.init_mean`, `genome.frozen`, `search.sigma0`, `search.popsize` (`--init-mean` etc.);
-- the same with MRI trust (`genome.mri`: r_MRI per layer from `release.mri.weights_trust.scan_same_arch`,
+- the same through main's start check (`release.search.start.keep_start`, `--start-margin`, the breed
+  stage's default for weight merges: 2): the searched best ships only if, scored again beside the start,
+  it beats it by 2 paired standard errors (2 evaluations beyond the budget);
+- our CMA-ES with MRI trust (`genome.mri`: r_MRI per layer from `release.mri.weights_trust.scan_same_arch`,
   tau searched as one more gene).
 
 Everything goes through the project's own parts: breeders' live models (`build_live`, `apply`), the
@@ -42,7 +45,7 @@ from bench.common import one_thread, row
 
 TASKS = ("zoo_lang_a", "zoo_lang_b")
 DEFAULTS = dict(budget=24, popsize=6, sigma0=0.15, init_mean=0.5, search_items=32, heldout_items=200, seed=42,
-                density=0.5, mri_prompts=2)
+                density=0.5, mri_prompts=2, start_margin=2.0)
 
 
 def _config(folder: Path, method: str, args, base: bool = False, mri: bool = False):
@@ -158,8 +161,22 @@ def measure(args) -> dict:
             assert result.evaluations == args.budget, result.evaluations
             return result.genome, result.fitness
 
+        def checked(arm, name):
+            """The searched best through main's start check (search.start_margin), as the breed stage ships it:
+            two more evaluations, beyond the budget."""
+            from release.search.start import keep_start
+
+            genome, value = cmaes(arm, name)
+            start = arm.space.full(arm.space.x0)
+            record = keep_start(genome, start, arm.fitness, args.start_margin)
+            print(f"   start check: {record.get('reason')}", flush=True)
+            if "start_fitness" not in record:  # the best candidate was the start itself
+                return record["genome"], value
+            return record["genome"], record["start_fitness"] if record["kept_start"] else record["searched_fitness"]
+
         searched(f"CMA-ES linear (init {args.init_mean}, sigma {args.sigma0}, pop {args.popsize})", linear,
                  lambda: cmaes(linear, "cmaes"))
+        searched(f"the same + start check (margin {args.start_margin})", linear, lambda: checked(linear, "cmaes-c"))
         t0 = time.monotonic()
         r_mri = [row_["r_mri"] for row_ in scan_same_arch(models / "lang_a", models / "lang_b",
                                                            per_domain=args.mri_prompts, seed=args.seed)]
