@@ -1,4 +1,4 @@
-"""16. Diagnostics memory: peak RSS of the health check, streaming (now) vs holding its models at once (before).
+"""18. Diagnostics memory: peak RSS of the health check, streaming (now) vs holding its models at once (before).
 
 The health check of an ffn_blend child (`release.mri.health.health_check`) once held the child and a reference
 hybrid (the father with every mapped mother FFN) together, then loaded the mother whole. It now holds one

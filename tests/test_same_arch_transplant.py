@@ -18,8 +18,8 @@ from release.mri.stage import after_search, genome_mri_record
 
 IDS = torch.tensor([[2, 10, 20, 30, 40, 50, 60, 70, 80]])
 ROOT = Path(__file__).resolve().parents[1]
-PARENTS = {"father": {"repo": "darwin-local/tiny-gemma4-base", "revision": "a" * 40},
-           "mother": {"repo": "darwin-local/tiny-gemma4-finetune", "revision": "b" * 40}}  # the default's
+PARENTS = {"father": {"repo": "darwin-local/zoo-gemma4-lang-a", "revision": "a" * 40},
+           "mother": {"repo": "darwin-local/zoo-gemma4-lang-b", "revision": "b" * 40}}  # the default's
 
 SEARCH = {"popsize": 4, "sigma0": 0.15, "seed": 5, "generations": 1, "evaluations": 4, "best_fitness": -1.0,
           "stop_reason": "max_generations", "device": "cpu", "dtype": "float32",

@@ -96,7 +96,7 @@ class Diagnosis(Record):
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
 _BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
               "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
-              "estimator")
+              "estimator", "start")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class Bred(Record):
     mri_trust: bool = False
     r_mri: list[float] | None = None
     transplant: dict | None = None
+    start: dict | None = None  # the start check (release.search.start), when search.start_margin is on
     live: dict[str, Any] = field(default_factory=dict)
     # fitness.estimator irt / race: which, its anchors, the tokens scored and what full scoring would have cost
     # (absent from the JSON with full scoring, as before estimators existed)
@@ -126,8 +127,9 @@ class Bred(Record):
 
     def to_json(self) -> dict:
         data = super().to_json()
-        if data["estimator"] is None:
-            del data["estimator"]
+        for key in ("estimator", "start"):  # absent when unused, as before they existed (stage keys stay)
+            if data[key] is None:
+                del data[key]
         return {**data.pop("live"), **data}
 
     @classmethod
