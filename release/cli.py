@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--no-browser", action="store_true", help="only print the dashboard's address")
     watch.add_argument("-v", "--verbose", action="store_true")
 
+    again = sub.add_parser("reproduce", help="rebuild a published child from its darwin_genome.json and the "
+                                             "parents' recorded commits, and compare every tensor's bytes")
+    again.add_argument("target", metavar="REPO[@REV]", help="the child repo, optionally @branch or @commit")
+    again.add_argument("--config", help="take the Hub from this release config (its endpoint, or its local store, "
+                                        "served meanwhile); default: HF_ENDPOINT or the Hub")
+    again.add_argument("--no-progress", action="store_true", help="no progress bars")
+    again.add_argument("-v", "--verbose", action="store_true", help="show logs")
+
     serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
     serve.add_argument("config")
     serve.add_argument("--port", type=_port, default=7860)
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "no_progress", False):
         _no_progress_bars()
     try:
+        if args.command == "reproduce":
+            return _reproduce(args)
         config = load_config(args.config)
         if args.command == "watch":
             from release.search.tracking import open_dashboard  # imports cma and matplotlib
@@ -105,6 +115,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _print_summary(summary)
     return 0
+
+
+def _reproduce(args) -> int:
+    """0: reproduced bit for bit; 1: the first differing tensor is printed."""
+    from release.hub.reproduce import reproduce  # loaded when the subcommand runs: --help stays instant
+    from release.hub.session import open_hub
+
+    if args.config:
+        with open_hub(load_config(args.config)) as session:
+            result = reproduce(session.hub, args.target, progress=not args.no_progress)
+    else:
+        from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported: only now
+
+        result = reproduce(Hub(), args.target, progress=not args.no_progress)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(result.summary())
+    return 0 if result.identical else 1
 
 
 def _one_line(text: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
+from release.hub.reproduce import library_versions
 from release.hub.session import HubSession, open_hub
 from release.hub.space import prepare_space_folder, space_secrets
 from release.hub.verify import verify_child
@@ -126,7 +127,7 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
     bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
-                method=live.method, genes=live.space.names, live=dict(live.record),
+                searched_x=result.x, method=live.method, genes=live.space.names, live=dict(live.record),
                 device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
     return bred, [config.run_dir / "breed" / "best.json"]
 
@@ -174,11 +175,15 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
+    if bred.searched_x is not None:  # CMA-ES's raw point: with r_MRI and tau, what the searched ratios came from
+        search["x"] = bred.searched_x
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
     genome = (breeder.genome_record(config, bred_json, pulled_json, search, ratios)
               | genome_mri_record(bred_json, mri and mri.to_json()))
+    # What `darwin-release reproduce` rebuilds the child with: the breeder and the library versions.
+    genome = {"method": config.breed.method, **genome, "tool": {**genome["tool"], **library_versions()}}
     out = config.run_dir / "child"
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
                  max_shard_size=config.child.max_shard_size, progress=progress)

@@ -57,3 +57,8 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     assert "trust_remote_code" not in card
     assert "**Transplant**" in card and "The transplant rule was off" not in card
     assert "## Health check" in card and "Result: **passed**" in card and (child / "health.png").is_file()
+
+    # `darwin-release reproduce`: the pushed child rebuilt from its record (method, genome, seed, parents' commits)
+    again = run_cli(tmp_path, "reproduce", f"{release['child_repo']}@{release['child_revision']}", "--config", str(config))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"reproduced bit for bit: {release['child_repo']}@{release['child_revision'][:12]} (dare_ties)" in again.stdout

@@ -87,7 +87,7 @@ class Diagnosis(Record):
 
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
-_BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
+_BRED_KEYS = ("genome", "searched_genome", "searched_x", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
               "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype")
 
 
@@ -107,6 +107,7 @@ class Bred(Record):
     method: str | None = None
     genes: list[str] | None = None  # absent from records written before the breeder registry
     searched_genome: list[float] | None = None
+    searched_x: list[float] | None = None  # CMA-ES's raw point of the searched genome (absent from older records)
     tau: float | None = None
     mri_trust: bool = False
     r_mri: list[float] | None = None
@@ -115,6 +116,8 @@ class Bred(Record):
 
     def to_json(self) -> dict:
         data = super().to_json()
+        if data["searched_x"] is None:  # records from before it was kept read back to the JSON they were
+            del data["searched_x"]
         return {**data.pop("live"), **data}
 
     @classmethod
