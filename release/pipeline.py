@@ -18,7 +18,7 @@ from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
 from release.hub.reproduce import library_versions
 from release.hub.session import HubSession, open_hub
-from release.hub.space import prepare_space_folder, space_secrets
+from release.hub.space import prepare_space_folder, space_secrets, space_variables
 from release.hub.verify import verify_child
 from release.mri.stage import (after_search, check_before_push, genome_mri_record, mri_summary, search_fingerprint,
                                search_r_mri, stage_health, stage_mri)
@@ -231,7 +231,7 @@ def stage_space(config: ReleaseConfig, session: HubSession, pushed: Pushed) -> t
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
     folder = prepare_space_folder(config, config.run_dir / "space")
-    variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed.revision, **config.space.variables}
+    variables = space_variables(config, pushed.revision)
     sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets=secrets,
                                    hardware=config.space.hardware, private=config.hub.private)
     # Only the secrets' names are recorded: their values stay in the environment.
