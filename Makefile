@@ -11,7 +11,7 @@ HUB_PORT ?= 8765
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install test release hub space watch bench clean
+.PHONY: install test release hub space watch bench zoo clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ watch: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Retrain the trained tiny zoo (release/zoo/: models, tasks, SHA256SUMS) on CPU, one thread, deterministic.
+# `make release` never trains: it uses the committed files. Check instead: python -m release.zoo --check
+zoo: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m release.zoo
 
 clean:
 	rm -rf runs $(HUB_ROOT) bench/out

@@ -51,7 +51,7 @@ def _write_parent(kind: str, out: Path) -> Path:
     tensors = {k: v for k, v in model.state_dict().items() if not (kind == "father" and k == "lm_head.weight")}
     if kind == "mother":
         tensors["mtp.fc.weight"] = torch.zeros(HIDDEN, 2 * HIDDEN)
-    tiny._write_checkpoint(model, tensors, out)
+    tiny.write_checkpoint(model, tensors, out)
     tokenizer.save_pretrained(out)
     return out
 

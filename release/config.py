@@ -266,8 +266,9 @@ class SearchSpec(_Strict):
 
 
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr) or "synthetic".
-    name: Literal["click", "musr", "synthetic"]
+    # "click", "musr" (lm-eval's click group / leaderboard_musr), "synthetic", or a skill of the trained
+    # tiny zoo (release/zoo/tasks/): "zoo_lang_a", "zoo_lang_b", "zoo_base".
+    name: Literal["click", "musr", "synthetic", "zoo_lang_a", "zoo_lang_b", "zoo_base"]
     weight: float = Field(gt=0)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
@@ -347,7 +348,8 @@ class ReleaseConfig(_Strict):
     card: CardSpec = CardSpec()
     hub: HubSpec = HubSpec()
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
-    tiny_parents: bool = False
+    # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
+    tiny_parents: bool | Literal["zoo"] = False
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from release.run.lock import hold_run_lock
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.zoo.parents import zoo_parent_writers
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    for role, write in get_breeder(config.breed.method).tiny_parent_writers().items():
+    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
+               else get_breeder(config.breed.method).tiny_parent_writers())
+    for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
             continue

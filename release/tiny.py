@@ -143,7 +143,7 @@ def _perturb(model: torch.nn.Module, seed: int, norm_base: float) -> None:
                 b.copy_(0.5 + torch.rand(b.shape, generator=g))
 
 
-def _write_checkpoint(model, tensors: dict[str, torch.Tensor], out: Path) -> None:
+def write_checkpoint(model, tensors: dict[str, torch.Tensor], out: Path) -> None:
     """Sharded safetensors + index, written by hand so extra keys (mtp.*) land like in real repos.
 
     The text decoder's tensors fill the first shards, the rest (vision tower, mtp.*) shards of their own, as
@@ -182,7 +182,7 @@ def write_tiny_father(out: str | Path, seed: int = 0) -> Path:
     _perturb(model, seed, norm_base=1.0)
     model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, 4], pad_token_id=0)
     tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to embeddings
-    _write_checkpoint(model, tensors, out)
+    write_checkpoint(model, tensors, out)
     tok.save_pretrained(out)
     log.info("wrote tiny Gemma 4 father to %s", out)
     return out
@@ -204,7 +204,7 @@ def write_tiny_mother(out: str | Path, seed: int = 0) -> Path:
     tensors["mtp.fc.weight"] = 0.02 * torch.randn(HIDDEN, 2 * HIDDEN, generator=g)
     tensors["mtp.norm.weight"] = 0.1 * torch.randn(HIDDEN, generator=g)
     tensors["mtp.layers.0.mlp.gate_proj.weight"] = 0.02 * torch.randn(96, HIDDEN, generator=g)
-    _write_checkpoint(model, tensors, out)
+    write_checkpoint(model, tensors, out)
     tok.save_pretrained(out)
     log.info("wrote tiny Qwen3.5 mother to %s", out)
     return out

@@ -4,7 +4,8 @@
 download from the Hub, exactly as a user with internet runs them. With a `data_dir` a small wrapper group
 YAML (written into the run folder) names the same registered group and only overrides where the records
 come from (`dataset_path: json|csv` + `dataset_kwargs.data_files`), so lm-eval's own prompts, choices,
-process_docs and metrics still apply. `synthetic` is the project's own task (see synthetic.py).
+process_docs and metrics still apply. `synthetic` is the project's own task (see synthetic.py). The
+`zoo_*` tasks are the trained tiny zoo's skills (release/zoo/tasks/, shipped with their records).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import lm_eval.tasks
 from release.errors import ReleaseError
 from release.evals import synthetic
 from release.run.files import write_yaml
+from release.zoo import tasks as zoo_tasks
 
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
 
@@ -46,6 +48,8 @@ BENCHMARKS = {
     "musr": Benchmark("musr", "leaderboard_musr", "acc_norm", "TAUR-Lab/MuSR", LM_EVAL_TASKS / "leaderboard" / "musr",
                       dataset_path="csv", files=MUSR_FILES, dataset_kwargs={"keep_default_na": False}),
     "synthetic": Benchmark("synthetic", synthetic.TASK_NAME, "acc", synthetic.DATASET_ID, None),
+    **{name: Benchmark(name, name, "acc", zoo_tasks.DATASET_ID, zoo_tasks.TASKS_DIR)
+       for name in zoo_tasks.TASK_NAMES.values()},
 }
 
 
@@ -76,9 +80,10 @@ def write_task_configs(names: list[str], data_dir: Path | None, task_dir: Path, 
             synthetic.write_synthetic_task(task_dir, task_dir.parent / "data", synthetic_items, seed)
             specs.append(bench.target)
             continue
-        dirs.append(bench.task_dir)
-        if data_dir is None:
-            specs.append(bench.target)  # by name: lm-eval downloads the Hub dataset
+        if bench.task_dir not in dirs:  # the zoo tasks share one folder
+            dirs.append(bench.task_dir)
+        if data_dir is None or bench.files is None:
+            specs.append(bench.target)  # by name: lm-eval downloads the Hub dataset, or reads shipped records
         else:
             wrapper = local_wrapper(bench, Path(data_dir))
             write_yaml(task_dir / f"{wrapper['group']}.yaml", wrapper)
