@@ -205,14 +205,19 @@ def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
 
 
 def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
-               health: Health | None = None) -> tuple[Carded, list[Path]]:
+               health: Health | None = None, father_tag: str | None = None,
+               father_dir: Path | None = None) -> tuple[Carded, list[Path]]:
+    """`father_tag`: the pipeline_tag of the father's card, the child's when it is of his class."""
     from release.breeders import get_breeder  # imports torch
+    from release.card.model_card import child_pipeline_tag  # imports huggingface_hub: only after open_hub
 
     folder = Path(child.path)
     results = evaluated.results if evaluated else None
     report = json.loads(Path(health.path).read_text()) if health else None
+    tag = child_pipeline_tag(father_tag, father_dir, folder) if father_dir else "text-generation"
     get_breeder(config.breed.method).render_card(config, child.genome, results,
-                                                 config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
+                                                 config.run_dir / "breed" / "candidates.jsonl", folder, health=report,
+                                                 pipeline_tag=tag)
     return Carded(readme=str(folder / "README.md")), [folder / "README.md"]
 
 
@@ -333,7 +338,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
-                     lambda: stage_card(config, child, evaluated, health), record=Carded)
+                     lambda: stage_card(config, child, evaluated, health, _card_tag(session, pulled),
+                                        Path(pulled.father.path)), record=Carded)
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
                     "fetched": pulled.fetched(),
@@ -396,6 +402,13 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),
     }
+
+
+def _card_tag(session: HubSession, pulled: Pulled) -> str | None:
+    """The pipeline_tag of the father's card at the pulled commit (None: no card, or none in it)."""
+    father = session.hub.card_data(pulled.father.repo, pulled.father.revision) or {}
+    tag = father.get("pipeline_tag")
+    return tag if isinstance(tag, str) else None
 
 
 def _repo_root() -> Path:

@@ -55,6 +55,8 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     card = (child / "README.md").read_text()
     assert "**dare_ties**" in card and "https://arxiv.org/abs/2311.03099" in card
     assert "trust_remote_code" not in card
+    # The tiny father's repo has no card: the child's class (multimodal Gemma 4) gives the pipeline_tag.
+    assert yaml.safe_load(card.split("---\n")[1])["pipeline_tag"] == "image-text-to-text"
     assert "**Transplant**" in card and "The transplant rule was off" not in card
     assert "## Health check" in card and "Result: **passed**" in card and (child / "health.png").is_file()
 
