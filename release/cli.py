@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--no-progress", action="store_true", help="no progress bars")
     again.add_argument("-v", "--verbose", action="store_true", help="show logs")
 
+    mk = sub.add_parser("import-mergekit", help="turn a two-model mergekit YAML or a mergekit-evolve config into a "
+                                                "darwin-release config; what does not map is listed")
+    mk.add_argument("file", metavar="FILE", help="mergekit YAML (merge_method, models) or mergekit-evolve config")
+    mk.add_argument("-o", "--output", metavar="CONFIG", help="write the config here (default: print it)")
+    mk.add_argument("--no-progress", action="store_true", help="no progress bars (there are none: for scripts)")
+    mk.add_argument("-v", "--verbose", action="store_true", help="show logs")
+
     serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
     serve.add_argument("config")
     serve.add_argument("--port", type=_port, default=7860)
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "import-mergekit":
+            return _import_mergekit(args)
         config = load_config(args.config)
         if args.command == "watch":
             from release.search.tracking import open_dashboard  # imports cma and matplotlib
@@ -133,6 +142,26 @@ def _reproduce(args) -> int:
         print(f"note: {note}")
     print(result.summary())
     return 0 if result.identical else 1
+
+
+def _import_mergekit(args) -> int:
+    from pathlib import Path
+
+    from release.breeders.mergekit_in import config_yaml, import_mergekit, read_mergekit  # imports torch (breeders)
+    from release.run.files import write_atomic
+
+    name = Path(args.output).stem if args.output else Path(args.file).stem
+    config, notes = import_mergekit(read_mergekit(args.file), name.replace(" ", "-"))
+    text = config_yaml(config, Path(args.file).name, notes)
+    if not args.output:
+        print(text, end="")
+        return 0
+    write_atomic(args.output, text)
+    print(f"wrote {args.output} ({config['breed']['method']}: father {config['father']['repo']}, mother "
+          f"{config['mother']['repo']})")
+    for note in notes:
+        print(f"not mapped: {note}")
+    return 0
 
 
 def _one_line(text: str) -> str:
