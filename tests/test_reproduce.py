@@ -63,6 +63,7 @@ def _tamper(hub, repo: str, child: Path, tmp: Path) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def ffn_child(hub, tiny_parents, tmp_path_factory):
     genome = {"method": "ffn_blend", **json.loads(FIXTURE.read_text())}
+    genome["search"]["x"] = [r for i, r in enumerate(genome["ratios"]) if i not in genome["frozen"]]  # CMA-ES's point
     return _release(hub, tmp_path_factory.mktemp("ffn"), tiny_parents.father, tiny_parents.mother, genome,
                     "reproduce-ffn")
 
@@ -117,6 +118,7 @@ def test_the_card_and_the_library_versions_are_read_and_disagreements_noted(hub,
     shutil.copytree(child, edited)
     genome = json.loads((edited / "darwin_genome.json").read_text())
     genome["tool"]["transformers"] = "0.0.1"
+    genome["search"]["x"][1] += 0.01  # no longer the point the ratios came from
     (edited / "darwin_genome.json").write_text(json.dumps(genome))
     (edited / "README.md").write_text("---\nbase_model: someone/else\n---\n")
     sha = hub.push_folder(edited, repo)
@@ -124,6 +126,7 @@ def test_the_card_and_the_library_versions_are_read_and_disagreements_noted(hub,
     assert result.identical  # the record, not the card, is what is rebuilt
     assert any("base_model (someone/else) does not name" in n and genome["father"]["repo"] in n for n in result.notes)
     assert any(n.startswith("the child was written with transformers 0.0.1, this is ") for n in result.notes)
+    assert any(n.startswith("the searched ratios do not follow from CMA-ES's recorded point") for n in result.notes)
 
 
 def test_what_cannot_be_reproduced_is_one_line_naming_why(hub, tiny_parents):

@@ -79,7 +79,7 @@ def reproduce(hub, spec: str, progress: bool = False) -> Reproduction:
     if method is None:
         raise ReleaseError(f"reproduce: {GENOME_FILE} of {repo}@{child.revision[:12]} names no method: it was "
                            "written by another tool; reproduce reads darwin-release's records")
-    notes = _card_notes(child.path, genome) + _version_notes(genome)
+    notes = _card_notes(child.path, genome) + _version_notes(genome) + _search_notes(genome, method)
     parents = {}
     for role in ("father", "mother", "base"):
         if role not in genome:
@@ -134,6 +134,29 @@ def _version_notes(genome: dict) -> list[str]:
     recorded, here = genome.get("tool", {}), library_versions()
     return [f"the child was written with {name} {recorded[name]}, this is {here.get(name, 'absent')}: a difference "
             "may come from that" for name in ("transformers", "torch") if name in recorded and recorded[name] != here.get(name)]
+
+
+def _search_notes(genome: dict, method: str) -> list[str]:
+    """ffn_blend: whether the searched ratios follow from CMA-ES's recorded point `search.x` (through the frozen
+    layers, r_max and, with the MRI trust, tau and r_MRI), before any transplant snapped them."""
+    from release.breeders.ffn_genome import GenomeSpace
+    from release.config import GenomeSpec
+
+    x = (genome.get("search") or {}).get("x")
+    if method != "ffn_blend" or x is None:
+        return []
+    mri = genome.get("mri") or {}
+    spec = GenomeSpec(frozen=genome.get("frozen", []), r_max=genome["r_max"], init_mean=0.0,
+                      mri=bool(mri.get("trust")))
+    searched = (genome.get("transplant") or {}).get("searched_genome") or genome["ratios"]
+    try:
+        derived = GenomeSpace(len(genome["ratios"]), spec, mri.get("r_mri")).full(x)
+    except (ReleaseError, IndexError, TypeError):
+        derived = None
+    if derived == [float(r) for r in searched]:
+        return []
+    return ["the searched ratios do not follow from CMA-ES's recorded point search.x: the record was edited, or "
+            "written by another version"]
 
 
 def _tensor_files(folder: Path) -> dict[str, Path]:
