@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 
 from release import __version__
 from release.config import load_config
 from release.errors import ReleaseError
+from release.redact import known_tokens, redact
 from release.run.stages import STAGES
 
 
@@ -75,10 +78,31 @@ def _port(text: str) -> int:
     return int(text)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping the run as Ctrl-C does: cleanup runs, the last checkpoint stays whole."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a token quoted in a log message (or its traceback) is hidden
+        if _redact_record not in handler.filters:
+            handler.addFilter(_redact_record)
     # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
     for noisy in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -113,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                           progress=not args.no_progress, only=tuple(args.only))
         summary = run_release(config, opts)
     except ReleaseError as e:
-        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"error: {redact(_one_line(str(e)))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         again = "breed again with --resume" if args.command == "breed" else "the same command again"
         print(f"interrupted: run {again} to continue where it stopped", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except Exception as e:  # no check foresaw it: still one line, the traceback kept in a file
         print(f"error: {_unexpected(e, args.verbose)}", file=sys.stderr)
         return 1
@@ -164,6 +188,15 @@ def _import_mergekit(args) -> int:
     return 0
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    record.msg, record.args = redact(record.getMessage()), None
+    if record.exc_info:
+        import traceback
+
+        record.exc_text, record.exc_info = redact("".join(traceback.format_exception(*record.exc_info))).rstrip(), None
+    return True
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split("\n"))
 
@@ -174,10 +207,9 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     import tempfile
     import traceback
 
-    trace, reason = traceback.format_exc(), f"{type(e).__name__}: {e}"
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # a token never reaches the screen or a file
-        if len(token := os.environ.get(name, "")) >= 8:
-            trace, reason = trace.replace(token, "***"), reason.replace(token, "***")
+    # A token never reaches the screen or a file: the environment's, `hf auth login`'s, or any token-shaped text.
+    tokens = known_tokens()
+    trace, reason = redact(traceback.format_exc(), tokens), redact(f"{type(e).__name__}: {e}", tokens)
     if verbose:
         print(trace, file=sys.stderr, end="")
     fd, path = tempfile.mkstemp(prefix="darwin-release-error-", suffix=".log")

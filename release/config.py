@@ -135,8 +135,16 @@ class RepoRef(_Strict):
     revision: GitRef = "main"
 
 
+def _branch_name(value: str) -> str:
+    # refs/pr/N is someone's pull request, refs/convert/... the Hub's own: a release commits to a branch it names.
+    if value.startswith("refs/"):
+        raise ValueError(f"{value!r} is a ref, not a branch name: give a plain branch name, e.g. darwin-release "
+                         "(use on_existing: pr to open a pull request)")
+    return value
+
+
 class BranchTarget(_Strict):
-    branch: GitRef
+    branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
@@ -235,6 +243,9 @@ class BreedSpec(_Strict):
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
     seed: int | None = None
+    # DARE's rescale of the surviving task vector: "inverse_density" (1 / density, the paper's) or "l1" (to the
+    # task vector's L1 norm, mergekit's default).
+    dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
 
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:
@@ -257,6 +268,8 @@ class SearchSpec(_Strict):
     workers: int = Field(1, ge=1)
     # None: a local Ray instance sized to `workers`; "auto" or "ray://host:port": an existing cluster.
     ray_address: str | None = None
+    # How long joining ray_address may take before it is an error (a port that is not Ray never answers).
+    ray_connect_timeout_s: float = Field(20.0, gt=0)
     # What one worker needs, in Ray's resource names, e.g. {GPU: 1}; empty = {CPU: 1}.
     worker_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # Live dashboard (release.search.tracking): every candidate and generation logged to trackio.
@@ -265,13 +278,69 @@ class SearchSpec(_Strict):
     track_space: RepoId | None = None
 
 
+def _data_files(value):
+    """Local record files: a path, a list of paths, or split -> path(s); every file must exist."""
+    if value is None:
+        return value
+    by_split = value if isinstance(value, dict) else {None: value}
+    for split, paths in by_split.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            if not Path(path).is_file():
+                where = f" (split {split})" if split else ""
+                raise ValueError(f"{path}{where} not found: give local JSON, JSONL, CSV or parquet record files")
+    return value
+
+
+DataFiles = Annotated[str | list[str] | dict[str, str | list[str]] | None, AfterValidator(_data_files)]
+
+
 class TaskSpec(_Strict):
-    # "click", "musr" (lm-eval's click group / leaderboard_musr), "synthetic", or a skill of the trained
-    # tiny zoo (release/zoo/tasks/): "zoo_lang_a", "zoo_lang_b", "zoo_base".
-    name: Literal["click", "musr", "synthetic", "zoo_lang_a", "zoo_lang_b", "zoo_base"]
+    # Any lm-eval task, group or tag name (resolved by lm-eval's TaskManager when the suite is built), or
+    # one of the aliases "click" (lm-eval's click group), "musr" (leaderboard_musr) and "synthetic" (built in).
+    # The trained tiny zoo's skills (release/zoo/tasks/: zoo_lang_a, zoo_lang_b, zoo_base) resolve without include_path.
+    name: Annotated[str, Field(min_length=1)]
     weight: float = Field(gt=0)
+    # lm-eval's "metric,filter" key (e.g. "acc,none", "exact_match,strict-match"); None = the task's own
+    # first metric (a group's aggregated one) and first filter.
+    metric: str | None = None
+    num_fewshot: int | None = Field(None, ge=0)  # None = the task's own (0 if it names none)
     search_size: int = Field(100, ge=1)
     heldout_size: int | None = Field(None, ge=1)  # None = every item not in the search subset
+    # Local records for this task (JSON/JSONL/CSV/parquet): a path (the task's evaluation split), a list,
+    # or split -> path(s). lm-eval's own prompts, filters and metrics still apply.
+    data_files: DataFiles = None
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged for a task that sets none of the keys added with any-task fitness.
+        return [(k, v) for k, v in super().__repr_args__() if not (k in _TASK_ADDED and v is None)]
+
+
+def _existing_dirs(value: list[Path]) -> list[Path]:
+    for folder in value:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: give folders holding lm-eval task YAMLs")
+    return value
+
+
+class IrtSpec(_Strict):
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
+    # scored on the whole search subset; each candidate then answers `anchors` items.
+    anchors: int = Field(24, ge=2)
+    probes: int = Field(4, ge=0)
+    dims: int = Field(2, ge=1)  # ability dimensions of the IRT model (a merge of two specialists has two skills)
+
+
+class RaceSpec(_Strict):
+    # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
+    # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
+    confidence: float = Field(0.9, gt=0, lt=1)
+    round_items: int = Field(16, ge=1)
+    tie: float = Field(0.0, ge=0)
+
+
+_ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
+_ANY_TASK_DEFAULTS = {"include_path": [], "max_gen_toks": None}  # fitness keys of any-task fitness, as defaults
+_TASK_ADDED = ("metric", "num_fewshot", "data_files")  # task keys of any-task fitness (default None)
 
 
 class FitnessSpec(_Strict):
@@ -279,10 +348,55 @@ class FitnessSpec(_Strict):
     tasks: list[TaskSpec] = []
     # Folder with click/ and musr/ record files for offline runs; None = download from the Hub.
     data_dir: Annotated[Path | None, AfterValidator(_existing_dir)] = None
+    # Folders of the user's own lm-eval task YAMLs (as `lm_eval --include_path`).
+    include_path: Annotated[list[Path], AfterValidator(_existing_dirs)] = []
     scorer: Literal["fast", "stock"] = "fast"
     batch_size: int = Field(8, ge=1)
+    # generate_until tasks: the most tokens generated per item (None = the task's own generation_kwargs).
+    max_gen_toks: int | None = Field(None, ge=1)
+    # The final evaluation also writes lm-eval's per-item samples_<task>_<date>.jsonl (pushed with the child).
+    log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+    # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
+    # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
+    estimator: Literal["full", "irt", "race"] = "full"
+    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
+    # estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(4, ge=1)
+    irt: IrtSpec = IrtSpec()
+    race: RaceSpec = RaceSpec()
+
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on. Keys added after the first release stay out while they hold
+        their defaults, so older checkpoints still resume: the estimator's settings with full scoring, and
+        any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
+        log_samples always (it only changes what the final evaluation writes)."""
+        hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        key = {k: v for k, v in self.model_dump(exclude=hidden).items()
+               if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
+        key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
+        return key
+
+    def __repr_args__(self):
+        # Stage keys hash this text (release.run.stages.digest): while the keys added later hold their defaults
+        # it stays what it was before they existed, so runs made then are still up to date.
+        hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
+        hidden |= {k for k, default in {**_ANY_TASK_DEFAULTS, "log_samples": False}.items()
+                   if getattr(self, k) == default}
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
+
+    @model_validator(mode="after")
+    def _estimators_need_benchmarks(self) -> FitnessSpec:
+        if self.estimator != "full" and self.kind != "benchmark":
+            raise ValueError(f"estimator {self.estimator} estimates benchmark scores from items: use it with "
+                             "kind: benchmark, or set estimator: full")
+        return self
+
+    @field_validator("include_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, (str, Path)) else v
 
     @model_validator(mode="after")
     def _tasks_for_benchmark(self) -> FitnessSpec:
@@ -337,6 +451,9 @@ class ReleaseConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
     father: RepoRef
     mother: RepoRef
+    # The common ancestor of two same-architecture siblings (ties, dare_ties): the merge takes the task vectors
+    # father - base and mother - base, as mergekit's base_model. None: the father is the base (one task vector).
+    base: RepoRef | None = None
     child: ChildSpec
     space: SpaceSpec | None = None
     breed: BreedSpec = BreedSpec()
@@ -360,8 +477,22 @@ class ReleaseConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _base_for_task_vector_merges_only(self) -> ReleaseConfig:
+        if self.base is not None and self.breed.method not in ("ties", "dare_ties"):
+            raise ValueError(f"base: a common ancestor is for breed.method ties or dare_ties (task vectors over "
+                             f"it); {self.breed.method} does not use one: remove base, or choose ties/dare_ties")
+        return self
+
+    @model_validator(mode="after")
+    def _estimators_in_process(self) -> ReleaseConfig:
+        if self.fitness.estimator != "full" and (self.search.workers > 1 or self.search.ray_address is not None):
+            raise ValueError(f"fitness.estimator {self.fitness.estimator} scores in this process only: set "
+                             "search.workers 1 without ray_address, or fitness.estimator full")
+        return self
+
+    @model_validator(mode="after")
     def _never_over_a_parent(self) -> ReleaseConfig:
-        parents = {self.father.repo.lower(), self.mother.repo.lower()}
+        parents = {self.father.repo.lower(), self.mother.repo.lower()} | ({self.base.repo.lower()} if self.base else set())
         for key, repo in (("child.repo", self.child.repo), ("space.repo", self.space and self.space.repo)):
             if repo and repo.lower() in parents:
                 raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "
@@ -418,6 +549,21 @@ def _token_at(value, where: str = "") -> str | None:
     return None
 
 
+MAX_NESTING = 32  # far beyond any real config; the checks below walk it recursively
+
+
+def _nesting(value) -> int:
+    """How deeply lists and mappings nest in `value`, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_config(path: str | Path) -> ReleaseConfig:
     """Read and validate a release config; every problem is a one-line ReleaseError."""
     path = Path(path)
@@ -425,12 +571,18 @@ def load_config(path: str | Path) -> ReleaseConfig:
         raise ReleaseError(f"config {path} not found: pass the path of a release YAML (see configs/)")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        too_deep = _nesting(raw) > MAX_NESTING
+    except RecursionError:  # the YAML parser recurses once per level
+        too_deep = True
     except UnicodeDecodeError as e:
         raise ReleaseError(f"config {path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ReleaseError(f"config {path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if too_deep:
+        raise ReleaseError(f"config {path}: nested more than {MAX_NESTING} levels deep; a release config is a "
+                           "few levels of keys (see configs/default.yaml)")
     if not isinstance(raw, dict):
         raise ReleaseError(f"config {path}: expected a mapping of keys at the top level")
     try:

@@ -24,6 +24,7 @@ from release.mri.stage import (after_search, check_before_push, genome_mri_recor
                                search_r_mri, stage_health, stage_mri)
 from release.run.files import remove_orphans, write_json
 from release.run.lock import hold_run_lock
+from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
@@ -49,7 +50,7 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
         publish_tiny_parents(config, hub, dry_run)
     selections = get_breeder(config.breed.method).plan_pull(config, hub)  # one-line errors before any download
     result = {}
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, selection = getattr(config, role), (selections or {}).get(role)
         extra = {} if selection is None else {"allow_patterns": selection.files}
         # Blobs already checked against their Hub ids are remembered here, so a rerun does not hash them again.
@@ -71,10 +72,15 @@ def stage_pull(config: ReleaseConfig, session: HubSession, dry_run: bool,
     return Pulled(**result), [Path(parent.path) for parent in result.values()]
 
 
+def _roles(config: ReleaseConfig) -> tuple[str, ...]:
+    """The models a release pulls: both parents, and their common ancestor when the config names one."""
+    return ("father", "mother", "base") if config.base else ("father", "mother")
+
+
 def moved_on(config: ReleaseConfig, session: HubSession, pulled: Pulled) -> list[str]:
     """Parents pinned at an earlier pull whose configured branch has a newer commit now."""
     notes = []
-    for role in ("father", "mother"):
+    for role in _roles(config):
         ref, pinned = getattr(config, role), getattr(pulled, role).revision
         if ref.revision == pinned:  # a commit sha in the config: it cannot move
             continue
@@ -119,19 +125,27 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.model_dump(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
+                          **({"base": pulled.base.content} if pulled.base else {}),
                           **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
                             progress=progress, callbacks=_search_callbacks(config, live, key))
+        estimator = None
+        if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
+            result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
+                                             config.fitness.elite)
+            evaluation = evaluation.full_fitness  # and the transplant scores in full
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
         extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
+        if live.fitness is not None and hasattr(live.fitness, "record"):
+            estimator = live.fitness.record()
     bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 searched_x=result.x, method=live.method, genes=live.space.names, live=dict(live.record),
-                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."))
+                device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
@@ -180,6 +194,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     }
     if bred.searched_x is not None:  # CMA-ES's raw point: with r_MRI and tau, what the searched ratios came from
         search["x"] = bred.searched_x
+    if bred.estimator:  # what the card says of a cheap estimator (absent with full scoring, as before)
+        search["fitness"]["estimator"] = bred.estimator
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
     bred_json, pulled_json = bred.to_json(), pulled.to_json()
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
@@ -188,8 +204,9 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     # What `darwin-release reproduce` rebuilds the child with: the breeder and the library versions.
     genome = {"method": config.breed.method, **genome, "tool": {**genome["tool"], **library_versions()}}
     out = config.run_dir / "child"
+    base = {"base_dir": Path(pulled.base.path)} if pulled.base else {}  # only the weight merges take a base
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
-                 max_shard_size=config.child.max_shard_size, progress=progress)
+                 max_shard_size=config.child.max_shard_size, progress=progress, **base)
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
 
 
@@ -205,20 +222,26 @@ def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
 
 
 def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
-               health: Health | None = None, father_tag: str | None = None,
+               health: Health | None = None, emitted: dict | None = None, father_tag: str | None = None,
                father_dir: Path | None = None) -> tuple[Carded, list[Path]]:
-    """`father_tag`: the pipeline_tag of the father's card, the child's when it is of his class."""
+    """Render README.md and its charts into the child folder; the outputs (what card vouches for) are the
+    files there that emit (`emitted`: emit's manifest) did not write. `father_tag`: the pipeline_tag of the
+    father's card, the child's when it is of his class."""
     from release.breeders import get_breeder  # imports torch
     from release.card.model_card import child_pipeline_tag  # imports huggingface_hub: only after open_hub
+    from release.evals.final import copy_eval_results  # imports torch
 
     folder = Path(child.path)
     results = evaluated.results if evaluated else None
+    # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
+    copy_eval_results(Path(evaluated.path) if evaluated else None, folder)
     report = json.loads(Path(health.path).read_text()) if health else None
     tag = child_pipeline_tag(father_tag, father_dir, folder) if father_dir else "text-generation"
     get_breeder(config.breed.method).render_card(config, child.genome, results,
                                                  config.run_dir / "breed" / "candidates.jsonl", folder, health=report,
                                                  pipeline_tag=tag)
-    return Carded(readme=str(folder / "README.md")), [folder / "README.md"]
+    written = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p) not in (emitted or {})]
+    return Carded(readme=str(folder / "README.md")), [folder / "README.md", *written]
 
 
 def stage_push(config: ReleaseConfig, session: HubSession, child: Emitted,
@@ -292,10 +315,10 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
 
     with open_hub(config) as session:
         endpoint = session.endpoint
-        pulled = book.run("pull", [config.father, config.mother, endpoint],
+        pulled = book.run("pull", [config.father, config.mother, endpoint] + ([config.base] if config.base else []),
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
                           still_valid=lambda r: all(session.resolves(p.repo, p.revision, p.revision)
-                                                    for p in (r.father, r.mother)), record=Pulled)
+                                                    for p in r.models()), record=Pulled)
         if "pull" not in book.ran:
             for note in moved_on(config, session, pulled):
                 print(f"note: {note}")
@@ -305,6 +328,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         # Neither depends on where the cache keeps them.
         contents = {"father": pulled.father.content, "mother": pulled.mother.content}
         parents = {"father": pulled.father.revision, "mother": pulled.mother.revision}
+        if pulled.base:  # only then: runs without a base keep their stage keys
+            contents["base"], parents["base"] = pulled.base.content, pulled.base.revision
         s, g = config.search, config.genome
         # The MRI scan reads a cross-architecture hybrid's FFN branches: ffn_blend only (the health check
         # runs for every breeder).
@@ -338,15 +363,15 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
-                     lambda: stage_card(config, child, evaluated, health, _card_tag(session, pulled),
-                                        Path(pulled.father.path)), record=Carded)
+                     lambda: stage_card(config, child, evaluated, health, book.files("emit"),
+                                        _card_tag(session, pulled), Path(pulled.father.path)), record=Carded)
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
                     "fetched": pulled.fetched(),
                     "skipped": [s for s in HUB_STAGES if s in needed and (s != "space" or config.space)],
                     "health": health and health.to_json()}
         check_before_push(config, health, force)  # a failed health check stops the release here
-        pushed = book.run("push", [folder_digest(Path(child.path)), config.child.repo, endpoint,
+        pushed = book.run("push", [_child_content(book, Path(child.path)), config.child.repo, endpoint,
                                    config.hub.private, config.child.on_existing],
                           lambda: stage_push(config, session, child, force="push" in force),
                           still_valid=lambda r: session.resolves(r.repo, r.ref, r.revision), record=Pushed)
@@ -365,6 +390,14 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def _child_content(book: StageBook, folder: Path) -> str:
+    """The child folder's content key for push, once it is known to hold exactly what emit and card wrote
+    (their bytes were checked when those stages were skipped): one line and nothing pushed otherwise."""
+    if not book.files("emit"):  # a run folder from before manifests: its bytes are trusted, as then
+        return folder_digest(folder)
+    return digest(vouched_folder(folder, [book.files("emit"), book.files("card")], "emit or card"))
 
 
 def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: Bred, child: Emitted,
@@ -388,6 +421,7 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "space_revision": spaced and spaced.revision,
         "father": {"repo": pulled.father.repo, "revision": pulled.father.revision},
         "mother": {"repo": pulled.mother.repo, "revision": pulled.mother.revision},
+        **({"base": {"repo": pulled.base.repo, "revision": pulled.base.revision}} if pulled.base else {}),
         "fetched": pulled.fetched(),
         "genome": bred.genome,
         "method": config.breed.method,
@@ -396,7 +430,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "frozen": config.genome.frozen,
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
-                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason},
+                   "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
+                   **({"estimator": bred.estimator} if bred.estimator else {})},
         "scores": scores,
         "verify": verified and verified.to_json(),
         "stages_run": ran,

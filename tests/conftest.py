@@ -45,7 +45,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; DARWIN_SHARED_DATA names another place (e.g. from a git worktree).
+SHARED_DATA = Path(os.environ.get("DARWIN_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 _real_connect = socket.socket.connect
 

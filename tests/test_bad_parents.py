@@ -84,3 +84,56 @@ def test_a_damaged_parent_of_a_weight_merge_is_a_one_line_error(tiny_parents, tm
     with pytest.raises(ReleaseError) as e:
         check_same_architecture(father, mother)
     assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def _poison(folder, key, value=float("nan")):
+    """Write `value` into one element of the parent's tensor `key`, in place in its shard."""
+    from safetensors.torch import load_file, save_file
+
+    shard = folder / _index(folder)["weight_map"][key]
+    tensors = load_file(shard)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[3] = value
+    save_file(tensors, shard, metadata={"format": "pt"})
+    return shard.name
+
+
+@pytest.mark.parametrize("role, key, value", [
+    ("mother", "model.language_model.layers.1.mlp.up_proj.weight", float("nan")),
+    ("father", "model.language_model.layers.0.mlp.down_proj.weight", float("inf")),
+])
+def test_non_finite_parent_weights_are_one_line_where_the_mri_first_reads_them(parents, role, key, value):
+    """Issue 22 item 6: the MRI scan's histogram met NaN as "a bug in darwin-release"."""
+    from release.mri.static import static_scan
+
+    father, mother = parents
+    shard = _poison(father if role == "father" else mother, key, value)
+    config = make_child_config(father, mother, None)
+    with pytest.raises(ReleaseError) as e:
+        static_scan(father, mother, list(config.layer_map))
+    message = str(e.value)
+    assert "\n" not in message and all(w in message for w in (role, shard, key, "NaN or infinite")), message
+
+
+def test_non_finite_weights_outside_the_ffns_are_one_line_when_the_live_model_reads_them(parents):
+    father, mother = parents
+    key = "model.language_model.layers.2.self_attn.q_proj.weight"
+    shard = _poison(father, key)
+    config = make_child_config(father, mother, None)
+    with pytest.raises(ReleaseError) as e:
+        build_search_hybrid(father, mother, layer_map=list(config.layer_map))
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in ("father", shard, key)), str(e.value)
+
+
+def test_a_tensor_that_cannot_be_read_is_one_line_naming_parent_file_and_tensor(parents):
+    """Issue 22 item 7: a shard whose data was cut short after the plan read its header."""
+    from release.mri.static import static_scan
+
+    father, mother = parents
+    key = "model.language_model.layers.0.mlp.gate_proj.weight"
+    config = make_child_config(father, mother, None)  # before the damage: its header check would name it
+    shard = mother / _index(mother)["weight_map"][key]
+    shard.write_bytes(shard.read_bytes()[:-16])
+    with pytest.raises(ReleaseError) as e:
+        static_scan(father, mother, list(config.layer_map))
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in ("mother", shard.name)), str(e.value)

@@ -15,7 +15,8 @@ from release.config import FitnessSpec, TaskSpec
 from release.errors import ReleaseError
 from release.evals import Evaluator, ModelSpec, TaskSuite, calibration_fitness, evaluate_models
 from release.evals import final as final_module
-from release.evals.benchmarks import LM_EVAL_TASKS, write_task_configs
+from release.evals.benchmarks import ALIASES
+from release.evals.names import lm_eval_tasks_dir, resolve
 from release.evals.scorer import PrefixCacheLM, StockLM
 from release.evals.subsets import allocate, split_items
 from release.evals.synthetic import make_items
@@ -92,7 +93,7 @@ def test_suite_persists_its_subsets(tmp_path, suite):
     entry = saved["tasks"]["synthetic"]
     assert entry["search"]["indices"] == {"darwin_synthetic": suite.samples("search")["darwin_synthetic"]}
     assert entry["search"]["n"] == 12 and entry["heldout"]["n"] == 8
-    assert entry["dataset"] == "darwin-release/synthetic-mc"
+    assert entry["dataset"] is None  # generated records: no Hub dataset id is invented for them
     assert not set(suite.samples("search")["darwin_synthetic"]) & set(suite.samples("heldout")["darwin_synthetic"])
     assert suite.search_items == {"synthetic": 12}
     # Same seed elsewhere: same items and fingerprint (no paths in it); another seed: other items.
@@ -115,14 +116,13 @@ def test_config_problems_are_one_line_release_errors(tmp_path):
         TaskSuite.from_spec(SYNTHETIC, tmp_path / "c", seed=0).samples("train")
 
 
-def test_hub_mode_loads_lm_evals_registered_groups_by_name(tmp_path):
-    from lm_eval.tasks import TaskManager
-
-    load, dirs = write_task_configs(["click", "musr"], None, tmp_path / "tasks", 0, seed=0)
-    assert load == ["click", "leaderboard_musr"]
-    assert dirs == [LM_EVAL_TASKS / "click", LM_EVAL_TASKS / "leaderboard" / "musr"]
-    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False)
-    assert {"click", "leaderboard_musr"} <= set(manager.all_groups)  # indexed only: nothing is downloaded
+def test_hub_mode_indexes_only_the_alias_folders(tmp_path):
+    """click and musr: lm-eval's registered groups, from their own folders only (nothing is downloaded)."""
+    fixed = [lm_eval_tasks_dir().joinpath(*ALIASES[n].folder) for n in ("click", "musr")]
+    assert fixed == [lm_eval_tasks_dir() / "click", lm_eval_tasks_dir() / "leaderboard" / "musr"]
+    manager = resolve(["click", "leaderboard_musr"], [], fixed)
+    assert {"click", "leaderboard_musr"} <= set(manager.all_groups)
+    assert len(manager.all_tasks) < 40  # not lm-eval's ~14k
 
 
 # ---- the evaluator ----
@@ -389,8 +389,10 @@ def test_evaluate_models_writes_the_results_the_card_reads(tiny_parents, suite, 
     results = evaluate_models(models, suite, out, scorer="fast", device="cpu", progress=False)
     assert json.loads(out.read_text()) == results
     assert results["split"] == "heldout"
-    assert results["tasks"] == {"synthetic": {"weight": 1.0, "metric": "acc", "n": 8,
-                                              "dataset": "darwin-release/synthetic-mc"}}
+    assert results["tasks"] == {"synthetic": {
+        "weight": 1.0, "metric": "acc", "n": 8, "dataset": None, "target": "darwin_synthetic", "filter": "none",
+        "dataset_config": None, "split": "test", "num_fewshot": 0, "higher_is_better": True, "search_n": 12,
+        "output_types": ["multiple_choice"]}}
     assert list(results["models"]) == ["child", "father", "mother"]
     for name, entry in results["models"].items():
         assert entry["repo"] == models[name].repo and entry["revision"] == models[name].revision

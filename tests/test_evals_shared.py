@@ -133,3 +133,35 @@ def test_fast_scorer_agrees_on_the_mother(suite, tiny_parents):
     tok = AutoTokenizer.from_pretrained(tiny_parents.mother)
     stock, fast = _agree(suite, model, tok, _few_items(suite, musr_items=1, click_items=10))
     assert stock.n == {"click": 10, "musr": 1}
+
+
+def test_lm_evals_results_file_holds_the_click_and_musr_rows_the_card_reads(suite, tiny_parents, tmp_path):
+    """Group rows: MuSR's (every subtask has items) aggregated by lm-eval itself, CLIcK's (10 of 11 subtasks)
+    by its group rule; the card's numbers are read back from the file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from release.evals.lm_eval_results import read_scores, start_tracker, write_results
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_parents.father).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_parents.father)
+    items = _few_items(suite, musr_items=3, click_items=10)
+    small = TaskSuite([dataclasses.replace(t, items={"heldout": {leaf: items.get(leaf, []) for leaf in t.leaves},
+                                                     "search": {}}) for t in suite.tasks], suite.seed, suite.workdir)
+    evaluator = Evaluator(model, tok, small, split="heldout", scorer="fast", groups=True)
+    tracker = start_tracker()
+    r = evaluator.evaluate()
+    assert "leaderboard_musr" in evaluator.last_output["results"]  # lm-eval aggregated this group itself
+    assert r.scores["musr"] == pytest.approx(evaluator.last_output["results"]["leaderboard_musr"]["acc_norm,none"])
+    path = write_results(evaluator.last_output, evaluator.lm, small, evaluator.leaf_stderrs(),
+                         {k: (r.scores[k], r.stderrs[k]) for k in r.scores}, tmp_path / "eval_results",
+                         repo="org/child", revision=None, trust_remote_code=True, dtype="float32", device="cpu",
+                         batch_size=8, samples_index=small.samples("heldout"), tracker=tracker, log_samples=False,
+                         env={"lm_eval_version": "0.4.13"})
+    wanted = {t.name: {"target": t.bench.target, "metric": t.bench.metric, "filter": "none"} for t in small.tasks}
+    scores = read_scores(path, wanted)
+    assert {k: v["value"] for k, v in scores.items()} == r.scores
+    assert {k: v["stderr"] for k, v in scores.items()} == r.stderrs
+    data = json.loads(path.read_text())
+    assert data["results"]["click"]["acc,none"] == r.scores["click"]
+    assert "/work/shared" not in path.read_text() and data["configs"]["click_cul_economy"]["dataset_kwargs"][
+        "data_files"]["train"] == "click.jsonl"

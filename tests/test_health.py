@@ -48,6 +48,9 @@ def test_a_sound_child_passes(tiny_parents, child, tmp_path):
     assert rows[1]["norm_mother"] == pytest.approx(1.0, abs=1e-4)
     assert rows[0]["hidden_cos_father"] == pytest.approx(1.0, abs=1e-5)  # nothing differs before layer 1
     assert [r["kind"] for r in rows] == ["father", "mother", "father", "blend", "father", "blend"]
+    for i in (3, 5):  # a blend's update is (1 - r) f + r m: the fitted shares are its ratio's
+        assert rows[i]["share_father"] == pytest.approx(1 - RATIOS[i], abs=1e-3)
+        assert rows[i]["share_mother"] == pytest.approx(RATIOS[i], abs=1e-3) and not rows[i]["lost_share"]
     assert set(result["perplexity"]) == {"child", "father", "mother"}
     assert result["generation"]["new_tokens"] > 0
     assert (tmp_path / "health.json").is_file() and (tmp_path / "health.png").stat().st_size > 0
@@ -85,3 +88,18 @@ def test_the_push_gate_and_its_two_overrides(tmp_path):
     check_before_push(config(), failed, force={"push"})  # --force push
     check_before_push(config(stop_on_failure=False), failed, force=set())  # the config switch
     check_before_push(config(), replace(failed, passed=True, reasons=[], flagged_layers=[]), force=set())
+
+
+def test_a_blend_layer_that_lost_the_father_ffn_is_flagged(tiny_parents, child, tmp_path):
+    """Issue 22 item 14: with only the father FFN zeroed, a blend's update is r m, close to the mother's
+    branch, so "diverges from both" never fired."""
+    broken = tmp_path / "broken"
+    shutil.copytree(child, broken)
+    _edit(broken, "model.layers.3.mlp.down_proj.weight", torch.zeros_like)  # the father FFN of a 0.4 blend
+    result = _check(tiny_parents, broken, tmp_path / "out")
+    row = result["layers"][3]
+    assert abs(row["share_father"]) < 0.05 and row["share_mother"] == pytest.approx(0.4, abs=0.05), row
+    assert result["flagged_layers"] == [3] and not result["passed"]
+    assert result["reasons"] == ["blend layers 3 lost a parent's share of their update"]
+    with pytest.raises(ReleaseError, match="lost a parent's share"):
+        require_healthy(result, tmp_path / "out")

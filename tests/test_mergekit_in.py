@@ -68,6 +68,7 @@ tasks:
     weight: 1.0
     metric: "exact_match,strict-match"
 limit: 100
+num_fewshot: 0
 """
 
 
@@ -118,9 +119,9 @@ def test_a_mergekit_evolve_config_maps_its_tasks_and_lists_the_rest():
     EvolMergeConfiguration.model_validate(yaml.safe_load(EVOLVE))  # a real mergekit-evolve config
     config, notes = _imported(EVOLVE, "evolved")
     assert config["name"] == "evolved" and config["breed"]["method"] == "dare_ties"
-    assert config["fitness"] == {"kind": "benchmark", "tasks": [{"name": "musr", "weight": 0.4},
-                                                                {"name": "click", "weight": 0.6}]}
-    assert "tasks: gsm8k is not a darwin-release fitness task (click, musr, ...): left out" in notes
+    assert config["fitness"] == {"kind": "benchmark", "tasks": [
+        {"name": "musr", "weight": 0.4, "num_fewshot": 0}, {"name": "click", "weight": 0.6, "metric": "acc,none", "num_fewshot": 0},
+        {"name": "gsm8k", "weight": 1.0, "metric": "exact_match,strict-match", "num_fewshot": 0}]}
     assert "limit: not mapped (darwin-release has no such setting)" in notes
     assert "genome.layer_granularity: not mapped" in notes and "genome.normalize: not mapped" in notes
 

@@ -58,6 +58,12 @@ BROKEN = {
     "father-revision-escapes": _config().replace("{repo: a/father}", "{repo: a/father, revision: ../../x}"),
     "mother-revision-hidden": _config().replace("{repo: a/mother}", "{repo: a/mother, revision: .git}"),
     "push-branch-escapes": _config(shards="5GB, on_existing: {branch: ../main}"),
+    # Issue 22 item 11: a ref is someone's pull request (or the Hub's own), never the branch a release commits to.
+    "push-branch-pull-request": _config(shards="5GB, on_existing: {branch: refs/pr/1}"),
+    "push-branch-full-ref": _config(shards="5GB, on_existing: {branch: refs/heads/main}"),
+    # Issue 22 item 9: nesting deep enough to exhaust the YAML parser's recursion, or just unreasonably deep.
+    "nested-20000-lists": _config() + "card: {genealogy: {note: " + "[" * 20000 + "]" * 20000 + "}}\n",
+    "nested-200-mappings": _config() + "card: {genealogy: " + "{a: " * 200 + "1" + "}" * 200 + "}\n",
     "father-repo-three-parts": _config().replace("{repo: a/father}", "{repo: a/b/father}"),
     "not-yaml": "name: [unclosed\n",
     "key-given-twice": _config(extra="genome: {r_max: 0.3}\ngenome: {r_max: 0.4}\n"),
@@ -157,3 +163,49 @@ def test_space_serve_refuses_a_port_out_of_range_in_one_line():
     out = subprocess.run([sys.executable, "-m", "release", "space-serve", "configs/default.yaml", "--port", "70000"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "not a port" in out.stderr.splitlines()[-1]
+
+
+def test_tokens_from_hf_auth_login_and_any_token_shaped_text_are_redacted(tmp_path, monkeypatch, capsys):
+    """Issue 22 item 13: not only $HF_TOKEN. `hf auth login` stores tokens in HF_HOME; any other text shaped
+    like a Hub token (one copied into an error message, say) is hidden too."""
+    import logging
+
+    import release.pipeline
+    from release.cli import main
+    from release.errors import ReleaseError
+    from release.redact import redact
+
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    active, named = "hf_LoginToken" + "x7" * 12, "org-token-" + "q9" * 10  # the second is not token-shaped
+    (home / "token").write_text(active)
+    (home / "stored_tokens").write_text(f"[work]\nhf_token = {named}\n\n[active]\nhf_token = {active}\n")
+    stray = "hf_" + "AbCd1234" * 4
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    def failing(config, opts):
+        logging.getLogger("release.test").warning("pushing with %s", active)
+        raise RuntimeError(f"401 for {active}, {named} and {stray}")
+
+    monkeypatch.setattr(release.pipeline, "run_release", failing)
+    path = tmp_path / "c.yaml"
+    path.write_text(_config() + f"runs_dir: {tmp_path / 'runs'}\n")
+    assert main(["run", str(path), "--no-progress", "-v"]) == 1
+    err = capsys.readouterr().err
+    line = err.splitlines()[-1]
+    trace = Path(line.split("traceback is in ")[1].rstrip(")"))
+    try:
+        for text in (err, trace.read_text()):
+            assert "401 for ***, *** and ***" in text
+            assert active not in text and named not in text and stray not in text
+        assert redact("hf_hub_download") == "hf_hub_download"  # code names stay readable
+    finally:
+        trace.unlink()
+
+    def refused(config, opts):
+        raise ReleaseError(f"the Hub rejected {named}")
+
+    monkeypatch.setattr(release.pipeline, "run_release", refused)
+    assert main(["run", str(path), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "error: the Hub rejected ***"

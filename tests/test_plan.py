@@ -211,6 +211,42 @@ def test_plan_token_count_equals_the_scorers(scorer, batch_size, tiny_parents, t
     assert predicted.tokens == measured > 0
 
 
+def test_plan_counts_the_log_probs_the_scorer_still_holds_during_each_forward(tiny_parents, tmp_path, monkeypatch):
+    """The plan's memory peak adds, per forward, the fp32 log-probabilities still alive from earlier ones (HFLM
+    keeps a batch's until the next batch's are computed): watched on the real scorer, forward by forward."""
+    import weakref
+
+    import torch.nn.functional as F
+    from transformers import AutoTokenizer
+
+    from release.config import load_config
+    from release.evals import Evaluator, TaskSuite
+    from release.breeders.hybrid import build_search_hybrid
+    from release.plan.costs import count_tokens
+    from release.plan.requests import search_requests
+
+    config = load_config(ROOT / "configs/default.yaml")
+    model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_parents.father)
+    suite = TaskSuite.from_spec(config.fitness, tmp_path, config.search.seed)
+    evaluator = Evaluator(model, tokenizer, suite, scorer="stock", batch_size=3, verify=0)
+    vocab = model.config.get_text_config().vocab_size
+    alive, seen = [], []
+    log_softmax = F.log_softmax
+
+    def watched(*args, **kwargs):
+        out = log_softmax(*args, **kwargs)
+        alive.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(F, "log_softmax", watched)
+    model.register_forward_pre_hook(lambda m, args: seen.append(
+        sum(t().numel() // vocab for t in alive if t() is not None)))
+    evaluator.evaluate()
+    predicted = count_tokens(search_requests(config, tokenizer), 3, 8192, "stock")
+    assert sorted(seen) == sorted(predicted.carried) and max(seen) > 0
+
+
 def _genesis_shaped(role: str, hidden: int = 2560):
     """A parent's metadata at the real Genesis shapes and key names, as its safetensors headers list them
     (the model built on the meta device: no weights, no memory)."""
@@ -256,3 +292,16 @@ def test_genesis_shaped_parents_plan_the_hybrid_design_quotes():
     assert abs(est.hybrid_params / 9.7e9 - 1) < 0.02 and est.hybrid_bytes == 2 * est.hybrid_params
     with pytest.raises(ReleaseError, match="hidden sizes differ: father 2560, mother 2048"):
         parent_checks(config, _genesis_shaped("father"), _genesis_shaped("mother", hidden=2048))
+
+
+def test_a_task_whose_data_is_not_offline_fails_at_plan_in_one_line_naming_the_dataset(published, tmp_path, capsys):
+    """The plan builds the search subsets before any download: a Hub dataset it cannot read stops it there."""
+    path = _config(tmp_path, published["father"], published["mother"])
+    raw = yaml.safe_load(path.read_text())
+    raw["fitness"]["tasks"] = [{"name": "arc_easy", "weight": 1.0, "search_size": 8}]
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = _plan(path, capsys)
+    assert code == 2
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "allenai/ai2_arc" in line and "arc_easy" in line and "data_files" in line
+    assert "parents: valid" in out  # the parents' headers were checked; the tasks stopped it before any weights

@@ -5,7 +5,6 @@ as `make release` runs it (only the run folder, the store and the port are moved
 """
 
 import json
-import pickle
 import re
 import shutil
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from release.search.checkpoint import read_checkpoint
 from tests.cli import ROOT, isolated_env, run_cli
 
 RUN_TIMEOUT = 400
@@ -85,6 +85,10 @@ def test_release_json_records_the_whole_release(first_release):
     assert release["layer_kinds"][4] == "father"
     assert release["mixing_rule"] == "ffn_output_blend"
     assert set(release["scores"]) == {"child", "father", "mother"}
+    # lm-eval's own results files for the three models are pushed with the child (the card reads them).
+    files = sorted((tmp / "runs/tiny-default/child/eval_results").glob("*/results_*.json"))
+    assert len(files) == 3 and all("acc,none" in json.loads(f.read_text())["results"]["darwin_synthetic"]
+                                   for f in files)
     assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
     assert release["wall_seconds"] > 0
     assert release["stages_run"] == ["pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space",
@@ -139,29 +143,81 @@ def test_running_again_does_no_stage_twice_and_makes_no_commit(first_release):
     assert after["genome"] == before["genome"]
 
 
+def _hub_commits(tmp: Path, repo: str) -> list[str]:
+    from huggingface_hub import HfApi
+
+    from release.localhub import serve
+
+    server = serve(tmp / "hub", port=0)  # the run's own endpoint is down between runs: serve the store again
+    try:
+        return [c.commit_id for c in HfApi(endpoint=server.url).list_repo_commits(repo)]
+    finally:
+        server.stop()
+
+
+def test_a_damaged_child_in_the_run_folder_never_reaches_the_hub(first_release):
+    tmp, config, _, _ = first_release
+    before = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    commits = _hub_commits(tmp, before["child_repo"])
+    child = tmp / "runs/tiny-default/child"
+    shard = max(child.glob("*.safetensors"), key=lambda p: p.stat().st_size)
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: len(whole) // 2])  # a damaged disk, a half-finished copy
+    out = _release(tmp, config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    assert "emit" in after["stages_run"]  # the stage that wrote the shard wrote it again
+    assert "push" not in after["stages_run"] and after["child_revision"] == before["child_revision"]
+    assert shard.read_bytes() == whole
+    assert _hub_commits(tmp, before["child_repo"]) == commits  # no commit, damaged or not
+    verified = run_cli(tmp, "verify", str(config), "--force", "verify")
+    assert verified.returncode == 0, verified.stderr[-3000:]
+
+    # A file no stage wrote is not pushed either: one line, nothing written to the Hub.
+    (child / "stray.bin").write_bytes(b"not part of the release")
+    out = _release(tmp, config)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
+    assert "stray.bin" in out.stderr and "Traceback" not in out.stderr
+    assert _hub_commits(tmp, before["child_repo"]) == commits
+    (child / "stray.bin").unlink()
+
+
+def _stop_after_generation(tmp: Path, config: Path, name: str, generation: int, how: int):
+    """Start `run CONFIG`, send `how` once the search checkpoint holds `generation` generations; returns the
+    finished process (stderr captured) and the generation the checkpoint held."""
+    cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=isolated_env(tmp),
+                            cwd=ROOT)
+    checkpoint = tmp / f"runs/{name}/breed/checkpoint.npz"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    reached = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            reached = read_checkpoint(checkpoint)[0]["generation"]  # written whole, by rename
+            if reached >= generation:
+                break
+        time.sleep(0.05)
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=60)  # SIGTERM must stop it within seconds, wherever it is
+    return proc, err, read_checkpoint(checkpoint)[0]["generation"]
+
+
 def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
     tmp, _, _, _ = first_release
     reference = json.loads((tmp / "runs/tiny-default/release.json").read_text())
     # Same parents, genome, search and fitness; another run folder and child repo, no Space.
     config = _config(tmp, name="killed", child={"repo": "darwin-local/tiny-darwin-child-resumed",
                                                  "max_shard_size": "500KB"}, space=None)
-    cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=isolated_env(tmp), cwd=ROOT)
-    checkpoint = tmp / "runs/killed/breed/checkpoint.pkl"
-    deadline = time.monotonic() + RUN_TIMEOUT
-    generation = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            try:
-                generation = pickle.loads(checkpoint.read_bytes())["state"]["generation"]
-            except Exception:
-                generation = 0  # caught mid-rename: look again
-            if generation >= 1:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 1 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
+    # SIGTERM (issue 22 item 10): a clean stop, as Ctrl-C, one line; the checkpoint stays whole.
+    proc, err, generation = _stop_after_generation(tmp, config, "killed", 1, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    # (the datasets library draws its own bars on stderr while the search builds its items)
+    assert err.strip().splitlines()[-1] == "interrupted: run the same command again to continue where it stopped"
+    assert "Traceback" not in err and "error" not in err.lower(), err
+    assert 1 <= generation < 4
+    # SIGKILL: no cleanup at all.
+    proc, _, generation = _stop_after_generation(tmp, config, "killed", generation + 1, signal.SIGKILL)
+    assert 2 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
     assert not (tmp / "runs/killed/release.json").exists()
     out = _release(tmp, config)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -150,3 +150,19 @@ def test_the_rebuild_compares_names_shapes_and_dtypes_too(tmp_path):
     assert compare_tensors(a, b)[1].startswith("the published child holds y, which the rebuild does not")
     save_file({"x": torch.zeros(2, 3), "y": torch.ones(4)}, b / "model.safetensors")
     assert compare_tensors(a, b) == (2, None)
+
+
+def test_a_childs_own_mergekit_config_imports_back_to_its_method_parents_and_density(dare_child):
+    """mergekit out, then in: the shipped mergekit_config.yml names the same parents at the same commits."""
+    import yaml
+
+    from release.breeders.mergekit_in import import_mergekit
+
+    _, _, child = dare_child
+    genome = json.loads((child / "darwin_genome.json").read_text())
+    config, notes = import_mergekit(yaml.safe_load((child / "mergekit_config.yml").read_text()), "back")
+    assert config["breed"]["method"] == "dare_ties"
+    assert config["father"] == genome["father"] and config["mother"] == genome["mother"]
+    assert config["breed"]["density_init"] == pytest.approx(genome["density"], abs=0.05)  # the mean over tensors
+    assert config["breed"]["dare_rescale"] == genome.get("dare_rescale", "inverse_density")
+    assert all("\n" not in n and len(n) < 300 for n in notes)

@@ -77,3 +77,13 @@ def test_a_merged_child_passes_and_a_scaled_layer_is_flagged(child, tmp_path):
     assert not report["passed"] and report["reasons"][0] == f"layers {DAMAGED} diverge from both parents"
     with pytest.raises(ReleaseError, match=r"health check failed: layers 2 diverge from both parents"):
         require_healthy(report, tmp_path / "scaled" / "health.json")
+
+
+def test_a_layer_with_every_weight_zeroed_is_flagged_at_the_default_thresholds(child, tmp_path):
+    """Issue 22 item 14: Gemma 4's layer_scalar kept such a layer's update at cosine ~0.6 with its parents'."""
+    import torch
+
+    report = _check(_damaged(child, tmp_path, torch.zeros_like), child, tmp_path / "zeroed")
+    assert report["flagged_layers"] == [DAMAGED], report["layers"][DAMAGED]
+    assert report["layers"][DAMAGED]["norm_father"] < 1e-3 and report["layers"][DAMAGED]["norm_mother"] < 1e-3
+    assert not report["passed"]

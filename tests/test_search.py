@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from release.config import GenomeSpec, SearchSpec
 from release.errors import ReleaseError
 from release.breeders.ffn_genome import GenomeSpace
+from release.search.checkpoint import read_checkpoint, save_checkpoint
 from release.search.cmaes import CHECKPOINT, LOG, run_search
 
 N_LAYERS = 12
@@ -105,12 +105,12 @@ def test_killed_process_resumes_to_the_same_genome(tmp_path):
     ckpt = tmp_path / "cut" / CHECKPOINT
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if ckpt.exists() and pickle.loads(ckpt.read_bytes())["state"]["generation"] >= 2:
+        if ckpt.exists() and read_checkpoint(ckpt)[0]["generation"] >= 2:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    generation = pickle.loads(ckpt.read_bytes())["state"]["generation"]
+    generation = read_checkpoint(ckpt)[0]["generation"]
     assert 2 <= generation < 6
     out = subprocess.run([sys.executable, script, tmp_path / "cut", "fast", "resume"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == json.loads(ref.stdout)
@@ -123,7 +123,7 @@ def test_corrupt_or_foreign_checkpoint_is_refused_in_one_line(tmp_path):
     with pytest.raises(ReleaseError, match="another config") as e:
         run_search(_space(), quadratic, spec, tmp_path, fingerprint="config-b", resume=True, progress=False)
     assert "\n" not in str(e.value)
-    (tmp_path / CHECKPOINT).write_bytes(b"not a pickle")
+    (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(ReleaseError, match="corrupt") as e:
         run_search(_space(), quadratic, spec, tmp_path, fingerprint="config-a", resume=True, progress=False)
     assert "\n" not in str(e.value)
@@ -178,9 +178,9 @@ def test_a_torn_or_unsaved_log_tail_resumes_to_the_same_genome_and_log(tmp_path,
                    progress=False)
     log_path = tmp_path / "cut" / LOG
     if legacy:  # a checkpoint written before it recorded the log's length
-        saved = pickle.loads((tmp_path / "cut" / CHECKPOINT).read_bytes())
-        del saved["state"]["log_bytes"]
-        (tmp_path / "cut" / CHECKPOINT).write_bytes(pickle.dumps(saved))
+        state, candidates, fitness = read_checkpoint(tmp_path / "cut" / CHECKPOINT)
+        del state["log_bytes"]
+        save_checkpoint(tmp_path / "cut" / CHECKPOINT, state, candidates, fitness)
     if isinstance(tail, str):  # the next generation's lines reached the log, then the kill came
         tail = b"".join(line + b"\n" for line in (tmp_path / "full" / LOG).read_bytes().splitlines()[12:18])
     with log_path.open("ab") as f:
@@ -216,3 +216,40 @@ def test_a_non_finite_fitness_is_an_error_never_a_result(tmp_path, bad):
     assert not (tmp_path / "best.json").exists()
     rows = [json.loads(line) for line in (tmp_path / LOG).read_text().splitlines()]
     assert {r["generation"] for r in rows} == {0}  # the failed generation left nothing behind
+
+
+def test_a_pickled_checkpoint_is_never_loaded(tmp_path):
+    """Issue 22 item 12: anyone who can write the run folder must not get code execution on --resume."""
+    import pickle
+
+    spec = SearchSpec(popsize=4, sigma0=0.1, max_generations=1, seed=1)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "checkpoint.pkl").write_bytes(pickle.dumps({"es": Payload(), "state": Payload()}))
+    fresh = run_search(_space(), quadratic, spec, tmp_path / "fresh", fingerprint="f", progress=False)
+    resumed = run_search(_space(), quadratic, spec, tmp_path, fingerprint="f", resume=True, progress=False)
+    assert not marker.exists() and not (tmp_path / "checkpoint.pkl").exists()
+    assert resumed.genome == fresh.genome and resumed.evaluations == fresh.evaluations  # started over
+    # The checkpoint itself is plain data: numpy refuses any object array in it.
+    run_search(_space(), quadratic, spec, tmp_path / "new", fingerprint="f", progress=False)
+    import numpy
+
+    with numpy.load(tmp_path / "new" / CHECKPOINT, allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["candidates", "fitness", "format", "state"]
+        assert all(saved[k].dtype != object for k in saved.files)
+
+
+def test_a_checkpoint_whose_candidates_were_changed_is_refused(tmp_path):
+    spec = SearchSpec(popsize=4, sigma0=0.1, max_generations=2, seed=1)
+    run_search(_space(), quadratic, spec, tmp_path, fingerprint="f", progress=False)
+    state, candidates, fitness = read_checkpoint(tmp_path / CHECKPOINT)
+    candidates[1, 0, 0] += 0.01  # a genome CMA-ES never asked for
+    save_checkpoint(tmp_path / CHECKPOINT, state, candidates, fitness)
+    with pytest.raises(ReleaseError, match="does not match this search") as e:
+        run_search(_space(), quadratic, spec.model_copy(update={"max_generations": 3}), tmp_path, fingerprint="f",
+                   resume=True, progress=False)
+    assert "\n" not in str(e.value)

@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 pytest.importorskip("trackio")
 
+from release.search.checkpoint import read_checkpoint  # noqa: E402
 from release.search.cmaes import CHECKPOINT, LOG, run_search  # noqa: E402
 from release.search.tracking import TrackioTracker, logged_rows  # noqa: E402
 from tests.test_search import FROZEN, _space, quadratic  # noqa: E402
@@ -53,13 +53,13 @@ def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generat
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt, deadline = tmp_path / CHECKPOINT, time.monotonic() + 120
     while time.monotonic() < deadline:  # kill inside generation 3, after generation 2's checkpoint
-        if ckpt.exists() and pickle.loads(ckpt.read_bytes())["state"]["generation"] >= 2:
+        if ckpt.exists() and read_checkpoint(ckpt)[0]["generation"] >= 2:
             break
         time.sleep(0.02)
     time.sleep(0.12)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 2 <= pickle.loads(ckpt.read_bytes())["state"]["generation"] < GENERATIONS
+    assert 2 <= read_checkpoint(ckpt)[0]["generation"] < GENERATIONS
     out = subprocess.run([sys.executable, script, tmp_path, project, "resume"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -153,7 +153,7 @@ def test_search_track_in_the_config_logs_the_breed_stage_under_release_name_and_
         run_release(config, RunOptions(only=("breed",), progress=False))
     finally:
         os.environ.pop("HF_TOKEN", None)
-    fingerprint = pickle.loads((config.run_dir / "breed" / CHECKPOINT).read_bytes())["state"]["fingerprint"]
+    fingerprint = read_checkpoint(config.run_dir / "breed" / CHECKPOINT)[0]["fingerprint"]
     rows = SQLiteStorage.get_logs(config.name, fingerprint)
     fitness = sorted(r["candidate/fitness"] for r in rows if "candidate/index" in r)
     lines = [json.loads(line) for line in (config.run_dir / "breed" / LOG).read_text().splitlines()]

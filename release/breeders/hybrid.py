@@ -28,6 +28,7 @@ from release.parents.childmap import (  # noqa: F401  (re-exported: the stages i
     child_config, child_tensors, default_layer_map,
 )
 from release.parents.metadata import REDOWNLOAD, read_config, read_folder
+from release.parents.tensors import open_shard, parent_tensor
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ def child_tensor_sources(father_dir: Path, mother_dir: Path, config: DarwinConfi
 def build_hybrid(father_dir: Path, mother_dir: Path, config: DarwinConfig, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, progress: bool = False):
     """The child of `config` as a live model on `device` in `dtype`, in eval mode, read from the parents."""
-    from safetensors import safe_open
     from transformers import GenerationConfig
     from transformers import initialization as init
     from transformers.modeling_utils import local_torch_dtype
@@ -102,9 +102,10 @@ def build_hybrid(father_dir: Path, mother_dir: Path, config: DarwinConfig, devic
     with torch.no_grad():
         for shard, pairs in tqdm(sorted(by_shard.items()), desc="read parent shards", unit="shard",
                                  disable=not progress):
-            with safe_open(str(shard), framework="pt", device=str(device)) as f:
+            role = "father" if shard.parent == Path(father_dir) else "mother"
+            with open_shard(role, shard, pairs[0][1], device=str(device)) as f:
                 for child_key, key in pairs:
-                    tensor, target = f.get_tensor(key), targets[child_key]
+                    tensor, target = parent_tensor(role, f, shard, key), targets[child_key]
                     if tensor.shape != target.shape:
                         raise ReleaseError(f"{shard.name}: {key} has shape {tuple(tensor.shape)}, the child needs "
                                            f"{tuple(target.shape)} for {child_key}: the parent's config.json "

@@ -32,6 +32,18 @@ def gene_of(key: str) -> tuple[str, int | None]:
     return "norms", None
 
 
+def gene_module(key: str) -> str | None:
+    """The module prefix a layer gene covers, e.g. `model.layers.3.self_attn.` (None: a `norms` tensor).
+
+    Every tensor whose name starts with it belongs to the same gene as `key` (what a mergekit filter names)."""
+    m = _DECODER_LAYER.match(key)
+    if not m:
+        return None
+    rest = m.group(2)
+    hit = _FFN.search(rest) or _ATTN.search(rest)
+    return key[:m.start(2) + hit.end()] if hit else None
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     path: Path
@@ -58,24 +70,26 @@ def _headers(folder: Path, role: str) -> dict[str, TensorInfo]:
     return out
 
 
-def check_same_architecture(father_dir: Path, mother_dir: Path) -> dict[str, tuple[TensorInfo, TensorInfo]]:
-    """Both parents' tensors by name, after checking the parents share model_type and every tensor shape."""
+def check_same_architecture(father_dir: Path, mother_dir: Path,
+                            other: str = "mother") -> dict[str, tuple[TensorInfo, TensorInfo]]:
+    """Both parents' tensors by name, after checking the parents share model_type and every tensor shape.
+    `other`: the second model's role in messages (the mother, or the common ancestor "base")."""
     # hybrid imports transformers; one reader, so a damaged config.json is the same one-line error
     from release.breeders.hybrid import read_model_type
 
-    father_type, mother_type = read_model_type(father_dir, "father"), read_model_type(mother_dir, "mother")
+    father_type, mother_type = read_model_type(father_dir, "father"), read_model_type(mother_dir, other)
     if father_type != mother_type:
-        raise ReleaseError(f"father is a {father_type!r} model and mother a {mother_type!r} one: weight merges "
+        raise ReleaseError(f"father is a {father_type!r} model and {other} a {mother_type!r} one: weight merges "
                            "need one architecture; choose parents of one model_type, or breed.method: ffn_blend")
-    father, mother = _headers(Path(father_dir), "father"), _headers(Path(mother_dir), "mother")
+    father, mother = _headers(Path(father_dir), "father"), _headers(Path(mother_dir), other)
     for key in sorted(father.keys() | mother.keys()):
         if key not in mother:
-            raise ReleaseError(f"mother {mother_dir} lacks tensor {key} that the father has: weight merges need "
-                               "the same tensors in both parents (same config, same checkpoint layout)")
+            raise ReleaseError(f"{other} {mother_dir} lacks tensor {key} that the father has: weight merges need "
+                               "the same tensors in every model (same config, same checkpoint layout)")
         if key not in father:
-            raise ReleaseError(f"father {father_dir} lacks tensor {key} that the mother has: weight merges need "
-                               "the same tensors in both parents (same config, same checkpoint layout)")
+            raise ReleaseError(f"father {father_dir} lacks tensor {key} that the {other} has: weight merges need "
+                               "the same tensors in every model (same config, same checkpoint layout)")
         if father[key].shape != mother[key].shape:
             raise ReleaseError(f"tensor {key} has shape {father[key].shape} in the father but {mother[key].shape} "
-                               "in the mother: weight merges need parents of the same size")
+                               f"in the {other}: weight merges need models of the same size")
     return {key: (father[key], mother[key]) for key in father}

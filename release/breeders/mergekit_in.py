@@ -6,7 +6,7 @@ What maps (`darwin-release import-mergekit FILE [-o CONFIG]`):
   father when it is one of the two, else the common ancestor (`base:`, where this version has that key);
 - the mother's weight, `t`, or `weight` (normalised as mergekit normalises) -> `genome.init_mean`, the start
   of every share; `density` -> `breed.density_init`; `dtype` -> `search.dtype`; DARE's `rescale`;
-- mergekit-evolve's `tasks` -> `fitness.tasks` where darwin-release knows the task.
+- mergekit-evolve's `tasks` (any lm-eval task, its `metric`) and `num_fewshot` -> `fitness.tasks`.
 Everything else is listed, one line each, and left out: darwin-release searches one share per layer's
 attention and FFN, so per-layer values and filters only set where the search starts.
 """
@@ -26,7 +26,7 @@ METHODS = ("linear", "slerp", "ties", "dare_ties")
 TASK_NAMES = {"click": "click", "leaderboard_musr": "musr", "musr": "musr"}
 # Top-level keys read here; any other is listed as not mapped.
 _READ = {"merge_method", "models", "slices", "base_model", "parameters", "dtype"}
-_EVOLVE_READ = {"genome", "tasks"}
+_EVOLVE_READ = {"genome", "tasks", "num_fewshot"}
 _DTYPES = {"float32", "bfloat16", "float16"}
 
 
@@ -60,9 +60,13 @@ def _mean(value, what: str, notes: list[str]) -> float | None:
     if isinstance(value, list) and value and all(isinstance(v, dict) and "value" in v for v in value):
         numbers = [_mean(v["value"], f"{what} ({v.get('filter', 'default')})", notes) for v in value]
         mean = sum(numbers) / len(numbers)
-        filters = [v.get("filter", "default") for v in value]
-        notes.append(f"{what}: values by filter ({', '.join(map(str, filters))}); every share starts at their mean "
-                     f"{mean:.4g} (darwin-release searches each layer's attention and FFN shares)")
+        if what == "density":  # one density gene: the value most filters give (those at share 1 give 1)
+            mean = max(sorted(set(numbers)), key=numbers.count)
+        filters = [str(v.get("filter", "default")) for v in value]
+        shown = ", ".join(filters) if len(filters) <= 4 else f"{len(filters)} filters: {', '.join(filters[:3])}, ..."
+        start = "the density starts at the most common" if what == "density" else "every share starts at their mean"
+        notes.append(f"{what}: values by filter ({shown}); {start} {mean:.4g} (darwin-release searches each "
+                     "layer's attention and FFN shares and one density)")
         return mean
     raise ReleaseError(f"import-mergekit: {what} is {value!r}: give a number, a list of numbers or filter entries")
 
@@ -100,11 +104,15 @@ def import_mergekit(raw: dict, name: str) -> tuple[dict, list[str]]:
     base_name = body.get("base_model")
     names = [_model_name(m) for m in models]
     others = [m for m in models if _model_name(m) != base_name]
-    if len(others) != (1 if base_name in names else 2):
+    # base_model may be listed among the models or only named (mergekit's usual TIES form): either way, with
+    # one other model it is the father (every share 0 is him); with two others, their common ancestor.
+    allowed = (1,) if base_name in names else (1, 2) if base_name else (2,)
+    if len(others) not in allowed:
         raise ReleaseError(f"import-mergekit: {len(names)} models ({', '.join(map(str, names)) or 'none'}) with "
                            f"base_model {base_name}: darwin-release breeds exactly two parents")
-    if base_name in names:  # the base is one of the two: the father (every share 0 is him)
-        father, mother, ancestor = next(m for m in models if _model_name(m) == base_name), others[0], None
+    if len(others) == 1:
+        father = next((m for m in models if _model_name(m) == base_name), {"model": base_name})
+        mother, ancestor = others[0], None
     else:
         father, mother, ancestor = others[0], others[1], base_name
     config: dict = {"name": name, "father": _ref(_model_name(father)), "mother": _ref(_model_name(mother)),
@@ -145,7 +153,7 @@ def import_mergekit(raw: dict, name: str) -> tuple[dict, list[str]]:
     if evolve:
         notes += [f"genome.{key}: not mapped" for key in body
                   if key not in ("models", "merge_method", "base_model")]
-    config["fitness"] = _fitness(raw.get("tasks") if evolve else None, notes)
+    config["fitness"] = _fitness(raw.get("tasks") if evolve else None, notes, raw.get("num_fewshot") if evolve else None)
     try:
         ReleaseConfig.model_validate(config)  # what is written must load
     except ValidationError as e:
@@ -181,7 +189,7 @@ def _share(method: str, params: dict, father_params: dict, mother_params: dict, 
     return w_m
 
 
-def _fitness(tasks, notes: list[str]) -> dict:
+def _fitness(tasks, notes: list[str], num_fewshot: int | None = None) -> dict:
     if not tasks:
         notes.append("fitness: none in a mergekit config; written as kind calibration (mean log-likelihood of a "
                      "built-in text): name benchmark tasks under fitness.tasks to search on them")
@@ -189,14 +197,15 @@ def _fitness(tasks, notes: list[str]) -> dict:
     mapped = []
     for task in tasks:
         name = TASK_NAMES.get(task.get("name"), task.get("name"))
+        entry = {"name": name, "weight": float(task.get("weight", 1.0)),
+                 **({"metric": task["metric"]} if task.get("metric") else {}),
+                 **({"num_fewshot": num_fewshot} if num_fewshot is not None else {})}
         try:
-            TaskSpec.model_validate({"name": name, "weight": task.get("weight", 1.0)})
-        except ValidationError:
-            notes.append(f"tasks: {task.get('name')} is not a darwin-release fitness task (click, musr, ...): left out")
+            TaskSpec.model_validate(entry)
+        except ValidationError as e:
+            notes.append(f"tasks: {task.get('name')} left out ({e.errors()[0]['msg']})")
             continue
-        if task.get("metric") not in (None, "acc,none", "acc_norm,none"):
-            notes.append(f"tasks: {task['name']}'s metric {task['metric']} is not mapped: darwin-release scores accuracy")
-        mapped.append({"name": name, "weight": float(task.get("weight", 1.0))})
+        mapped.append(entry)
     if not mapped:
         return _fitness(None, notes)
     return {"kind": "benchmark", "tasks": mapped}

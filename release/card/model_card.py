@@ -55,11 +55,22 @@ class _Parent(_In):
     revision: str
 
 
+class _Estimator(_In):
+    estimator: str
+    items: int
+    candidates: int
+    tokens_scored: int
+    tokens_full: int
+    anchors: int | None = None
+    calibration_genomes: int | None = None
+
+
 class _SearchFitness(_In):
     kind: str
     tasks: dict[str, float] = {}
     search_items: dict[str, int] = {}
     scorer: str | None = None
+    estimator: _Estimator | None = None  # fitness.estimator irt / race (absent: full scoring)
 
 
 class _SearchRun(_In):
@@ -130,6 +141,13 @@ class _TaskInfo(_In):
     metric: str
     n: int
     dataset: str | None = None
+    # Written since lm-eval tasks of any kind are accepted (older results.json files lack them).
+    dataset_config: str | None = None
+    split: str | None = None
+    num_fewshot: int | None = None
+    search_n: int | None = None
+    filter: str = "none"
+    higher_is_better: bool = True
 
 
 class Results(_In):
@@ -138,6 +156,7 @@ class Results(_In):
     split: str
     tasks: dict[str, _TaskInfo] = Field(min_length=1)
     models: _Models
+    lm_eval_version: str | None = None  # set when lm-eval's results files were written (eval_results/)
 
     @model_validator(mode="after")
     def _every_model_scored_every_task(self) -> Results:
@@ -202,8 +221,9 @@ def _benchmarks(results: Results) -> dict:
     rows = []
     for name, task in results.tasks.items():
         rows.append({
-            "label": TASK_LABELS.get(name, name), "metric": task.metric, "n": task.n,
-            "dataset": task.dataset or "built-in",
+            "label": TASK_LABELS.get(name, name), "n": task.n,
+            "metric": task.metric if task.filter == "none" else f"{task.metric} ({task.filter})",
+            "dataset": task.dataset or ("built-in" if name == "synthetic" or name.startswith("zoo_") else "local records"),
             "child": _score(models.child.scores[name]), "father": _score(models.father.scores[name]),
             "mother": _score(models.mother.scores[name]),
         })
@@ -211,24 +231,38 @@ def _benchmarks(results: Results) -> dict:
                          for n, w in _weights({n: t.weight for n, t in results.tasks.items()}).items())
     return {
         "split": results.split, "rows": rows, "weights": weights,
+        "lower_is_better": [TASK_LABELS.get(n, n) for n, t in results.tasks.items() if not t.higher_is_better],
+        "lm_eval_files": bool(results.lm_eval_version),
         "fitness": {"child": _score(models.child.fitness), "father": _score(models.father.fitness),
                     "mother": _score(models.mother.fitness)},
         "vigor": _vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
     }
 
 
+LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
+
+
 def _eval_results(results: Results) -> list[EvalResult]:
-    """One model-index entry per task that names a Hub dataset: the child's held-out score."""
+    """One model-index entry per task that names a Hub dataset: the child's held-out score, with the
+    dataset's config, split and few-shot, and a source saying the search tuned on a disjoint split of it."""
     out = []
     for name, task in results.tasks.items():
         if not task.dataset:
             log.info("task %s has no Hub dataset id: shown in the card, left out of model-index", name)
             continue
+        searched = f"{task.search_n} other items" if task.search_n else "other items"
+        metric = task.metric if task.filter == "none" else f"{task.metric} ({task.filter})"
         out.append(EvalResult(
             task_type="text-generation", task_name="Text Generation",
             dataset_type=task.dataset, dataset_name=f"{TASK_LABELS.get(name, name)} (held-out, {task.n} items)",
+            dataset_config=task.dataset_config, dataset_split=task.split,
+            dataset_args={"num_few_shot": task.num_fewshot} if task.num_fewshot is not None else None,
             metric_type=task.metric, metric_value=results.models.child.scores[name].value,
-            metric_name=task.metric, verified=False,
+            metric_name=metric, verified=False,
+            source_name=(f"darwin-release final evaluation with lm-evaluation-harness: the search tuned the child "
+                         f"on {searched} of this benchmark (its search split); this value is on the "
+                         f"{task.n} disjoint held-out items (eval_results/ in this repo)"),
+            source_url=LM_EVAL_URL,
         ))
     return out
 
@@ -276,8 +310,22 @@ def _search_view(genome: Genome) -> dict:
         "popsize": s.popsize, "sigma0": f"{s.sigma0:g}", "seed": s.seed, "generations": s.generations,
         "evaluations": s.evaluations, "best_fitness": _num(s.best_fitness),
         "stop_reason": s.stop_reason, "device": s.device, "dtype": s.dtype, "kind": s.fitness.kind,
-        "scorer": s.fitness.scorer, "tasks": tasks,
+        "scorer": s.fitness.scorer, "tasks": tasks, "estimator": _estimator_line(s.fitness.estimator),
     }
+
+
+def _estimator_line(e: _Estimator | None) -> str | None:
+    """One line for the card: which estimator ranked the candidates, on how many items, and the tokens it took."""
+    if e is None:
+        return None
+    if e.estimator == "irt":
+        how = (f"IRT: each candidate answered {e.anchors} anchor items of {e.items}, after "
+               f"{e.calibration_genomes} calibration genomes answered all of them")
+    else:
+        how = f"racing: each generation answered its {e.items} items until the candidates' ranks were settled"
+    saved = f"{e.tokens_full / e.tokens_scored:.1f}x fewer" if e.tokens_scored else "none"
+    return (f"{how}; the child chosen by full scoring among the best estimates; {e.tokens_scored:,} tokens scored "
+            f"vs {e.tokens_full:,} for full scoring of its {e.candidates} candidates ({saved})")
 
 
 def _default_citation(config: ReleaseConfig, genome: Genome) -> str:

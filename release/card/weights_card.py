@@ -16,6 +16,7 @@ from pydantic import Field
 from release.card import model_card as base
 from release.card import plots
 from release.breeders import merge_ops
+from release.breeders.mergekit_out import MERGEKIT_FILE, MERGEKIT_VERSION, REPRODUCED
 from release.card.mri_view import health_view
 from release.errors import ReleaseError
 from release.mri.plots import plot_health
@@ -39,6 +40,9 @@ class WeightsGenome(base._In):
     paper: _Paper
     ratios: dict[str, list[float]]
     density: float | None = None
+    dare_rescale: str | None = None  # dare_ties: "inverse_density" or "l1" (absent before it was a choice)
+    # the common ancestor the task vectors are taken from ("base" in the record; None: the father)
+    ancestor: base._Parent | None = Field(None, alias="base")
     seed: int
     frozen: list[int] = []
     r_max: float = Field(gt=0)
@@ -60,12 +64,28 @@ def _genome_view(g: WeightsGenome) -> dict:
         "density": None if g.density is None else base._num(g.density), "seed": g.seed, "frozen": g.frozen,
         "mean_attn": base._num(sum(attn) / len(attn)), "mean_ffn": base._num(sum(ffn) / len(ffn)),
         "transplant": _transplant_view(g.transplant),
+        "rescale": None if g.method != "dare_ties" else _RESCALES[g.dare_rescale or "inverse_density"],
         "mri": g.mri and {"trust": g.mri.get("trust"),
                           "tau": None if g.mri.get("tau") is None else base._num(g.mri["tau"]),
                           "r_mri": ", ".join(base._num(r) for r in g.mri["r_mri"])},
         "layers": [{"index": i, "attn": base._num(a), "ffn": base._num(f), "bar": base._bar(f, g.r_max),
                     "note": "frozen" if i in frozen else ""} for i, (a, f) in enumerate(zip(attn, ffn))],
     }
+
+
+_RESCALES = {
+    "inverse_density": "survivors rescaled by 1 / density (the paper's; `breed.dare_rescale: inverse_density`)",
+    "l1": "survivors rescaled to the task vector's L1 norm (mergekit's default; `breed.dare_rescale: l1`)",
+}
+
+
+def _mergekit_view(folder: Path, method: str) -> dict | None:
+    """The shipped mergekit_config.yml, for the card's Configuration section (None: a child without one)."""
+    path = folder / MERGEKIT_FILE
+    if not path.is_file():
+        return None
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+    return {"yaml": text.strip(), "file": MERGEKIT_FILE, "version": MERGEKIT_VERSION, "reproduced": REPRODUCED[method]}
 
 
 def _transplant_view(t: dict | None) -> dict | None:
@@ -118,7 +138,8 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     out_dir = Path(out_dir)
     eval_results = base._eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license, base_model=[config.father.repo, config.mother.repo],
+        license=config.card.license,
+        base_model=[config.father.repo, config.mother.repo] + ([g.ancestor.repo] if g.ancestor else []),
         base_model_relation="merge", language=list(config.card.languages), library_name="transformers",
         pipeline_tag=pipeline_tag, tags=BASE_TAGS + [g.method] + list(config.card.tags),
         model_name=config.child.repo.split("/")[-1] if eval_results else None, eval_results=eval_results or None,
@@ -126,13 +147,13 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     card = ModelCard.from_template(
         card_data, template_path=str(TEMPLATE), repo=config.child.repo,
         title=config.child.repo.split("/")[-1], description=config.card.description.strip(),
-        father=g.father, mother=g.mother, genome=_genome_view(g), search=base._search_view(g),
+        father=g.father, mother=g.mother, ancestor=g.ancestor, genome=_genome_view(g), search=base._search_view(g),
         benchmarks=base._benchmarks(r) if r is not None else None,
         generations=[{"generation": x["generation"], "candidates": x["candidates"], "best": base._num(x["best"]),
                       "mean": base._num(x["mean"])} for x in generations],
         genome_png=base.GENOME_PNG, fitness_png=base.FITNESS_PNG if generations else None,
         genealogy=list(config.card.genealogy.items()),
-        health=health_view(health), health_png=base.HEALTH_PNG,
+        health=health_view(health), health_png=base.HEALTH_PNG, mergekit=_mergekit_view(out_dir, g.method),
         citation=(config.card.citation or base._default_citation(config, g)).strip(), tool=g.tool,
         fold_rows=base.FOLD_ROWS,
     )

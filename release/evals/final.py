@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from release.device import pick_device, pick_dtype, tune_cpu_threads
-from release.evals.evaluator import Evaluator
+from release.evals.evaluator import Evaluator, weighted_fitness
+from release.evals.lm_eval_results import EVAL_RESULTS, env_info, read_scores, start_tracker, write_results
 from release.run.files import write_json
 from release.evals.suite import TaskSuite
 
@@ -42,39 +45,85 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype):
 
 
 def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: str | Path, scorer: str = "fast",
-                    batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                    progress: bool = True) -> dict:
-    """Score every model on the held-out split and write results.json (atomically); return its content."""
+                    batch_size: int = 8, device: str = "auto", dtype: str = "auto", progress: bool = True,
+                    max_gen_toks: int | None = None, log_samples: bool = False) -> dict:
+    """Score every model on the held-out split; write lm-eval's results JSON per model (eval_results/ beside
+    `out_path`) and results.json (atomically), whose scores are read back from lm-eval's files; return it."""
     start = time.perf_counter()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
+    out_path = Path(out_path)
+    folder = out_path.parent / EVAL_RESULTS
+    if folder.exists():
+        shutil.rmtree(folder)  # files of an earlier evaluation (another child repo name) must not stay
     results = {
         "split": "heldout",
-        "tasks": {t.name: {"weight": t.weight, "metric": t.bench.metric, "n": t.n("heldout"),
-                           "dataset": t.bench.dataset} for t in suite.tasks},
+        "tasks": {t.name: _task_record(t) for t in suite.tasks},
         "models": {},
         "scorer": scorer,
         "subsets_fingerprint": suite.fingerprint,
+        "lm_eval_version": version("lm_eval"),
     }
+    env = env_info()
+    wanted = {name: {"target": t["target"], "metric": t["metric"], "filter": t.get("filter", "none")}
+              for name, t in results["tasks"].items()}
+    weights = {t.name: t.weight for t in suite.tasks}
+    signs = {t.name: 1 if t.bench.higher_is_better else -1 for t in suite.tasks}
     for name, spec in tqdm(models.items(), desc="Final evaluation", unit="model", disable=not progress):
         model, tokenizer = load_model(spec, dev, torch_dtype)
+        tracker = start_tracker()
         evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
-                              progress=progress)
+                              progress=progress, groups=True, max_gen_toks=max_gen_toks)
         r = evaluator.evaluate()
+        written = write_results(
+            evaluator.last_output, evaluator.lm, suite, evaluator.leaf_stderrs(),
+            {k: (r.scores[k], r.stderrs[k]) for k in r.scores}, folder, repo=spec.repo, revision=spec.revision,
+            trust_remote_code=spec.trust_remote_code, dtype=str(torch_dtype).removeprefix("torch."),
+            device=str(dev), batch_size=batch_size, samples_index=suite.samples("heldout"), tracker=tracker,
+            log_samples=log_samples, env=env)
+        scores = read_scores(written, wanted)  # the card's numbers: exactly what lm-eval's file says
+        value, se = weighted_fitness(weights, {k: signs[k] * v["value"] for k, v in scores.items()},
+                                     {k: v["stderr"] for k, v in scores.items()})
         results["models"][name] = {
             "repo": spec.repo, "revision": spec.revision,
-            "scores": {k: {"value": r.scores[k], "stderr": r.stderrs[k]} for k in r.scores},
-            "fitness": {"value": r.fitness, "stderr": r.stderr},
+            "scores": scores,
+            "fitness": {"value": value, "stderr": se},
             "scorer": evaluator.scorer,
             "seconds": round(r.seconds, 3),
+            "lm_eval_results": written.relative_to(out_path.parent).as_posix(),
+            "lm_eval_samples": sorted(p.relative_to(out_path.parent).as_posix()
+                                      for p in written.parent.glob("samples_*.jsonl")),
         }
-        log.info("%s: fitness %.4f ± %s on %d held-out items", name, r.fitness,
-                 f"{r.stderr:.4f}" if r.stderr is not None else "n/a", sum(r.n.values()))
+        log.info("%s: fitness %.4f ± %s on %d held-out items", name, value,
+                 f"{se:.4f}" if se is not None else "n/a", sum(r.n.values()))
         # Free this model before loading the next: never hold two on the device.
         del model, evaluator, r
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     results["seconds"] = round(time.perf_counter() - start, 3)
-    write_json(Path(out_path), results)
+    write_json(out_path, results)
     return results
+
+
+def _task_record(t) -> dict:
+    """What results.json (and the card) says about one benchmark."""
+    b = t.bench
+    record = {"weight": t.weight, "metric": b.metric, "n": t.n("heldout"), "dataset": b.dataset,
+              "target": b.target, "filter": b.filter, "dataset_config": b.dataset_config, "split": b.split,
+              "num_fewshot": b.num_fewshot, "higher_is_better": b.higher_is_better, "search_n": t.n("search"),
+              "output_types": list(b.output_types)}
+    return record
+
+
+def copy_eval_results(results_json: Path | None, child_dir: Path) -> list[Path]:
+    """Put the final evaluation's lm-eval files into the child folder (pushed with it) as eval_results/;
+    `results_json` None (no evaluation): the folder holds none."""
+    target = Path(child_dir) / EVAL_RESULTS
+    if target.exists():
+        shutil.rmtree(target)  # files of an earlier evaluation must not be pushed beside the new ones
+    source = Path(results_json).parent / EVAL_RESULTS if results_json is not None else None
+    if source is None or not source.is_dir():
+        return []
+    shutil.copytree(source, target)
+    return sorted(p for p in target.rglob("*") if p.is_file())

@@ -115,6 +115,18 @@ class StockLM(HFLM):
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
 
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm or not self.progress)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return super().generate_until(requests, disable_tqdm=disable_tqdm or not self.progress)
+
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        out = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        # Each generated token is one more position per row (with the KV cache: the prompt once, then one each).
+        self.tokens_processed += out.numel()
+        return out
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or not requests:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
@@ -166,7 +178,17 @@ class PrefixCacheLM(StockLM):
         if not self._cache_ok:
             log.warning("prefix-cache scorer: %s backend, using the stock lm-eval path", self.backend)
 
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        # Rolling windows share no context to cache: lm-eval's own path, unchanged.
+        self._rolling = True
+        try:
+            return super().loglikelihood_rolling(requests, disable_tqdm)
+        finally:
+            self._rolling = False
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        if getattr(self, "_rolling", False):
+            return StockLM._loglikelihood_tokens(self, requests, disable_tqdm, override_bs)
         by_context: dict[tuple[int, ...], list[int]] = {}
         for i, (_, ctx, _) in enumerate(requests):
             by_context.setdefault(tuple(ctx), []).append(i)

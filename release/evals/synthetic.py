@@ -16,7 +16,6 @@ from pathlib import Path
 from release.run.files import write_atomic, write_yaml
 
 TASK_NAME = "darwin_synthetic"
-DATASET_ID = "darwin-release/synthetic-mc"
 LETTERS = ["A", "B", "C", "D"]
 
 _OPPOSITES = [("hot", "cold"), ("big", "small"), ("up", "down"), ("day", "night"), ("fast", "slow"),

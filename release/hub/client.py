@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client: its connection errors surface as-is
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token, hf_hub_url
 from huggingface_hub.errors import (
     FileMetadataError,
     HfHubHTTPError,
@@ -26,9 +26,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from release.errors import ReleaseError
 from release.hub.blob_check import verify_snapshot
+from release.parents.headers import PREFIX, header_length
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +94,40 @@ class Hub:
             return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
 
     def weights_metadata(self, repo_id: str, revision: str = "main"):
-        """(commit sha, config.json bytes, safetensors metadata, file sizes) of a model repo, without its weights
-        (config and metadata None when the repo holds no config.json).
-
-        Headers come by HTTP range requests (`get_safetensors_metadata`); nothing large is downloaded.
-        """
-        from huggingface_hub.errors import NotASafetensorsRepoError, SafetensorsParsingError
-
+        """(commit sha, config.json bytes, file sizes) of a model repo, without its weights (config None when
+        the repo holds no config.json). Its index and shard headers: `small_file`, `safetensors_header`."""
         with self._errors(f"read the metadata of {repo_id}@{revision}", repo_id, revision):
             info = self.api.model_info(repo_id, revision=revision, files_metadata=True)
             files = {s.rfilename: s.size or 0 for s in info.siblings or []}
             if "config.json" not in files:  # e.g. a repo created by an upload that never came
-                return info.sha, None, None, files
+                return info.sha, None, files
             config = Path(self.api.hf_hub_download(repo_id, "config.json", revision=info.sha)).read_bytes()
-            try:
-                meta = self.api.get_safetensors_metadata(repo_id, revision=info.sha)
-            except NotASafetensorsRepoError:
-                raise ReleaseError(f"{repo_id}@{revision} holds no safetensors weights: choose a repo with "
-                                   "model.safetensors or a safetensors index") from None
-            except SafetensorsParsingError as e:
-                raise ReleaseError(f"{repo_id}@{revision}: a safetensors header is damaged ({e}); the repo "
-                                   "is not a usable checkpoint") from None
-        return info.sha, config, meta, files
+        return info.sha, config, files
+
+    def small_file(self, repo_id: str, filename: str, revision: str) -> bytes:
+        """The bytes of a small file of the repo (an index, a config)."""
+        with self._errors(f"read {filename} of {repo_id}@{revision}", repo_id, revision, reading=True):
+            return Path(self.api.hf_hub_download(repo_id, filename, revision=revision)).read_bytes()
+
+    def safetensors_header(self, repo_id: str, filename: str, revision: str,
+                           file_size: int | None) -> tuple[int, bytes]:
+        """(N, the N bytes of JSON) of a safetensors file's header, by HTTP range requests (as huggingface_hub's
+        get_safetensors_metadata reads it: the first 100 kB, then the rest when the header is longer)."""
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
+        headers = build_hf_headers(token=self.api.token)
+        fix = "the parent repo is not a usable checkpoint: choose another revision or repair the repo"
+        with self._errors(f"read the header of {filename} in {repo_id}@{revision}", repo_id, revision,
+                          reading=True):
+            first = get_session().get(url, headers={**headers, "range": "bytes=0-100000"},
+                                      timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            hf_raise_for_status(first)
+            length = header_length(first.content, f"{repo_id}@{revision}: {filename}", file_size, fix)
+            if PREFIX + length <= len(first.content):
+                return length, first.content[PREFIX:PREFIX + length]
+            rest = get_session().get(url, headers={**headers, "range": f"bytes={PREFIX}-{PREFIX + length - 1}"},
+                                     timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            hf_raise_for_status(rest)
+            return length, rest.content[:length]
 
     def pull(self, repo_id: str, revision: str = "main", cache_dir: str | Path | None = None,
              allow_patterns: Sequence[str] = PULL_PATTERNS, verified: Path | None = None,
@@ -161,7 +175,8 @@ class Hub:
         if "model.safetensors" in files:
             return True
         index = self.read_json(repo_id, "model.safetensors.index.json", head) or {}
-        shards = set((index.get("weight_map") or {}).values())
+        weight_map = index.get("weight_map")
+        shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()  # a wrong shape: not complete
         return bool(shards) and shards <= set(files)
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> None:

@@ -11,7 +11,11 @@ branch m of the mixing rule. Per layer, averaged over tokens:
 
 A child layer computes (1 - r) f + r m, so it always stays close to at least one parent's branch; a layer
 whose update diverges from BOTH (cosine below `min_cosine`, or norm off by more than `max_norm_ratio`
-either way) is flagged: two branches that cancel (interference) or a damaged layer. Also: perplexity of
+either way) is flagged: two branches that cancel (interference) or a damaged layer. A blend can also lose
+one parent and still sit near the other (r m alone is close to m): so u is fitted as a f + b m over the
+layer's tokens, and a blend whose share of either parent (a against 1 - r, b against r) is off by more than
+`max_norm_ratio` either way is flagged too (not judged where f and m point the same way: their shares
+cannot be told apart there). Also: perplexity of
 child, father and mother on a small calibration text (each with its own tokenizer), and a greedy generation.
 The check fails on flagged layers, a child perplexity above `max_perplexity_ratio` times the worse parent's,
 non-finite logits, or a generation that produces nothing.
@@ -72,6 +76,7 @@ def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int)
     n = len(reference.model.layers)
     sums = [dict.fromkeys(("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father"), 0.0)
             for _ in range(n)]
+    grams = [dict.fromkeys(("ff", "mm", "fm", "fu", "mu"), 0.0) for _ in range(n)]  # dot products, for the shares
     tokens = 0
     device = next(child.parameters()).device
     ref_layers, mothers = reference.model.layers, reference.model.mother_ffns
@@ -99,8 +104,30 @@ def _layer_table(child, reference, tokenizer, per_domain: int | None, seed: int)
             row["cos_mother"] += float(cosine(update, m)[real].sum())
             row["norm_mother"] += float(norm_ratio(update, m)[real].sum())
             row["hidden_cos_father"] += float(cosine(seen_child[("hidden", i)], seen_father[("hidden", i)])[real].sum())
+            fr, mr, ur = (x.float().flatten(0, -2)[real] for x in (f, m, update))
+            for key, (a, b) in {"ff": (fr, fr), "mm": (mr, mr), "fm": (fr, mr), "fu": (fr, ur), "mu": (mr, ur)}.items():
+                grams[i][key] += float((a * b).sum())
         tokens += int(real.sum())
-    return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
+    return [{"layer": i, **{k: v / tokens for k, v in row.items()}, **_shares(grams[i])} for i, row in enumerate(sums)]
+
+
+def _shares(g: dict) -> dict:
+    """The least-squares a, b of u = a f + b m (None where f and m are too alike to tell apart)."""
+    det = g["ff"] * g["mm"] - g["fm"] ** 2
+    if g["ff"] <= 0 or g["mm"] <= 0 or det <= (1 - 0.95 ** 2) * g["ff"] * g["mm"]:  # |cos(f, m)| > 0.95
+        return {"share_father": None, "share_mother": None}
+    return {"share_father": (g["fu"] * g["mm"] - g["mu"] * g["fm"]) / det,
+            "share_mother": (g["mu"] * g["ff"] - g["fu"] * g["fm"]) / det}
+
+
+def lost_share(row: dict, max_norm_ratio: float) -> bool:
+    """A blend layer (0 < r < 1) whose fitted share of a parent is off from its ratio by more than
+    `max_norm_ratio` either way: it lost (or swamped) that parent's contribution."""
+    r = row["ratio"]
+    if row["kind"] != "blend" or not 0 < r < 1 or row["share_father"] is None:
+        return False
+    return not all(1 / max_norm_ratio <= got / want <= max_norm_ratio
+                   for got, want in ((row["share_father"], 1 - r), (row["share_mother"], r)))
 
 
 def diverges(cos: float, norm: float, min_cosine: float, max_norm_ratio: float) -> bool:
@@ -130,8 +157,10 @@ def health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path,
     kinds = child.config.layer_kinds or ["blend"] * len(layers)
     for row in layers:
         row["ratio"], row["kind"] = ratios[row["layer"]], kinds[row["layer"]]
-        row["flagged"] = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
-                          and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+        diverged = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
+                    and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
+        row["lost_share"] = not diverged and lost_share(row, spec.max_norm_ratio)  # the subtler of the two
+        row["flagged"] = diverged or row["lost_share"]
 
     perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(reference, tokenizer, text)}
     del reference  # one parent in memory at a time besides the child
@@ -153,10 +182,14 @@ def write_verdict(child, tokenizer, layers: list[dict], perplexity: dict, spec, 
     generation = {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
                   "text": tokenizer.decode(new, skip_special_tokens=True)}
 
+    lost = [row["layer"] for row in layers if row.get("lost_share")]
     flagged = [row["layer"] for row in layers if row["flagged"]]
+    diverged = [i for i in flagged if i not in lost]
     reasons = []
-    if flagged:
-        reasons.append(f"layers {', '.join(map(str, flagged))} diverge from both parents")
+    if diverged:
+        reasons.append(f"layers {', '.join(map(str, diverged))} diverge from both parents")
+    if lost:
+        reasons.append(f"blend layers {', '.join(map(str, lost))} lost a parent's share of their update")
     worst_parent = max(perplexity["father"], perplexity["mother"])
     if not math.isfinite(perplexity["child"]):
         reasons.append("the child's logits are not finite")

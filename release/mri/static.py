@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from release.breeders.hybrid import FATHER_TEXT_PREFIX, MOTHER_LAYER_PREFIX, weight_files
+from release.parents.tensors import open_shard, parent_tensor
 
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_BINS = 256
@@ -40,20 +41,20 @@ def tensor_stats(w: torch.Tensor, bins: int = DEFAULT_BINS) -> dict:
             "score": entropy / math.log2(bins) * rms}
 
 
-def _layer_stats(files: dict[str, Path], prefix: str, bins: int) -> dict:
-    from safetensors import safe_open
-
+def _layer_stats(role: str, files: dict[str, Path], prefix: str, bins: int) -> dict:
     tensors = {}
     for proj in PROJECTIONS:
         key = f"{prefix}mlp.{proj}.weight"
-        with safe_open(str(files[key]), framework="pt") as f:  # one tensor in memory at a time
-            tensors[proj] = tensor_stats(f.get_tensor(key), bins)
+        with open_shard(role, files[key], key) as f:  # one tensor in memory at a time
+            # the first read of this weight: a NaN is named here, not by histc as "a bug"
+            tensors[proj] = tensor_stats(parent_tensor(role, f, files[key], key), bins)
     return {"tensors": tensors, "score": sum(t["score"] for t in tensors.values()) / len(tensors)}
 
 
 def static_scan(father_dir: Path, mother_dir: Path, layer_map: list[int], bins: int = DEFAULT_BINS) -> dict:
     """Statistics of every father FFN tensor and of every mapped mother FFN tensor (each mother layer once)."""
     father_files, mother_files = weight_files(Path(father_dir)), weight_files(Path(mother_dir))
-    father = [_layer_stats(father_files, f"{FATHER_TEXT_PREFIX}layers.{i}.", bins) for i in range(len(layer_map))]
-    mother = {j: _layer_stats(mother_files, f"{MOTHER_LAYER_PREFIX}{j}.", bins) for j in sorted(set(layer_map))}
+    father = [_layer_stats("father", father_files, f"{FATHER_TEXT_PREFIX}layers.{i}.", bins)
+              for i in range(len(layer_map))]
+    mother = {j: _layer_stats("mother", mother_files, f"{MOTHER_LAYER_PREFIX}{j}.", bins) for j in sorted(set(layer_map))}
     return {"bins": bins, "father": father, "mother": {str(j): s for j, s in mother.items()}}

@@ -5,9 +5,11 @@ The parents and the child are stock models of one class, so each is loaded with 
 input h and arguments: positions, mask, ...) and its output h'; the father's and the mother's layer i are
 then run on that very call. Per layer, averaged over the real (unpadded) tokens:
 
-- cos(u_child, u_father), |u_child| / |u_father| and the same against the mother, where u = h' - h is the
-  update the layer adds to the residual stream, all three on the child's own input (a local measure: an
-  earlier layer's drift does not count against this one);
+- cos(c_child, c_father), |c_child| / |c_father| and the same against the mother, where c = u - u0 is the
+  layer's own contribution: its update u = h' - h to the residual stream, less the update u0 the child's
+  layer makes with every weight zero (Gemma 4's `layer_scalar` rescales the stream even then, which alone
+  kept a zeroed layer's update at cosine ~0.6 with its parents'); all on the child's own input (a local
+  measure: an earlier layer's drift does not count against this one);
 - cos of the child's hidden state after the layer with the father's and with the mother's (each model on
   its own stream: how far the child has drifted by then; reported, not judged).
 
@@ -19,6 +21,7 @@ health.json and health.png are the cross-architecture check's (release/mri/healt
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -82,6 +85,16 @@ def _update(layer, args, kwargs) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _null_update(layer, args, kwargs) -> torch.Tensor:
+    """What `layer` adds on this call with every weight zero (its buffers kept): the part of an update that
+    says nothing about the layer's weights."""
+    null = copy.deepcopy(layer)
+    for p in null.parameters():
+        p.zero_()
+    return _update(null, args, kwargs)
+
+
+@torch.no_grad()
 def layer_table(child, father, mother, tokenizer, per_domain: int | None, seed: int) -> list[dict]:
     n = len(decoder_layers(child))
     keys = ("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father", "hidden_cos_mother")
@@ -94,12 +107,14 @@ def layer_table(child, father, mother, tokenizer, per_domain: int | None, seed: 
         batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
         real = batch.attention_mask.bool().flatten()
         c = layer_states(child, batch, calls=True)
+        child_layers = decoder_layers(child)
+        nulls = [_null_update(child_layers[i], *c[("call", i)]) for i in range(n)]
         for role, (model, layers) in parents.items():
             own = layer_states(model, batch)
             for i in range(n):
                 args, kwargs = c[("call", i)]
-                update = c[("out", i)] - _hidden_in(args, kwargs)
-                parent = _update(layers[i], args, kwargs)
+                update = c[("out", i)] - _hidden_in(args, kwargs) - nulls[i]
+                parent = _update(layers[i], args, kwargs) - nulls[i]
                 row = sums[i]
                 row[f"cos_{role}"] += float(cosine(update, parent)[real].sum())
                 row[f"norm_{role}"] += float(norm_ratio(update, parent)[real].sum())

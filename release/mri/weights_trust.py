@@ -26,14 +26,13 @@ from release.breeders.layout import check_same_architecture, gene_of
 from release.mri.prompts import probe_prompts
 from release.mri.static import DEFAULT_BINS, tensor_stats
 from release.mri.trust import STATIC_WEIGHT, trust_weighted
+from release.parents.tensors import open_shard, parent_tensor
 
 log = logging.getLogger(__name__)
 
 
 def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int = DEFAULT_BINS) -> dict:
     """role -> per layer: the mean score of its attention and FFN tensors (one tensor in memory at a time)."""
-    from safetensors import safe_open
-
     tensors = check_same_architecture(Path(father_dir), Path(mother_dir))
     sums = {role: [[0.0, 0] for _ in range(n_layers)] for role in ("father", "mother")}
     for key, infos in tensors.items():
@@ -41,8 +40,8 @@ def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int =
         if layer is None or not key.endswith("weight") or len(infos[0].shape) < 2:
             continue  # norms and biases say little about a layer's strength
         for role, info in zip(("father", "mother"), infos):
-            with safe_open(str(info.path), framework="pt") as f:
-                sums[role][layer][0] += tensor_stats(f.get_tensor(key), bins)["score"]
+            with open_shard(role, info.path, key) as f:
+                sums[role][layer][0] += tensor_stats(parent_tensor(role, f, info.path, key), bins)["score"]
             sums[role][layer][1] += 1
     return {role: [s / max(n, 1) for s, n in rows] for role, rows in sums.items()}
 

@@ -9,11 +9,12 @@ pull that skipped them) are listed with unknown shape.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from release.errors import ReleaseError
+from release.parents.headers import PREFIX, header_length, parse_header
+from release.parents.headers import weight_map as _weight_map
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -70,20 +71,13 @@ def _config_json(data: bytes | str, where: str) -> dict:
 
 
 def read_header(path: Path) -> dict[str, TensorInfo]:
-    """Tensor name -> info from a safetensors file's header (8-byte length, then JSON)."""
+    """Tensor name -> info from a safetensors file's header, every entry checked (release.parents.headers)."""
+    size = path.stat().st_size
     with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise ReleaseError(f"{path}: not a readable safetensors file (too short): {REDOWNLOAD}")
-        (length,) = struct.unpack("<Q", raw)
-        if length > 100_000_000:
-            raise ReleaseError(f"{path}: not a readable safetensors file (header length {length}): {REDOWNLOAD}")
-        try:
-            header = json.loads(f.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ReleaseError(f"{path}: not a readable safetensors file (damaged header): {REDOWNLOAD}") from None
-    return {name: TensorInfo(path.name, tuple(e["shape"]), e["dtype"])
-            for name, e in header.items() if name != "__metadata__"}
+        length = header_length(f.read(PREFIX), str(path), size, REDOWNLOAD)
+        raw = f.read(length)
+    return {name: TensorInfo(path.name, shape, dtype)
+            for name, (dtype, shape) in parse_header(raw, str(path), size - PREFIX - length, REDOWNLOAD).items()}
 
 
 def read_config(role: str, folder: str | Path) -> dict:
@@ -101,9 +95,7 @@ def read_folder(role: str, folder: str | Path) -> ParentMeta:
     config = read_config(role, folder)
     tensors: dict[str, TensorInfo] = {}
     if (folder / INDEX).is_file():
-        weight_map = _json_mapping((folder / INDEX).read_bytes(), where, INDEX).get("weight_map")
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise ReleaseError(f"{where}: {INDEX} has no weight_map of tensor -> shard: {REDOWNLOAD}")
+        weight_map = _weight_map((folder / INDEX).read_bytes(), f"{where}: {INDEX}", REDOWNLOAD)
         headers = {name: read_header(folder / name) for name in sorted(set(weight_map.values()))
                    if (folder / name).is_file()}
         for key, name in weight_map.items():
@@ -116,19 +108,36 @@ def read_folder(role: str, folder: str | Path) -> ParentMeta:
 
 
 def read_hub(role: str, hub, repo: str, revision: str = "main") -> ParentMeta:
-    """A parent repo's metadata from the Hub: small files and range requests only, never weights."""
+    """A parent repo's metadata from the Hub: small files and range requests only, never weights. Every file
+    read is checked for shape, every header entry against the file's size the Hub reports."""
     where = f"{role} {repo}@{revision}"
-    sha, config_text, repo_meta, files = hub.weights_metadata(repo, revision)
+    sha, config_text, files = hub.weights_metadata(repo, revision)
     if config_text is None:
         raise ReleaseError(f"pull: the {role} {repo}@{sha[:12]} holds no config.json, so no checkpoint: publish "
                            "it completely (or name another revision), then run again")
     config = _config_json(config_text, where)
-    tensors = {}
-    for name, file_meta in repo_meta.files_metadata.items():
-        for key, info in file_meta.tensors.items():
-            tensors[key] = TensorInfo(name, tuple(info.shape), info.dtype)
-    missing = sorted({name for key, name in repo_meta.weight_map.items() if key not in tensors})
+    fix = "the parent repo is not a usable checkpoint: choose another revision or repair the repo"
+    if INDEX in files:
+        index = _weight_map(hub.small_file(repo, INDEX, sha), f"{where}: {INDEX}", fix)
+        shards = sorted(set(index.values()))
+    elif SINGLE in files:
+        index, shards = None, [SINGLE]
+    else:
+        raise ReleaseError(f"{repo}@{revision} holds no safetensors weights: choose a repo with "
+                           "model.safetensors or a safetensors index")
+    missing = [name for name in shards if name not in files]
     if missing:
         raise ReleaseError(f"{where}: the index names {', '.join(missing)} but the repo lacks it; "
+                           "the parent repo is incomplete")
+    tensors = {}
+    for name in shards:
+        size = files[name] or None  # a Hub that reports no size: the offsets are still checked among themselves
+        length, raw = hub.safetensors_header(repo, name, sha, size)
+        data_size = None if size is None else size - PREFIX - length
+        for key, (dtype, shape) in parse_header(raw, f"{where}: {name}", data_size, fix).items():
+            tensors[key] = TensorInfo(name, shape, dtype)
+    lost = sorted(k for k, name in (index or {}).items() if k not in tensors or tensors[k].file != name)
+    if lost:
+        raise ReleaseError(f"{where}: {INDEX} names {lost[0]} in {index[lost[0]]}, whose header lacks it; "
                            "the parent repo is incomplete")
     return ParentMeta(role, f"{role} {repo}", config, tensors, files, revision=sha)

@@ -24,6 +24,8 @@ def config_checks(config: ReleaseConfig) -> list[str]:
 
     checked = []
     repos = {"father.repo": config.father.repo, "mother.repo": config.mother.repo, "child.repo": config.child.repo}
+    if config.base:
+        repos["base.repo"] = config.base.repo
     if config.space:
         repos["space.repo"] = config.space.repo
     for field, repo in repos.items():

@@ -6,15 +6,16 @@
   tokenizer as lm-eval's HFLM does, and counted the way the scorer batches them (`count_tokens`);
 - FLOPs per candidate: 2 x (matmul parameters a token passes through) x tokens, plus attention scores;
   an upper bound: every free layer runs its mother FFN, and the LM head runs at every position;
-- peak memory of one evaluation batch: the hybrid plus the most demanding forward pass: its kept logits
-  (model dtype, then the fp32 log-softmax) and its activations (KV cache, per-layer inputs, one layer's);
+- peak memory of one evaluation batch: the hybrid plus the most demanding forward pass (the larger of its
+  phases: the layers' activations, the LM head's logits, their fp32 log-softmax) plus the log-probabilities
+  the scorer still holds from the forwards before it;
 - time: FLOPs / (GPU peak x utilisation) for the GPUs in release/plan/gpus.py.
 Checked against measured runs in tests/test_plan.py (tiny) and bench/bench_plan.py (mid-size).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from release.plan.gpus import GPUS, UTILISATION
@@ -29,7 +30,8 @@ EMBEDDING_SUFFIXES = ("embed_tokens.weight", "embed_tokens_per_layer.weight")
 @dataclass(frozen=True)
 class Request:
     context: list[int]
-    continuation: list[int]
+    continuation: list[int]  # generate: one placeholder per token it may generate
+    kind: str = "loglikelihood"  # or "rolling" (a loglikelihood_rolling window), "generate" (generate_until)
 
 
 @dataclass
@@ -38,6 +40,8 @@ class TokenCount:
     requests: int
     longest: int  # longest prompt (context + continuation) in tokens
     forwards: list[tuple[int, int, int]]  # each forward pass: (rows, positions, positions whose logits are kept)
+    # per forward: rows x positions of fp32 log-probabilities [.., vocab] the scorer still holds from earlier ones
+    carried: list[int] = field(default_factory=list)
 
     @property
     def largest_batch(self) -> tuple[int, int]:
@@ -83,29 +87,60 @@ def count_tokens(requests: list[Request], batch_size: int, max_length: int, scor
     per batch) keeping logits for the batch's padding plus the call's longest continuation."""
     stock: list[Request] = []
     forwards: list[tuple[int, int, int]] = []
+    carried: list[int] = []
     by_context: dict[tuple[int, ...], list[Request]] = {}
     for r in requests:
-        by_context.setdefault(tuple(r.context), []).append(r)
+        if r.kind == "loglikelihood":
+            by_context.setdefault(tuple(r.context), []).append(r)
+    forwards += _other_kinds(requests, batch_size, max_length)
     for ctx, group in by_context.items():
         longest_cont = max(len(r.continuation) for r in group)
         if scorer != "fast" or longest_cont < 2 or len(ctx) + longest_cont > max_length + 1:
             stock.extend(group)
             continue
         forwards.append((1, len(ctx), 1))  # the context once, keeping only its last logits
+        carried.append(0)
         multi = [r for r in group if len(r.continuation) > 1]
+        held, previous = 1, 0  # the context's next-token log-probs; the option rows kept so far; the last chunk's
         for k in range(0, len(multi), batch_size):
             chunk = multi[k:k + batch_size]
             width = max(len(r.continuation) - 1 for r in chunk)
             forwards.append((len(chunk), width, width))
+            carried.append(held + previous)
+            held += sum(len(r.continuation) for r in chunk)  # each option's log-probs, copied out of the chunk's
+            previous = len(chunk) * width
     if stock:
         longest_cont = max(len(r.continuation) for r in stock)
         inputs = {tuple((r.context + r.continuation)[-(max_length + 1):][:-1]) for r in stock}
         lengths = sorted((len(i) for i in inputs), reverse=True)
+        previous = 0
         for k in range(0, len(lengths), batch_size):
             batch = lengths[k:k + batch_size]
-            forwards.append((len(batch), batch[0], min(batch[0], batch[0] - batch[-1] + longest_cont)))
+            keep = min(batch[0], batch[0] - batch[-1] + longest_cont)
+            forwards.append((len(batch), batch[0], keep))
+            # HFLM rebinds its log-probs variable only once the next batch's are computed: the previous
+            # batch's stay alive through this whole forward.
+            carried.append(previous)
+            previous = len(batch) * keep
     longest = max((len(r.context) + len(r.continuation) for r in requests), default=0)
-    return TokenCount(sum(rows * width for rows, width, _ in forwards), len(requests), longest, forwards)
+    return TokenCount(sum(rows * width for rows, width, _ in forwards), len(requests), longest, forwards, carried)
+
+
+def _other_kinds(requests: list[Request], batch_size: int, max_length: int) -> list[tuple[int, int, int]]:
+    """Forward passes of the stock lm-eval paths: rolling windows in batches of `batch_size` (in order, as
+    HFLM's loglikelihood_rolling does), generation as one prompt prefill plus one position per new token
+    and row, at most max_gen_toks (longest contexts first, as HFLM's generate_until batches them)."""
+    forwards = []
+    rolling = [r for r in requests if r.kind == "rolling"]
+    for k in range(0, len(rolling), batch_size):
+        widths = [len((r.context + r.continuation)[-(max_length + 1):][:-1]) for r in rolling[k:k + batch_size]]
+        longest = max(len(r.continuation) for r in rolling[k:k + batch_size])
+        forwards.append((len(widths), max(widths), min(max(widths), max(widths) - min(widths) + longest)))
+    generate = sorted((r for r in requests if r.kind == "generate"), key=lambda r: -len(r.context))
+    for k in range(0, len(generate), batch_size):
+        batch = generate[k:k + batch_size]
+        forwards.append((len(batch), len(batch[0].context) + max(len(r.continuation) for r in batch), 1))
+    return forwards
 
 
 def flops_per_candidate(plan: ParentPlan, count: TokenCount) -> float:
@@ -119,11 +154,11 @@ def flops_per_candidate(plan: ParentPlan, count: TokenCount) -> float:
 
 
 def forward_bytes(plan: ParentPlan, rows: int, width: int, keep: int, dtype: str) -> int:
-    """Activation bytes alive at the peak of one forward pass (on top of the weights)."""
+    """Activation bytes alive at the peak of one forward pass (on top of the weights): the largest of its
+    phases, which are never alive at once (measured: bench/bench_plan.py)."""
     cfg = plan.config
     act = DTYPE_BYTES[dtype]
-    # Kept logits in the model dtype, then the scorer's fp32 log-softmax of them: both alive at once.
-    logits = rows * keep * cfg.vocab_size * (act + 4)
+    logits = rows * keep * cfg.vocab_size
     # Alive through the whole pass: the KV cache of every layer and the per-layer inputs (Gemma 4's PLE).
     kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim
     ple = cfg.num_hidden_layers * (getattr(cfg, "hidden_size_per_layer_input", 0) or 0)
@@ -131,12 +166,31 @@ def forward_bytes(plan: ParentPlan, rows: int, width: int, keep: int, dtype: str
     # one FFN (a blending layer runs the father's FFN, then the mother's: never both at once).
     mother_width = getattr(cfg, "mother_intermediate_size", 0) or 0
     layer = 4 * cfg.hidden_size + 2 * max(cfg.intermediate_size, mother_width)
-    return int(logits + rows * width * (kv + 2 * ple + layer) * act)
+    layers = rows * width * (kv + 2 * ple + layer) * act
+    # The LM head, then Gemma's logit soft-capping (x / cap, tanh, x * cap): each step allocates its result
+    # while its input is alive, so two logits tensors of the model dtype, the cache still referenced.
+    head = logits * 2 * act + rows * width * (kv + 2 * ple) * act
+    # Back in the scorer: the kept logits and their fp32 log-softmax.
+    scoring = logits * (act + 4)
+    return int(max(layers, head, scoring))
+
+
+def _forward_peaks(plan: ParentPlan, count: TokenCount, dtype: str) -> list[int]:
+    """Per forward: its own peak plus the fp32 log-probabilities the scorer still holds from earlier forwards."""
+    carried = count.carried or [0] * len(count.forwards)
+    return [forward_bytes(plan, *f, dtype) + held * plan.config.vocab_size * 4
+            for f, held in zip(count.forwards, carried, strict=True)]
 
 
 def peak_batch_bytes(plan: ParentPlan, count: TokenCount, dtype: str) -> int:
-    """Activation bytes of the most demanding forward pass of a candidate."""
-    return max((forward_bytes(plan, *f, dtype) for f in count.forwards), default=0)
+    """Activation bytes at the most demanding forward pass of a candidate."""
+    return max(_forward_peaks(plan, count, dtype), default=0)
+
+
+def peak_forward(plan: ParentPlan, count: TokenCount, dtype: str) -> tuple[int, int, int]:
+    """(rows, positions, kept positions) of the forward pass where a candidate's memory peaks."""
+    peaks = _forward_peaks(plan, count, dtype)
+    return count.forwards[peaks.index(max(peaks))]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from release.errors import ReleaseError
 from release.hub.session import open_hub
 from release.parents.metadata import read_hub
 from release.pipeline import HUB_STAGES
-from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, forward_bytes
+from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, peak_forward
 from release.plan.requests import TOKENIZER_FILES, search_requests
 from release.run.stages import STAGES
 
@@ -85,6 +85,8 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     print(f"config {config_path}: valid ({', '.join(['schema', *checked])})")
     print(f"  father  {config.father.repo}@{config.father.revision}")
     print(f"  mother  {config.mother.repo}@{config.mother.revision}")
+    if config.base:
+        print(f"  base    {config.base.repo}@{config.base.revision} (common ancestor: task vectors over it)")
     print(f"  child   {config.child.repo}" + (f"   Space {config.space.repo}" if config.space else ""))
     frozen = ",".join(map(str, config.genome.frozen)) or "none"
     print(f"  genome  r_max {config.genome.r_max}, frozen layers {frozen}")
@@ -167,19 +169,21 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
         pulled = hub.pull(config.father.repo, plan.father.revision, allow_patterns=TOKENIZER_FILES)
         tokenizer = AutoTokenizer.from_pretrained(pulled.path)
         # lm-eval and datasets draw bars while building the requests: noise in a report.
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-            requests = search_requests(config, tokenizer)
         max_length = max(plan.config.max_position_embeddings, 4096)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+            requests = search_requests(config, tokenizer, max_length)
         count = count_tokens(requests, config.fitness.batch_size, max_length, config.fitness.scorer)
     est = estimate(plan, count, dtype)
     print(f"  search hybrid: {_count(est.hybrid_params)} parameters, {_size(est.hybrid_bytes)} in {dtype}")
     if count is None:
         print("  tokens, memory and time per candidate: only estimated for benchmark fitness")
         return
+    kinds = {r.kind for r in requests}
+    bound = "; generation counted at max_gen_toks: an upper bound" if "generate" in kinds else ""
     print(f"  tokens per candidate: {count.tokens:,} ({count.requests} requests from the search subsets, "
-          f"longest prompt {count.longest} tokens, father's tokenizer)")
+          f"longest prompt {count.longest} tokens, father's tokenizer{bound})")
 
-    rows, positions, keep = max(count.forwards, key=lambda f: forward_bytes(plan, *f, dtype))
+    rows, positions, keep = peak_forward(plan, count, dtype)
     print(f"  peak memory of one evaluation batch: {_size(est.peak_bytes)} (hybrid + a forward of {rows} x "
           f"{positions} positions, logits kept for {keep}, at fitness.batch_size {config.fitness.batch_size})")
     print(f"  FLOPs per candidate: {est.flops:.3g}")

@@ -54,13 +54,20 @@ class Parent(Record):
 class Pulled(Record):
     father: Parent
     mother: Parent
+    base: Parent | None = None  # the common ancestor (`base:` in the config); absent from the JSON without one
 
     def to_json(self) -> dict:
-        return {"father": self.father.to_json(), "mother": self.mother.to_json()}
+        return {"father": self.father.to_json(), "mother": self.mother.to_json(),
+                **({"base": self.base.to_json()} if self.base else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> Pulled:
-        return cls(father=Parent.from_json(data["father"]), mother=Parent.from_json(data["mother"]))
+        return cls(father=Parent.from_json(data["father"]), mother=Parent.from_json(data["mother"]),
+                   base=Parent.from_json(data["base"]) if data.get("base") else None)
+
+    def models(self) -> list[Parent]:
+        """Every pulled model: both parents, and the base when there is one."""
+        return [self.father, self.mother] + ([self.base] if self.base else [])
 
     def fetched(self) -> dict:
         """role -> [bytes the pull selected, bytes the repo holds] (absent for pulls recorded before selection)."""
@@ -87,8 +94,9 @@ class Diagnosis(Record):
 
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
-_BRED_KEYS = ("genome", "searched_genome", "searched_x", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
-              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype")
+_BRED_KEYS = ("genome", "searched_genome", "searched_x", "tau", "mri_trust", "r_mri", "transplant", "fitness",
+              "scores", "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
+              "estimator")
 
 
 @dataclass(frozen=True)
@@ -113,11 +121,16 @@ class Bred(Record):
     r_mri: list[float] | None = None
     transplant: dict | None = None
     live: dict[str, Any] = field(default_factory=dict)
+    # fitness.estimator irt / race: which, its anchors, the tokens scored and what full scoring would have cost
+    # (absent from the JSON with full scoring, as before estimators existed)
+    estimator: dict | None = None
 
     def to_json(self) -> dict:
         data = super().to_json()
         if data["searched_x"] is None:  # records from before it was kept read back to the JSON they were
             del data["searched_x"]
+        if data["estimator"] is None:
+            del data["estimator"]
         return {**data.pop("live"), **data}
 
     @classmethod

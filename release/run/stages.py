@@ -1,8 +1,9 @@
 """Stage bookkeeping for a run folder: skip what is done and unchanged, redo what is forced or stale.
 
 Each stage records, in `runs/<name>/stages.json`, a key derived from its inputs (config sections and the
-results of the stages it reads) and its result. A rerun skips a stage whose key is unchanged and whose
-output paths still exist.
+results of the stages it reads), its result, and the size and sha256 of every file it wrote into the run
+folder (`files`). A rerun skips a stage whose key is unchanged and whose outputs still hold exactly those
+bytes; a damaged or changed output makes the stage run again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 from release.errors import ReleaseError
 from release.run.files import write_json
+from release.run.manifest import file_manifest, manifest_problem
 from release.run.records import Record
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,15 @@ def _well_formed(records) -> bool:
     return isinstance(records, dict) and all(
         isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("result"), dict)
         and isinstance(rec.get("outputs", []), list) and all(isinstance(p, str) for p in rec.get("outputs", []))
+        and isinstance(rec.get("files", {}), dict)
+        and all(isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+                for f in rec.get("files", {}).values())
         for rec in records.values())
 
 
 class StageBook:
     def __init__(self, run_dir: Path, force: set[str] = frozenset()):
+        self.run_dir = run_dir
         self.path = run_dir / "stages.json"
         self.force = set(force)
         try:
@@ -73,12 +79,21 @@ class StageBook:
         stored = self.records[stage]["result"]
         return stored if record is None else record.from_json(stored)
 
+    def files(self, stage: str) -> dict[str, dict]:
+        """What the stage vouches for: {path: {"size", "sha256"}} of the files it wrote into the run folder."""
+        return self.records.get(stage, {}).get("files", {})
+
     def done(self, stage: str, key: str, still_valid: Callable[[Any], bool] | None = None,
              record: type[Record] | None = None) -> bool:
         rec = self.records.get(stage)
-        return (stage not in self.force and rec is not None and rec["key"] == key
-                and all(Path(p).exists() for p in rec.get("outputs", []))
-                and (still_valid is None or still_valid(self.result(stage, record))))
+        if not (stage not in self.force and rec is not None and rec["key"] == key
+                and all(Path(p).exists() for p in rec.get("outputs", []))):
+            return False
+        damage = manifest_problem(rec.get("files", {}))  # records from before manifests vouch for nothing
+        if damage:
+            log.warning("%s: %s since it was written; running %s again", stage, damage, stage)
+            return False
+        return still_valid is None or still_valid(self.result(stage, record))
 
     def run(self, stage: str, key_parts: Any, fn: Callable[[], tuple[Any, list[Path]]],
             still_valid: Callable[[Any], bool] | None = None, record: type[Record] | None = None):
@@ -103,6 +118,7 @@ class StageBook:
             raise
         stored = result.to_json() if isinstance(result, Record) else result
         self.records[stage] = {"key": key, "result": stored, "outputs": [str(p) for p in outputs],
+                               "files": file_manifest(outputs, within=self.run_dir),
                                "seconds": round(time.monotonic() - t0, 2)}
         self._save()
         self.ran.append(stage)

@@ -2,8 +2,9 @@
 
 The search owns its random generator and hands it to `cma` as `randn`, so nothing else in the
 process (lm-eval reseeds numpy's global generator) can change which candidates it samples, and the
-generator's state travels inside cma's own pickle. After every generation the whole state is saved
-atomically; `resume=True` continues from it and ends with the same genome as an uninterrupted run.
+search's state and every told generation are saved atomically after each generation, in a format that
+cannot run code (`release.search.checkpoint`); `resume=True` replays them into a fresh CMA-ES and ends with
+the same genome as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 from release.config import SearchSpec
 from release.errors import ReleaseError
 from release.run.files import write_atomic, write_json
+from release.search.checkpoint import CHECKPOINT, discard_pickled, read_checkpoint, replay, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pkl"
 LOG = "candidates.jsonl"
 BEST = "best.json"
 
@@ -92,7 +92,7 @@ class SearchSpace(Protocol):
 
 
 class _Randn:
-    """A picklable N(0,1) source for cma (its `randn` option), seeded by the config alone."""
+    """An N(0,1) source for cma (its `randn` option), seeded by the config alone."""
 
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
@@ -138,18 +138,30 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _load_checkpoint(folder: Path, expected: str) -> tuple[cma.CMAEvolutionStrategy, SearchState]:
+def _new_strategy(space: SearchSpace, spec: SearchSpec) -> cma.CMAEvolutionStrategy:
+    opts = {"bounds": space.bounds, "popsize": spec.popsize, "randn": _Randn(spec.seed),
+            "seed": np.nan, "verbose": -9, "verb_log": 0, "verb_disp": 0, "CMA_stds": space.stds}
+    return cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
+
+
+def _load_checkpoint(folder: Path, expected: str, space: SearchSpace,
+                     spec: SearchSpec) -> tuple[cma.CMAEvolutionStrategy, SearchState, list, list]:
     path = folder / CHECKPOINT
+    saved, candidates, fitness = read_checkpoint(path)
     try:
-        saved = pickle.loads(path.read_bytes())
-        es, state = pickle.loads(saved["es"]), SearchState(**saved["state"])
-    except Exception as e:  # any damage to the file means the same thing to the user
-        raise ReleaseError(f"search checkpoint {path} is corrupt ({type(e).__name__}): start a new search "
+        state = SearchState(**saved)
+    except TypeError:
+        raise ReleaseError(f"search checkpoint {path} is corrupt (its state has other fields): start a new search "
                            "(--force breed, or breed without --resume)") from None
     if state.fingerprint != expected:
         raise ReleaseError(f"search checkpoint {path} belongs to another config or other parents: start a new "
                            "search (--force breed) or restore the config it was made with")
-    return es, state
+    if len(candidates) != state.generation:
+        raise ReleaseError(f"search checkpoint {path} is corrupt ({len(candidates)} generations told, "
+                           f"{state.generation} recorded): start a new search (--force breed)")
+    es = _new_strategy(space, spec)
+    replay(es, candidates, fitness, path)
+    return es, state, [c.tolist() for c in candidates], fitness.tolist()
 
 
 def _truncate_log(path: Path, state: SearchState) -> None:
@@ -197,17 +209,17 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
     evaluation = fitness if hasattr(fitness, "evaluate") else InProcess(fitness)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / LOG
+    if resume:
+        discard_pickled(folder)
     if resume and (folder / CHECKPOINT).exists():
-        es, state = _load_checkpoint(folder, fingerprint)
+        es, state, told, told_fitness = _load_checkpoint(folder, fingerprint, space, spec)
         _truncate_log(log_path, state)
         log.info("resuming search at generation %d (%d evaluations done)", state.generation, state.evaluations)
     else:
         if (folder / CHECKPOINT).exists() and not resume:
             log.info("starting a new search: the previous checkpoint in %s is discarded", folder)
-        opts = {"bounds": space.bounds, "popsize": spec.popsize, "randn": _Randn(spec.seed),
-                "seed": np.nan, "verbose": -9, "verb_log": 0, "verb_disp": 0, "CMA_stds": space.stds}
-        es = cma.CMAEvolutionStrategy(space.x0, spec.sigma0, opts)
-        state = SearchState(fingerprint=fingerprint)
+        es = _new_strategy(space, spec)
+        state, told, told_fitness = SearchState(fingerprint=fingerprint), [], []
         log_path.unlink(missing_ok=True)
     _notify(callbacks, "on_start", state, resume and state.generation > 0)
 
@@ -248,6 +260,8 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
                     state.best_scores, state.best_tau = line["scores"], line.get("tau")
                     state.best_x = line["x"]
             es.tell(xs, [-v for v in values])  # cma minimises
+            told.append([list(map(float, x)) for x in xs])
+            told_fitness.append(values)
             state.generation += 1
             state.evaluations += len(xs)
             record = {"generation": state.generation - 1, "best": max(values), "mean": float(np.mean(values)),
@@ -259,7 +273,7 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
                 f.flush()
                 os.fsync(f.fileno())  # on disk before the checkpoint that counts these bytes
                 state.log_bytes = f.tell()
-            write_atomic(folder / CHECKPOINT, pickle.dumps({"es": es.pickle_dumps(), "state": asdict(state)}))
+            save_checkpoint(folder / CHECKPOINT, asdict(state), told, told_fitness)
             _notify(callbacks, "on_generation", {**record, "sigma": float(es.sigma)}, state)
             log.info("generation %d: best %.4f, mean %.4f, best so far %.4f", state.generation,
                      max(values), np.mean(values), state.best_fitness)

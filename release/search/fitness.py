@@ -28,7 +28,9 @@ def task_suite(config: ReleaseConfig):
 class LiveSearch:
     """The live search model's fitness, and what the driver needs to know of it."""
 
-    fitness: Fitness | None  # None on the driver of a distributed search: the workers hold the model
+    # None on the driver of a distributed search (the workers hold the model); with fitness.estimator race, an
+    # Evaluation that races each generation
+    fitness: Fitness | None
     space: Any  # the breeder's genome space (names, named, full)
     record: dict  # breeder facts the breed stage records (e.g. layer_map)
     method: str  # breed.method
@@ -51,10 +53,16 @@ def build_live_search(config: ReleaseConfig, pulled: dict, r_mri: list[float] | 
     breeder = get_breeder(config.breed.method)
     device = pick_device(config.search.device)
     dtype = pick_dtype(config.search.dtype, device)
-    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri)  # r_MRI: genome.mri
+    base = {"base_dir": Path(pulled["base"]["path"])} if pulled.get("base") else {}  # weight merges over an ancestor
+    live = breeder.build_live(father, mother, config, device=device, dtype=dtype, r_mri=r_mri, **base)  # r_MRI: genome.mri
     tune_cpu_threads(live.model)
     tokenizer = AutoTokenizer.from_pretrained(father)
     fitness = make_fitness(config, live.model, tokenizer, config.run_dir / "breed", progress=False, apply=live.apply)
+    if config.fitness.estimator != "full":  # cheap search fitness: scores a few items per candidate
+        from release.search.estimators.scoring import estimated_fitness
+
+        fitness = estimated_fitness(config.fitness, config.search, fitness.evaluator, live.apply, live.space,
+                                    config.run_dir / "breed")
     return LiveSearch(fitness=fitness, space=live.space, record=live.record, method=breeder.method,
                       device=str(device), dtype=str(dtype))
 
@@ -82,7 +90,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     from release.evals import Evaluator  # imports lm_eval and torch
 
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
-                          batch_size=spec.batch_size, progress=progress)
+                          batch_size=spec.batch_size, progress=progress, max_gen_toks=spec.max_gen_toks)
 
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         apply(genome)
@@ -91,6 +99,7 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
         return result.fitness, result.scores
 
     benchmark.stderr = None
+    benchmark.evaluator = evaluator  # what the cheap estimators score items with
     return benchmark
 
 
@@ -109,4 +118,5 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
     }
     return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
                            batch_size=config.fitness.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress)
+                           dtype=config.search.dtype, progress=progress, max_gen_toks=config.fitness.max_gen_toks,
+                           log_samples=config.fitness.log_samples)

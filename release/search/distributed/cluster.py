@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import threading
 
 from release.errors import ReleaseError
 
@@ -24,7 +28,12 @@ def import_ray():
     return ray
 
 
-def connect(address: str | None, num_cpus: int) -> bool:
+# Joins the cluster exactly as the run will, in a child process that can be killed when it hangs: Ray's own
+# connection retries run in native code for minutes, deaf to signals, when a port answers TCP but is not Ray.
+_PROBE = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); ray.shutdown()"
+
+
+def connect(address: str | None, num_cpus: int, timeout_s: float = 20.0) -> bool:
     """Make sure Ray is up; returns whether this call started it (and so must shut it down)."""
     ray = import_ray()
     if ray.is_initialized():
@@ -40,7 +49,9 @@ def connect(address: str | None, num_cpus: int) -> bool:
         return True
     try:
         _reachable(address)
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        _answers(address, timeout_s)
+        with _our_sigterm():
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
     except Exception as e:  # Ray raises ConnectionError, TimeoutError or RuntimeError depending on the address form
         reason = next(iter(str(e).strip().splitlines()), type(e).__name__)
         raise ReleaseError(f"cannot reach the Ray cluster at search.ray_address={address!r} ({reason}); start it with "
@@ -48,6 +59,32 @@ def connect(address: str | None, num_cpus: int) -> bool:
                            "search.ray_address to use this machine") from None
     log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
     return True
+
+
+def _answers(address: str, timeout_s: float) -> None:
+    """Fail within `timeout_s` (search.ray_connect_timeout_s) where Ray would retry for minutes."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                               timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"no Ray answer within {timeout_s:g} s (search.ray_connect_timeout_s): is it the "
+                           "address of a Ray head (GCS, port 6379 by default), not its dashboard?") from None
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+        raise ConnectionError(lines[-1] if lines else f"exit status {probe.returncode}")
+
+
+class _our_sigterm:
+    """ray.init replaces the SIGTERM handler with its own (sys.exit from wherever the driver is); the run's
+    own handler (stop cleanly, like Ctrl-C) is put back once it has joined."""
+
+    def __enter__(self):
+        self.main = threading.current_thread() is threading.main_thread()
+        self.handler = signal.getsignal(signal.SIGTERM) if self.main else None
+
+    def __exit__(self, *exc):
+        if self.main and self.handler is not None:
+            signal.signal(signal.SIGTERM, self.handler)
 
 
 def _reachable(address: str) -> None:

@@ -147,7 +147,8 @@ def ray_workers(config: ReleaseConfig, pulled: dict, r_mri: list[float] | None =
     """A RayPool for a release: Ray started or joined as the config says, stopped again if started here."""
     s = config.search
     resources = dict(s.worker_resources or {"CPU": 1})
-    started = connect(s.ray_address, num_cpus=max(1, ceil(s.workers * resources.get("CPU", 1))))
+    started = connect(s.ray_address, num_cpus=max(1, ceil(s.workers * resources.get("CPU", 1))),
+                      timeout_s=s.ray_connect_timeout_s)
     try:
         pool = RayPool(BuildFromHub(_absolute(config), pulled, r_mri), s.workers, resources)
         try:
