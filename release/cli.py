@@ -7,6 +7,7 @@ its one line, without a traceback, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -17,32 +18,79 @@ from release import __version__
 from release.config import load_config
 from release.errors import ReleaseError
 from release.redact import known_tokens, redact
-from release.run.stages import STAGES
+from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES
+from release.ui.closing import closing_lines
+from release.ui.output import configure_logging, set_progress_bars
+from release.ui.schema import config_schema, reference_markdown
+from release.ui.starter import write_starter
+
+
+EXAMPLES = """\
+examples:
+  darwin-release run configs/default.yaml        the embedded default: tiny parents, a local Hub, CPU only
+  darwin-release init my-release.yaml            a commented starter config (--same-arch: a weight merge)
+  darwin-release run my-release.yaml --plan      check the config, the token and the parents; print the
+                                                 cost; downloads no weights, writes nothing
+  darwin-release run my-release.yaml             every stage; a rerun skips what is done and unchanged
+  darwin-release breed my-release.yaml --resume  the stages up to the search, continuing a stopped one
+  darwin-release run my-release.yaml --force card --force push   render the card again and push it
+  darwin-release space-serve my-release.yaml     chat with the released child on 127.0.0.1:7860
+  darwin-release schema > config.schema.json     the config's JSON Schema, for editors
+
+every config key: docs/config.md"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="darwin-release", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="darwin-release", epilog=EXAMPLES,
+                                description="Breed a child model from two Hub parents and release it: one "
+                                            "subcommand per pipeline stage, and `run` for all of them.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"darwin-release {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run every stage (skipping those already done and unchanged)")
+    run = sub.add_parser("run", help="run every stage (skipping those already done and unchanged)",
+                         description="Run every stage in order: " + " -> ".join(STAGES) + ". A stage whose inputs "
+                                     "have not changed since it last ran is skipped.")
     for name in STAGES:
-        stage = sub.add_parser(name, help=f"run the pipeline up to and including '{name}'")
+        stage = sub.add_parser(name, help=STAGE_HELP[name],
+                               description=f"{name}: {STAGE_HELP[name]}. Runs the stages before it first, unless "
+                                           "they are up to date.")
         stage.set_defaults(only=(name,))
     for sp in [run, *(sub.choices[s] for s in STAGES)]:
         sp.add_argument("config", help="release config (YAML), e.g. configs/default.yaml")
-        sp.add_argument("--force", action="append", default=[], metavar="STAGE",
-                        help="redo STAGE even if it is up to date (repeatable; 'all' redoes every stage)")
-        sp.add_argument("--dry-run", action="store_true", help="do everything except writing to the Hub")
-        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("--force", action="append", default=[], metavar="STAGE", choices=[*STAGES, "all"],
+                        help=f"redo STAGE even if it is up to date (repeatable): {', '.join(STAGES)}, or all")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="run every stage but those that write to the Hub (" + ", ".join(HUB_STAGES) + ")")
+        sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: only when the output is a terminal; otherwise one line per "
+                             "stage and per search generation)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show logs")
+        sp.add_argument("--json", action="store_true",
+                        help="print the summary as JSON on stdout (for scripts); progress goes to stderr")
     run.add_argument("--plan", action="store_true",
-                     help="check the config and the parents (configs and safetensors headers only, no weights), "
-                          "print what the release will cost and the planned stages")
+                     help="only check and plan: the config, the token's write access, the parents (configs, "
+                          "safetensors headers and cards, no weights), the cost and the stages; writes nothing "
+                          "(--dry-run --plan is the same)")
     run.add_argument("--gpu", metavar="NAME", help="with --plan: estimate time on this GPU (H200, H100, A100, L40S)")
     run.set_defaults(only=STAGES)
     sub.choices["breed"].add_argument("--resume", action="store_true",
                                       help="continue an interrupted search from its last checkpoint")
+
+    init = sub.add_parser("init", help="write a commented starter config",
+                          description="Write a commented starter config to edit, then check it with "
+                                      "`darwin-release run CONFIG --plan`.")
+    init.add_argument("path", nargs="?", default="release.yaml", help="where to write it (default: release.yaml)")
+    init.add_argument("--same-arch", action="store_true",
+                      help="two parents of one architecture, merged by weights (dare_ties), instead of the "
+                           "cross-architecture FFN blend")
+    init.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+
+    schema = sub.add_parser("schema", help="print the config's JSON Schema (or its reference page)",
+                            description="Print the release config's JSON Schema, generated from its models; "
+                                        "YAML language servers read it (`# yaml-language-server: "
+                                        "$schema=config.schema.json`).")
+    schema.add_argument("--markdown", action="store_true", help="print the reference page (docs/config.md) instead")
 
     watch = sub.add_parser("watch", help="open the search's live dashboard (trackio) on 127.0.0.1")
     watch.add_argument("config")
@@ -55,17 +103,21 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("target", metavar="REPO[@REV]", help="the child repo, optionally @branch or @commit")
     again.add_argument("--config", help="take the Hub from this release config (its endpoint, or its local store, "
                                         "served meanwhile); default: HF_ENDPOINT or the Hub")
-    again.add_argument("--no-progress", action="store_true", help="no progress bars")
+    again.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars (default: only when the output is a terminal)")
     again.add_argument("-v", "--verbose", action="store_true", help="show logs")
 
     mk = sub.add_parser("import-mergekit", help="turn a two-model mergekit YAML or a mergekit-evolve config into a "
                                                 "darwin-release config; what does not map is listed")
     mk.add_argument("file", metavar="FILE", help="mergekit YAML (merge_method, models) or mergekit-evolve config")
     mk.add_argument("-o", "--output", metavar="CONFIG", help="write the config here (default: print it)")
-    mk.add_argument("--no-progress", action="store_true", help="no progress bars (there are none: for scripts)")
+    mk.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="accepted as by every subcommand (this one shows no bars)")
     mk.add_argument("-v", "--verbose", action="store_true", help="show logs")
 
-    serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child")
+    serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child",
+                           description="Serve the Space app on 127.0.0.1 with the child this config released last "
+                                       "(for a local endpoint, its store is served meanwhile).")
     serve.add_argument("config")
     serve.add_argument("--port", type=_port, default=7860)
     serve.add_argument("-v", "--verbose", action="store_true")
@@ -98,23 +150,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(getattr(args, "verbose", False))
     for handler in logging.getLogger().handlers:  # a token quoted in a log message (or its traceback) is hidden
         if _redact_record not in handler.filters:
             handler.addFilter(_redact_record)
-    # The HTTP client logs every URL at INFO, upload links with their one-time credentials among them.
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not args.verbose:  # lm-eval warns on every in-memory model it is handed, which is how we use it
-        logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    if getattr(args, "no_progress", False):
-        _no_progress_bars()
+    progress = set_progress_bars(getattr(args, "progress", None))
     try:
         if args.command == "reproduce":
-            return _reproduce(args)
+            return _reproduce(args, progress)
         if args.command == "import-mergekit":
             return _import_mergekit(args)
+        if args.command in ("init", "schema"):
+            return _init(args) if args.command == "init" else _schema(args)
         config = load_config(args.config)
         if args.command == "watch":
             from release.search.tracking import open_dashboard  # imports cma and matplotlib
@@ -134,8 +181,10 @@ def _main(argv: list[str] | None) -> int:
         # `run` resumes an interrupted search by itself; `breed` alone does so when asked.
         resume = args.command == "run" or getattr(args, "resume", False)
         opts = RunOptions(force=set(args.force), dry_run=args.dry_run, resume=resume,
-                          progress=not args.no_progress, only=tuple(args.only))
-        summary = run_release(config, opts)
+                          progress=progress, only=tuple(args.only))
+        # --json: stdout is the summary alone; what the run prints on the way goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            summary = run_release(config, opts)
     except ReleaseError as e:
         print(f"error: {redact(_one_line(str(e)))}", file=sys.stderr)
         return 2
@@ -146,22 +195,36 @@ def _main(argv: list[str] | None) -> int:
     except Exception as e:  # no check foresaw it: still one line, the traceback kept in a file
         print(f"error: {_unexpected(e, args.verbose)}", file=sys.stderr)
         return 1
-    _print_summary(summary)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print("\n".join(closing_lines(summary, args.config)))
     return 0
 
 
-def _reproduce(args) -> int:
+def _init(args) -> int:
+    path = write_starter(args.path, same_arch=args.same_arch, overwrite=args.force)
+    print(f"wrote {path}: set father, mother, child and space, then check it with: darwin-release run {path} --plan")
+    return 0
+
+
+def _schema(args) -> int:
+    print(reference_markdown() if args.markdown else json.dumps(config_schema(), indent=2), end="" if args.markdown else "\n")
+    return 0
+
+
+def _reproduce(args, progress: bool) -> int:
     """0: reproduced bit for bit; 1: the first differing tensor is printed."""
     from release.hub.reproduce import reproduce  # loaded when the subcommand runs: --help stays instant
     from release.hub.session import open_hub
 
     if args.config:
         with open_hub(load_config(args.config)) as session:
-            result = reproduce(session.hub, args.target, progress=not args.no_progress)
+            result = reproduce(session.hub, args.target, progress=progress)
     else:
         from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported: only now
 
-        result = reproduce(Hub(), args.target, progress=not args.no_progress)
+        result = reproduce(Hub(), args.target, progress=progress)
     for note in result.notes:
         print(f"note: {note}")
     print(result.summary())
@@ -224,18 +287,6 @@ def _unexpected(e: Exception, verbose: bool) -> str:
     return f"{_one_line(reason)[:300]}: {what} (the traceback is in {path})"
 
 
-def _no_progress_bars() -> None:
-    """Silence huggingface_hub's download/upload bars too. Through the environment, because the Hub
-    client must not be imported before the run points HF_ENDPOINT at its Hub."""
-    import os
-
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-
-
 def _print_plan(config, args) -> int:
     from release.plan.gpus import GPUS  # loaded when the subcommand runs: --help stays instant
     from release.plan.report import print_plan  # loaded when the subcommand runs: --help stays instant
@@ -243,46 +294,3 @@ def _print_plan(config, args) -> int:
     if args.gpu and args.gpu not in GPUS:
         raise ReleaseError(f"--gpu {args.gpu}: unknown GPU; choose one of {', '.join(GPUS)}")
     return print_plan(config, args.config, args.dry_run, gpu=args.gpu)
-
-
-def _print_summary(summary: dict) -> None:
-    ran = ", ".join(summary.get("ran", summary.get("stages_run", []))) or "none (everything was up to date)"
-    for role, (fetched, total) in summary.get("fetched", {}).items():
-        print(f"pulled {role}: {fetched / 1e6:,.1f} MB of the repo's {total / 1e6:,.1f} MB "
-              "(only the shards the release reads)")
-    if "child_repo" not in summary:
-        print(f"stages run: {ran}")
-        if summary.get("dry_run"):
-            print(f"dry run: nothing written to the Hub (skipped {', '.join(summary['skipped'])})")
-        if "child_folder" in summary:
-            print(f"child folder: {summary['child_folder']}")
-        elif "breed" in summary:
-            print(f"best genome: {json.dumps([round(r, 4) for r in summary['breed']['genome']])} "
-                  f"(fitness {summary['breed']['fitness']:.4f})")
-        elif summary.get("mri"):
-            mri = summary["mri"]
-            print(f"r_MRI: {json.dumps([round(r, 3) for r in mri['r_mri']])}; father-dominant layers "
-                  f"{mri['father_dominant'] or 'none'}, mother-dominant {mri['mother_dominant'] or 'none'} "
-                  f"(details: {mri['path']})")
-        if summary.get("health"):
-            h = summary["health"]
-            print("health check: " + ("passed" if h["passed"] else "FAILED: " + "; ".join(h["reasons"])))
-        return
-    print(f"stages run: {ran}")
-    repo, rev, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
-    print(f"\nreleased {repo} @ {rev[:12]} on {endpoint}")
-    push = summary.get("child_push") or {}
-    if push.get("target") == "pr":
-        print(f"  as pull request {push['ref']}: {push['pr_url']} (merge it to publish the release on main)")
-    elif push.get("target") == "branch":
-        print(f"  on branch {push['ref']} (main is unchanged)")
-    if summary.get("space_repo"):
-        print(f"Space:    {summary['space_repo']} @ {summary['space_revision'][:12]}")
-    for role, scores in summary.get("scores", {}).items():
-        print(f"  {role:<7}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    print("\nload it:")
-    print(f"  HF_ENDPOINT={endpoint} python -c \"from transformers import AutoModelForCausalLM; "
-          f"AutoModelForCausalLM.from_pretrained('{repo}', revision='{rev}'"
-          + (", trust_remote_code=True" if summary.get("trust_remote_code", True) else "") + ")\"")
-    print("chat with it: make space" + ("   (the local store is served again by: make hub)"
-                                         if "127.0.0.1" in endpoint else ""))

@@ -131,7 +131,9 @@ class _Strict(BaseModel):
 
 
 class RepoRef(_Strict):
+    # A Hub model repo id, owner/name.
     repo: RepoId
+    # A branch, tag or commit; a branch is pinned to its commit at the first pull.
     revision: GitRef = "main"
 
 
@@ -144,12 +146,16 @@ def _branch_name(value: str) -> str:
 
 
 class BranchTarget(_Strict):
+    # Push to this branch of an existing repo; main is left as it is.
     branch: Annotated[GitRef, AfterValidator(_branch_name)]
 
 
 class ChildSpec(_Strict):
+    # Where the child is pushed: a model repo your token may write.
     repo: RepoId
+    # Largest safetensors shard of the child, e.g. 5GB or 500MB (decimal units, as transformers).
     max_shard_size: Annotated[str, AfterValidator(_shard_size)] = "5GB"
+    # None: "Release <name>: child of <father> x <mother>".
     commit_message: str | None = None
     # What to do when child.repo exists and holds something this release did not write (see README):
     # refuse (default), pr (open a pull request), {branch: NAME}, or replace (one commit, stale files deleted).
@@ -157,7 +163,9 @@ class ChildSpec(_Strict):
 
 
 class SpaceSpec(_Strict):
+    # The Gradio Space that chats with the child; leave out `space:` for none.
     repo: RepoId
+    # A huggingface_hub SpaceHardware name (cpu-basic, zero-a10g, a10g-small, ...); None: the Hub's default.
     hardware: str | None = None
     # Passed to the Space as public variables (MODEL_ID is always set to the child repo).
     variables: dict[str, str] = {}
@@ -187,15 +195,19 @@ class SpaceSpec(_Strict):
 
 
 class GenomeSpec(_Strict):
+    # Father layers pinned at ratio 0 (they keep their own FFN, or tensors for weight merges).
     frozen: list[int] = []
+    # Upper bound of every searched ratio (the mother's share).
     r_max: float = Field(0.5, gt=0, le=1)
     # father layer i -> mother layer; None = round(i * (L_m - 1) / (L_f - 1))
     layer_map: list[int] | None = None
+    # The search's starting ratio for every free layer (0 = the father).
     init_mean: float = Field(0.1, ge=0, le=1)
     # Per-dimension step-size scales (CMA_stds); None = all 1.
     scales: list[float] | None = None
     # Darwin MRI trust: search tau in [0, 1] too; candidate ratios = clip(tau * r_MRI + (1 - tau) * g).
     mri: bool = False
+    # With mri: tau's starting value.
     mri_trust_init: float = Field(0.5, ge=0, le=1)
     # After the search: ratios below the first value become 0 (the father's FFN, or for weight merges his
     # attention/FFN/norms tensors), above the second 1 (the mother's).
@@ -247,6 +259,15 @@ class BreedSpec(_Strict):
     # task vector's L1 norm, mergekit's default).
     dare_rescale: Literal["inverse_density", "l1"] = "inverse_density"
 
+    def search_key(self) -> dict:
+        """What the search checkpoint depends on: dare_rescale only when it is not its default, so searches
+        checkpointed before it existed still resume."""
+        return self.model_dump(exclude={"dare_rescale"} if self.dare_rescale == "inverse_density" else set())
+
+    def __repr_args__(self):
+        # Stage keys hash this text: unchanged, for runs made before dare_rescale existed, while it is the default.
+        return [(k, v) for k, v in super().__repr_args__() if not (k == "dare_rescale" and v == "inverse_density")]
+
     @model_validator(mode="after")
     def _density_order(self) -> BreedSpec:
         if not self.density_min <= self.density_init <= self.density_max:
@@ -256,13 +277,19 @@ class BreedSpec(_Strict):
 
 
 class SearchSpec(_Strict):
+    # CMA-ES candidates per generation.
     popsize: int = Field(8, ge=2)
+    # CMA-ES initial step size.
     sigma0: float = Field(0.1, gt=0)
+    # The search stops at the first of max_generations, max_evaluations and time_budget_s (None: no limit).
     max_generations: int | None = Field(10, ge=1)
     max_evaluations: int | None = Field(None, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
+    # Seeds CMA-ES and the search/held-out item subsets: the same config gives the same child.
     seed: int = 42
+    # auto: cuda when present.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bfloat16 on cuda, float32 on cpu.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Scale-out (release.search.distributed): workers > 1 or a ray_address scores candidates on Ray actors.
     workers: int = Field(1, ge=1)
@@ -412,10 +439,12 @@ class MriSpec(_Strict):
     # Probe prompts per domain (a seeded subset of release/mri/probe_prompts.yaml); None = all of them.
     prompts_per_domain: int | None = Field(None, ge=1)
     static_weight: float = Field(0.4, ge=0, le=1)  # Darwin V6: MRI = 0.4 * static + 0.6 * probe
+    # Bins of the |w| histogram whose entropy is the static MRI statistic.
     histogram_bins: int = Field(256, ge=2)
 
 
 class HealthSpec(_Strict):
+    # Compare the child with both parents layer by layer before push.
     enabled: bool = True
     # A failed check stops the release before push; false records it and pushes anyway.
     stop_on_failure: bool = True
@@ -429,44 +458,69 @@ class HealthSpec(_Strict):
 
 
 class CardSpec(_Strict):
+    # A Hub licence identifier (https://huggingface.co/docs/hub/repositories-licenses), or `other` with
+    # license_name (and license_link to its text).
     license: str = "apache-2.0"
+    license_name: str | None = None
+    license_link: str | None = None
+    # Language codes for the card's front matter.
     languages: list[str] = ["en"]
+    # The card's opening paragraph (also the Space's short description).
     description: str = ""
     # Free-form lineage shown in the card, e.g. {"grandfather": "google/gemma-4-E4B-it"}.
     genealogy: dict[str, str] = {}
+    # A BibTeX entry for the card's citation section.
     citation: str | None = None
+    # Extra Hub tags, after the tool's own.
     tags: list[str] = []
 
 
 class HubSpec(_Strict):
     # None = the real Hub (or HF_ENDPOINT); "local" = the project's endpoint on 127.0.0.1.
     endpoint: Annotated[str | None, AfterValidator(_endpoint)] = None
+    # Create the child, Space (and tracking Space) as private repos.
     private: bool = False
     # Where the embedded local endpoint keeps its repos (relative to the config's folder's parent).
     local_root: Path = Path(".hub")
+    # The embedded local endpoint's port on 127.0.0.1.
     local_port: int = Field(8765, ge=1, le=65535)
 
 
 class ReleaseConfig(_Strict):
+    # The release's name: its run folder is runs_dir/name.
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
+    # The father: with ffn_blend a Gemma 4 model whose attention, embeddings and LM head the child keeps; with a
+    # weight merge the first parent (the base of the merge unless `base` names a common ancestor).
     father: RepoRef
+    # The mother: with ffn_blend a Qwen3.5 model whose FFNs are blended in; with a weight merge the other parent.
     mother: RepoRef
     # The common ancestor of two same-architecture siblings (ties, dare_ties): the merge takes the task vectors
     # father - base and mother - base, as mergekit's base_model. None: the father is the base (one task vector).
     base: RepoRef | None = None
+    # The child's Hub repo and how it is written and pushed.
     child: ChildSpec
+    # The Space that chats with the child; none when left out.
     space: SpaceSpec | None = None
+    # How the child is made (the breeder) and its merge options.
     breed: BreedSpec = BreedSpec()
+    # What CMA-ES searches: one ratio per father layer, their bounds, frozen layers, MRI trust.
     genome: GenomeSpec = GenomeSpec()
+    # CMA-ES, its limits, the device, and scale-out or tracking.
     search: SearchSpec = SearchSpec()
+    # What a candidate is scored on (weighted benchmark tasks, or calibration text).
     fitness: FitnessSpec
+    # Darwin MRI: the parents' layer-by-layer diagnosis.
     mri: MriSpec = MriSpec()
+    # The child's health check against both parents, before push.
     health: HealthSpec = HealthSpec()
+    # The model card: licence, languages, description, lineage.
     card: CardSpec = CardSpec()
+    # Which Hub: the real one (or HF_ENDPOINT), or the project's local endpoint.
     hub: HubSpec = HubSpec()
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
     tiny_parents: bool | Literal["zoo"] = False
+    # The folder of run folders (relative to where the command runs).
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")
@@ -516,9 +570,38 @@ class ReleaseConfig(_Strict):
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check its spelling against configs/default.yaml)"
+        return f"{where}: unknown key{_nearest_key(error['loc'])}; every key is in docs/config.md"
+    if error["type"] == "missing":
+        return f"{where}: a required key is missing (every key is in docs/config.md)"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _nearest_key(loc: tuple) -> str:
+    """' (did you mean 'search'?)' for a misspelt key at `loc`, else the keys valid there."""
+    import difflib
+
+    keys = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (the keys here: {', '.join(keys)})"
+
+
+def _keys_at(path: tuple) -> list[str]:
+    """The keys valid at a config path, following pydantic's error locations (indexes, union members)."""
+    models: list[type[BaseModel]] = [ReleaseConfig]
+    for part in path:
+        inner = [m for model in models if part in model.model_fields
+                 for m in _models_in(model.model_fields[part].annotation)]
+        models = inner or [m for m in models if m.__name__ == part] or models  # an index or a union's tag
+    return sorted({key for model in models for key in model.model_fields})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
@@ -22,17 +23,18 @@ from release.hub.space import prepare_space_folder, space_secrets, space_variabl
 from release.hub.verify import verify_child
 from release.mri.stage import (after_search, check_before_push, genome_mri_record, mri_summary, search_fingerprint,
                                search_r_mri, stage_health, stage_mri)
+from release.plan.preflight import check_values, check_write_access
 from release.run.files import remove_orphans, write_json
 from release.run.lock import hold_run_lock
 from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
-from release.run.stages import STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.ui.output import GenerationLines, stage_line
 from release.zoo.parents import zoo_parent_writers
 
 log = logging.getLogger(__name__)
 
-HUB_STAGES = ("push", "space", "verify")
 
 
 # --- stages -------------------------------------------------------------------------------------------
@@ -102,8 +104,10 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
     """
     from release.breeders import get_breeder  # imports torch
 
-    writers = (zoo_parent_writers(config.breed.method) if config.tiny_parents == "zoo"
-               else get_breeder(config.breed.method).tiny_parent_writers())
+    if config.tiny_parents == "zoo":
+        writers = zoo_parent_writers(config.breed.method, base=config.base is not None)
+    else:
+        writers = get_breeder(config.breed.method).tiny_parent_writers()
     for role, write in writers.items():
         repo = getattr(config, role).repo
         if hub.holds_checkpoint(repo):
@@ -129,9 +133,9 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({"base": pulled.base.content} if pulled.base else {}),
-                          **({} if config.breed == BreedSpec() else {"breed": config.breed.model_dump()}))
+                          **({} if config.breed == BreedSpec() else {"breed": config.breed.search_key()}))
         result = run_search(live.space, evaluation, config.search, config.run_dir / "breed", key, resume=resume,
-                            progress=progress, callbacks=_search_callbacks(config, live, key))
+                            progress=progress, callbacks=_search_callbacks(config, live, key, progress))
         estimator = None
         if hasattr(evaluation, "choose_child"):  # a cheap estimator ranked the candidates: full scoring picks
             result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
@@ -149,12 +153,13 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
     return bred, [config.run_dir / "breed" / "best.json"]
 
 
-def _search_callbacks(config: ReleaseConfig, live, key: str) -> tuple:
+def _search_callbacks(config: ReleaseConfig, live, key: str, progress: bool) -> tuple:
+    lines = () if progress else (GenerationLines(config.search.max_generations),)  # the bar's stand-in
     if not config.search.track:
-        return ()
+        return lines
     from release.search.tracking import TrackioTracker  # trackio, optional
 
-    return (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
+    return lines + (TrackioTracker(config.name, key, config.run_dir / "breed", config.search.popsize, live.space.names,
                            config.genome.frozen, config.genome.r_max,
                            config={"search": config.search.model_dump(), "genome": config.genome.model_dump(mode="json"),
                                    "fitness": config.fitness.model_dump(mode="json")},
@@ -308,12 +313,14 @@ def run_release(config: ReleaseConfig, opts: RunOptions) -> dict:
 
 def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dict:
     started = time.monotonic()
-    book = StageBook(config.run_dir, force)
+    book = StageBook(config.run_dir, force,
+                     announce=lambda stage, done: stage_line(stage, "up to date" if done else STAGE_HELP[stage]))
     wanted = set(opts.only)
     last = max(STAGES.index(s) for s in wanted)
     needed = STAGES[: last + 1]  # a stage needs the results of those before it
 
     with open_hub(config) as session:
+        preflight(config, session, pushes=not opts.dry_run and "push" in needed)  # before any download
         endpoint = session.endpoint
         pulled = book.run("pull", [config.father, config.mother, endpoint] + ([config.base] if config.base else []),
                           lambda: stage_pull(config, session, opts.dry_run, rehash="pull" in force),
@@ -338,6 +345,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if darwin or g.mri:  # a weight merge scans its parents only when the search reads r_MRI
             mri = book.run("mri", [contents, g.layer_map, g.frozen, g.transplant, config.mri, s.seed, s.device,
                                    s.dtype], lambda: stage_mri(config, pulled), record=Diagnosis)
+        else:
+            stage_line("mri", "not needed (a weight merge without genome.mri)")
         if "breed" not in needed:
             return {"ran": book.ran, "mri": mri and mri.to_json(), "fetched": pulled.fetched()}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
@@ -356,15 +365,23 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             health = book.run("health", [contents, child.digest, config.health, config.mri, s.seed, s.device,
                                          s.dtype, config.fitness.calibration_text],
                               lambda: stage_health(config, pulled, child), record=Health)
+        elif "health" in needed:
+            stage_line("health", "off (health.enabled: false)")
         evaluated = None
         if "evaluate" in needed and config.fitness.tasks:
             evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
+        elif "evaluate" in needed:
+            stage_line("evaluate", "nothing to score (fitness.tasks is empty)")
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
                      lambda: stage_card(config, child, evaluated, health, book.files("emit"),
                                         _card_tag(session, pulled), Path(pulled.father.path)), record=Carded)
+        if opts.dry_run:
+            for stage in HUB_STAGES:
+                if stage in needed:
+                    stage_line(stage, "skipped (--dry-run)")
         if opts.dry_run or "push" not in needed:
             return {"ran": book.ran, "dry_run": opts.dry_run, "child_folder": child.path,
                     "fetched": pulled.fetched(),
@@ -381,6 +398,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
                               lambda: stage_space(config, session, pushed),
                               still_valid=lambda r: session.resolves(r.repo, "main", r.revision, "space"),
                               record=Deployed)
+        elif "space" in needed:
+            stage_line("space", "no space in the config")
         verified = None
         if "verify" in needed:
             verified = book.run("verify", [pushed.to_json(), child.digest],
@@ -390,6 +409,13 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         summary.update(mri_summary(bred, child, health))
         write_json(config.run_dir / "release.json", summary)
     return summary
+
+
+def preflight(config: ReleaseConfig, session: HubSession, pushes: bool) -> None:
+    """What the Hub would refuse only at push or deploy, hours later: one-line errors now."""
+    check_values(config)
+    if pushes:
+        log.info(check_write_access(config, session.hub))
 
 
 def _child_content(book: StageBook, folder: Path) -> str:
@@ -406,10 +432,17 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
     """release.json: its keys are public (add, don't rename)."""
     from release.breeders import get_breeder  # imports torch
 
-    scores = {}
+    scores, stderrs, vigor, heldout = {}, {}, None, None
     if evaluated:
-        for role, m in evaluated.results["models"].items():
+        from release.card.model_card import hybrid_vigor  # imports huggingface_hub, which must follow open_hub
+
+        models = evaluated.results["models"]
+        for role, m in models.items():
             scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
+            stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["stderr"]}
+        verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"]) for role in ("child", "father", "mother")))
+        vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
+        heldout = sum(t["n"] for t in evaluated.results["tasks"].values())
     return {
         "name": config.name,
         "endpoint": endpoint,
@@ -433,6 +466,10 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
                    "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
                    **({"estimator": bred.estimator} if bred.estimator else {})},
         "scores": scores,
+        "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
+        "heldout_items": heldout,
+        "vigor": vigor,  # the card's hybrid-vigor rule: {"claimed": bool, "reason": why not}
+        "local_root": str(config.hub.local_root) if config.hub.endpoint == "local" else None,
         "verify": verified and verified.to_json(),
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),

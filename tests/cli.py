@@ -19,3 +19,13 @@ def run_cli(tmp: Path, *args: str, timeout: float = 400) -> subprocess.Completed
     """`python -m release ARGS --no-progress` from the checkout, output captured."""
     return subprocess.run([sys.executable, "-m", "release", *args, "--no-progress"], capture_output=True, text=True,
                           env=isolated_env(tmp), cwd=ROOT, timeout=timeout)
+
+
+def run_cli_to_file(tmp: Path, log: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    """`python -m release ARGS > LOG 2>&1`, as CI runs it (no progress flag: the output is not a terminal);
+    the log's text is returned as both stdout and stderr."""
+    with log.open("wb") as f:
+        done = subprocess.run([sys.executable, "-m", "release", *args], stdout=f, stderr=subprocess.STDOUT,
+                              env=isolated_env(tmp), cwd=ROOT, timeout=timeout)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return subprocess.CompletedProcess(done.args, done.returncode, text, text)

@@ -108,11 +108,11 @@ def test_breed_and_emit_from_the_cli_with_progress(local_hub, tmp_path):
     path = tmp_path / "release.yaml"
     path.write_text(yaml.safe_dump(_config(local_hub, tmp_path)))
     env = {**os.environ, "HF_TOKEN": local_hub.tokens[0]}
-    breed = subprocess.run([sys.executable, "-m", "release", "breed", str(path)], capture_output=True, text=True,
+    breed = subprocess.run([sys.executable, "-m", "release", "breed", str(path), "--progress"], capture_output=True, text=True,
                            env=env, cwd=ROOT, timeout=300)
     assert breed.returncode == 0, breed.stderr
     assert "search" in breed.stderr and "8/8" in breed.stderr  # tqdm: evaluations done / planned
-    emit = subprocess.run([sys.executable, "-m", "release", "emit", str(path)], capture_output=True, text=True,
+    emit = subprocess.run([sys.executable, "-m", "release", "emit", str(path), "--progress"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=300)
     assert emit.returncode == 0, emit.stderr
     assert "write shards" in emit.stderr

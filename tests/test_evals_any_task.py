@@ -317,3 +317,17 @@ def test_few_shot_examples_never_show_held_out_items(tasks_dir, father, tmp_path
     shown = [q.split("\nAnswer:")[0].removeprefix("Question: ")
              for s in evaluator.last_output["samples"]["local_mc"] for q in s["arguments"][0][0].split("\n\n")[:-1]]
     assert len(shown) == 3 * 10 and not set(shown) & heldout
+
+
+def test_per_item_scores_for_the_estimators_follow_the_tasks_filter_and_metric(tasks_dir, father, tmp_path):
+    from release.evals.items import item_layout
+
+    model, tok = father
+    suite = TaskSuite.from_spec(_spec(tasks_dir, *_three(), max_gen_toks=4), tmp_path, seed=0)
+    evaluator = Evaluator(model, tok, suite, scorer="stock", max_gen_toks=4)
+    full = evaluator.evaluate()
+    gen = {"local_gen": suite.samples("search")["local_gen"]}
+    scores, _ = evaluator.score_items(gen)
+    assert scores == {"local_gen": full.item_scores["local_gen"]}  # exact_match under its own regex filter
+    with pytest.raises(ReleaseError, match="local_text: its metric bits_per_byte is not a mean"):
+        item_layout(suite)  # bits per byte (lower is better, not a mean of items): no item-score estimator

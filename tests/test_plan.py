@@ -186,7 +186,20 @@ def test_pull_fetches_only_text_shards_and_the_child_is_unchanged(published, tin
         a = AutoModelForCausalLM.from_pretrained(views["mother"]).eval()(ids).logits
         b = AutoModelForCausalLM.from_pretrained(tiny_parents.mother).eval()(ids).logits
     assert torch.equal(a, b)
-    main(["pull", str(_config(tmp_path, published["father"], published["mother"])), "--no-progress"])
+    # The father's view lacks his vision shard: the final evaluation builds him without the towers, so no
+    # weight is missing (and none is filled at random), and his text logits are those of the full repo.
+    from release.evals.final import ModelSpec, load_model
+
+    assert pulled["father"]["skipped_shards"]
+    father, _ = load_model(ModelSpec(path=views["father"], repo="f", text_only=True), torch.device("cpu"), torch.float32)
+    assert not [n for n, _ in father.named_parameters() if "vision" in n or "audio" in n]
+    with torch.no_grad():
+        assert torch.equal(father(ids).logits,
+                           AutoModelForCausalLM.from_pretrained(tiny_parents.father).eval()(ids).logits)
+    path = str(_config(tmp_path, published["father"], published["mother"]))
+    main(["pull", path, "--no-progress"])
+    assert "pulled" not in capsys.readouterr().out  # up to date: this run pulled nothing
+    main(["pull", path, "--force", "pull", "--no-progress"])
     assert "pulled mother: " in capsys.readouterr().out
 
 

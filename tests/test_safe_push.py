@@ -208,10 +208,9 @@ def test_the_flagship_config_proposes_its_release_as_a_pull_request():
      "as pull request refs/pr/3: http://hub/a/c/discussions/3"),
     ({"target": "branch", "ref": "darwin-v2", "pr_url": None, "committed": True}, "on branch darwin-v2"),
 ])
-def test_the_summary_says_where_the_release_went(capsys, push, shown):
-    from release.cli import _print_summary
+def test_the_summary_says_where_the_release_went(push, shown):
+    from release.ui.closing import closing_lines
 
-    _print_summary({"ran": ["push"], "child_repo": "a/c", "child_revision": "c" * 40, "endpoint": "http://hub",
-                    "child_push": push})
-    out = capsys.readouterr().out
+    out = "\n".join(closing_lines({"ran": ["push"], "child_repo": "a/c", "child_revision": "c" * 40,
+                                    "endpoint": "http://hub", "child_push": push}, "c.yaml"))
     assert shown in out and f"revision='{'c' * 40}'" in out

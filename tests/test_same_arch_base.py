@@ -149,3 +149,14 @@ def test_dare_ties_over_the_zoo_base_beats_both_trained_specialists(tmp_path):
     for parent in ("lang_a", "lang_b"):
         mean, parent_se = language_mean(models / parent)
         assert score - mean > 3 * math.sqrt(se ** 2 + parent_se ** 2), (parent, score, mean)
+
+
+def test_the_keys_added_here_leave_earlier_runs_up_to_date_while_they_hold_their_defaults():
+    """Stage keys hash the config sections' text, and the search checkpoint the breed spec's dump: with
+    dare_rescale at its default both are what they were before it existed; set, it changes them."""
+    from release.config import BreedSpec
+
+    default, l1 = BreedSpec(method="dare_ties"), BreedSpec(method="dare_ties", dare_rescale="l1")
+    assert "dare_rescale" not in str(default) and "dare_rescale" not in default.search_key()
+    assert "dare_rescale='l1'" in str(l1) and l1.search_key()["dare_rescale"] == "l1"
+    assert str(default) == "method='dare_ties' density_min=0.2 density_max=1.0 density_init=0.6 seed=None"

@@ -63,6 +63,7 @@ def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generat
     out = subprocess.run([sys.executable, script, tmp_path, project, "resume"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.stdout.splitlines()) == 1  # the genome alone: trackio's banners go to the log, not stdout
 
     from trackio.sqlite_storage import SQLiteStorage
 

@@ -141,3 +141,32 @@ def test_retraining_gives_the_same_bytes():
     from release.zoo.__main__ import main
 
     assert main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("method, mother", [("ffn_blend", "mother_b"), ("dare_ties", "lang_b"), ("linear", "lang_b")])
+def test_zoo_parents_publish_the_files_the_manifest_vouches_for(method, mother, tmp_path):
+    from release.zoo.parents import zoo_parent_writers
+
+    expected = manifest.read_manifest()
+    for role, name in (("father", "lang_a"), ("mother", mother)):
+        folder = zoo_parent_writers(method)[role](tmp_path / role, seed=42)
+        copied = {f"models/{name}/{p.name}": manifest.sha256(p) for p in folder.iterdir()}
+        assert copied == {rel: d for rel, d in expected.items() if rel.startswith(f"models/{name}/")}
+    assert "base" not in zoo_parent_writers(method)
+
+
+def test_a_config_with_a_common_ancestor_gets_the_zoo_base(tmp_path):
+    from release.zoo.parents import zoo_parent_writers
+
+    folder = zoo_parent_writers("ties", base=True)["base"](tmp_path / "base", seed=0)
+    assert manifest.sha256(folder / "config.json") == manifest.read_manifest()["models/base/config.json"]
+
+
+def test_the_embedded_defaults_breed_the_zoo():
+    from release.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("default.yaml", "default-same-arch.yaml"):
+        config = load_config(root / name)
+        assert config.tiny_parents == "zoo"
+        assert {t.name for t in config.fitness.tasks} == {"zoo_lang_a", "zoo_lang_b"}

@@ -200,8 +200,9 @@ def _bar(ratio: float, r_max: float) -> str:
     return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(BAR_WIDTH)
 
 
-def _vigor(child: _Score, father: _Score, mother: _Score) -> dict:
-    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents."""
+def hybrid_vigor(child, father, mother) -> dict:
+    """Hybrid vigor: child - parent > sqrt(se_child^2 + se_parent^2) for BOTH parents (each score has .value
+    and .stderr). The card states it, and so does the run's closing summary."""
     margins = {}
     for name, parent in (("father", father), ("mother", mother)):
         if child.stderr is None or parent.stderr is None:
@@ -235,7 +236,7 @@ def _benchmarks(results: Results) -> dict:
         "lm_eval_files": bool(results.lm_eval_version),
         "fitness": {"child": _score(models.child.fitness), "father": _score(models.father.fitness),
                     "mother": _score(models.mother.fitness)},
-        "vigor": _vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
+        "vigor": hybrid_vigor(models.child.fitness, models.father.fitness, models.mother.fitness),
     }
 
 
@@ -403,7 +404,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
     out_dir = Path(out_dir)
     eval_results = _eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license,
+        license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         base_model=[config.father.repo, config.mother.repo],
         base_model_relation="merge",
         language=list(config.card.languages),

@@ -138,7 +138,7 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
     out_dir = Path(out_dir)
     eval_results = base._eval_results(r) if r is not None else []
     card_data = ModelCardData(
-        license=config.card.license,
+        license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         base_model=[config.father.repo, config.mother.repo] + ([g.ancestor.repo] if g.ancestor else []),
         base_model_relation="merge", language=list(config.card.languages), library_name="transformers",
         pipeline_tag=pipeline_tag, tags=BASE_TAGS + [g.method] + list(config.card.tags),

@@ -144,14 +144,16 @@ class Evaluator:
         unknown = set(wanted) - set(self._samples)
         if unknown:
             raise ReleaseError(f"items of {sorted(unknown)} are not in the {self.split} split")
-        metric = {leaf: t.bench.metric for t in self.suite.tasks for leaf in t.leaves}
+        bench = {leaf: t.bench for t in self.suite.tasks for leaf in t.leaves}
         task_dict = {"tasks": {leaf: obj for leaf, obj in self._task_dict["tasks"].items() if leaf in wanted}}
         tokens = self.lm.tokens_processed
+        self.suite.reseed_fewshot()
         with _quiet(not self.progress):
             out = lm_evaluator.evaluate(lm=self.lm, task_dict=task_dict, samples=wanted, bootstrap_iters=0,
                                         log_samples=True, cache_requests=False)
         self._report_self_check()
-        scores = {leaf: {s["doc_id"]: float(s[metric[leaf]]) for s in out["samples"][leaf]} for leaf in wanted}
+        scores = {leaf: {s["doc_id"]: float(s[bench[leaf].metric]) for s in out["samples"][leaf]
+                         if s["filter"] == bench[leaf].filter} for leaf in wanted}
         return scores, self.lm.tokens_processed - tokens
 
     def _report_self_check(self) -> None:

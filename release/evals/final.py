@@ -15,7 +15,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from release.device import pick_device, pick_dtype, tune_cpu_threads
 from release.evals.evaluator import Evaluator, weighted_fitness
@@ -32,13 +31,28 @@ class ModelSpec:
     repo: str  # Hub id shown in the card
     revision: str | None = None  # resolved commit (40 hex) for the parents, None for the child
     trust_remote_code: bool = False  # True for the child (custom modeling files)
+    text_only: bool = False  # the pull skipped the vision/audio towers: build the model without them
+
+
+# Sub-configs of multimodal checkpoints whose towers a text-only model does not build.
+TOWERS = ("vision_config", "audio_config")
 
 
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code, dtype=dtype)
+    extra = {}
+    if spec.text_only:  # else transformers builds the towers, fills them at random and prints each as MISSING
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code)
+        for tower in TOWERS:
+            if getattr(config, tower, None) is not None:
+                setattr(config, tower, None)
+        extra["config"] = config
+    model = AutoModelForCausalLM.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code, dtype=dtype,
+                                                 **extra)
     model = model.to(device).eval()
     tune_cpu_threads(model)
     return model, tokenizer
@@ -69,7 +83,7 @@ def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: st
               for name, t in results["tasks"].items()}
     weights = {t.name: t.weight for t in suite.tasks}
     signs = {t.name: 1 if t.bench.higher_is_better else -1 for t in suite.tasks}
-    for name, spec in tqdm(models.items(), desc="Final evaluation", unit="model", disable=not progress):
+    for name, spec in models.items():  # no bar of its own: it would overprint the loading and scoring bars
         model, tokenizer = load_model(spec, dev, torch_dtype)
         tracker = start_tracker()
         evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,

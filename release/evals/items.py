@@ -20,9 +20,9 @@ from release.evals.suite import SPLITS, TaskSuite
 @dataclass(frozen=True)
 class ItemLayout:
     keys: tuple[tuple[str, int], ...]  # (leaf task, doc index) per item
-    weights: np.ndarray  # fitness weight per item, summing to 1
+    weights: np.ndarray  # fitness weight per item (their absolute values sum to 1; negative: lower is better)
     tasks: tuple[str, ...]  # the config task each item belongs to
-    task_weights: dict[str, float]  # normalised task weights
+    task_weights: dict[str, float]  # normalised task weights (negative: lower is better)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -60,10 +60,18 @@ class ItemLayout:
 def item_layout(suite: TaskSuite, split: str = "search") -> ItemLayout:
     if split not in SPLITS:
         raise ReleaseError(f"unknown evaluation split {split!r}: use one of {', '.join(SPLITS)}")
+    for task in suite.tasks:  # the estimators predict item scores whose weighted sum is the fitness
+        if not (task.bench.mean and task.bench.higher_is_better):
+            raise ReleaseError(f"fitness.tasks {task.name}: its metric {task.bench.metric} is not a mean of per-item "
+                               "scores where higher is better, which fitness.estimator needs: use estimator: full")
     total = sum(t.weight for t in suite.tasks)
     keys, weights, tasks = [], [], []
     for task in suite.tasks:
-        share = task.weight / total
+        if not task.bench.mean:
+            raise ReleaseError(f"fitness task {task.name}: its metric {task.bench.metric} is not a mean over items, so "
+                               "it cannot be estimated from a few of them; use fitness.estimator: full")
+        # lower-is-better tasks enter the fitness negated (Evaluator.evaluate): so do their items
+        share = task.weight / total * (1 if task.bench.higher_is_better else -1)
         leaves = {leaf: docs for leaf, docs in task.items[split].items() if docs}
         n = sum(len(d) for d in leaves.values())
         for leaf, docs in sorted(leaves.items()):
@@ -73,4 +81,4 @@ def item_layout(suite: TaskSuite, split: str = "search") -> ItemLayout:
             weights += [w] * len(docs)
             tasks += [task.name] * len(docs)
     return ItemLayout(tuple(keys), np.asarray(weights), tuple(tasks),
-                      {t.name: t.weight / total for t in suite.tasks})
+                      {t.name: t.weight / total * (1 if t.bench.higher_is_better else -1) for t in suite.tasks})

@@ -88,6 +88,16 @@ class Hub:
         with self._errors("check the Hub token"):
             return self.api.whoami()["name"]
 
+    def account(self) -> dict:
+        """The token's whoami answer: user name, orgs with roles, and the token's role or fine-grained scopes."""
+        with self._errors("check the Hub token"):
+            return self.api.whoami()
+
+    def gating(self, repo_id: str, revision: str = "main") -> str | bool:
+        """False, or how access to a gated repo is granted ('auto' or 'manual')."""
+        with self._errors(f"read {repo_id}", repo_id, revision, reading=True):
+            return self.api.model_info(repo_id, revision=revision).gated or False
+
     def head(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> str:
         """The commit sha `revision` points to now."""
         with self._errors(f"read {repo_id}", repo_id, revision, reading=True):

@@ -60,7 +60,7 @@ def render_space_readme(config: ReleaseConfig) -> str:
         sdk_version=gradio.__version__,  # the version the app was tested with
         app_file="app.py",
         models=[child, config.father.repo, config.mother.repo],  # the Hub links the Space from each model
-        license=config.card.license,
+        license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         short_description=short_description(description or f"Chat with {config.name}"),
         pinned=False,
         # Downloaded when the Space is built, not at every cold start.

@@ -1,4 +1,4 @@
-"""`darwin-release run CONFIG --dry-run --plan`: checks and costs, printed for people.
+"""`darwin-release run CONFIG --plan`: checks and costs, printed for people.
 
 Exit status: 0 when every check ran and passed; 2 (a ReleaseError) on the first failing check; 1 when
 the parents could not be checked (Hub unreachable): the plan then says so and never calls them valid.
@@ -16,10 +16,10 @@ from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.hub.session import open_hub
 from release.parents.metadata import read_hub
-from release.pipeline import HUB_STAGES
 from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, peak_forward
+from release.plan.preflight import check_values, check_write_access, licence_warnings, parent_terms
 from release.plan.requests import TOKENIZER_FILES, search_requests
-from release.run.stages import STAGES
+from release.run.stages import HUB_STAGES, STAGES
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
 
     disable_progress_bars()  # the plan's reads are small: their bars would only hide the report
 
-    checked = config_checks(config)
+    checked = config_checks(config) + check_values(config)
     print(f"config {config_path}: valid ({', '.join(['schema', *checked])})")
     print(f"  father  {config.father.repo}@{config.father.revision}")
     print(f"  mother  {config.mother.repo}@{config.mother.revision}")
@@ -99,7 +99,28 @@ def _checks(config: ReleaseConfig, config_path: str, hub, gpu: str | None) -> in
     print(f"  fitness {tasks}; search popsize {config.search.popsize}, device {config.search.device}, "
           f"dtype {config.search.dtype}")
     print(f"  hub     {config.hub.endpoint or 'the Hugging Face Hub (or HF_ENDPOINT)'}")
+    _token(config, hub)
     return _parents(config, hub, gpu)
+
+
+def _token(config: ReleaseConfig, hub) -> None:
+    try:
+        print(f"  {check_write_access(config, hub, required=False)}")
+    except ReleaseError as e:
+        if not _unreachable(e):
+            raise
+        print("  token: NOT CHECKED, the Hub is unreachable")
+
+
+def _terms(config: ReleaseConfig, hub) -> None:
+    terms = parent_terms(config, hub)
+    print("licences:")
+    for t in terms:
+        print(f"  {t.describe()}")
+    child = config.card.license + (f" ({config.card.license_name})" if config.card.license_name else "")
+    print(f"  child   {config.child.repo}: licence {child} (card.license)")
+    for warning in licence_warnings(config, terms):
+        print(f"warning: {warning}")
 
 
 def _stages(config: ReleaseConfig, dry_run: bool) -> None:
@@ -128,6 +149,7 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
     try:
         if get_breeder(config.breed.method).plan_pull(config, hub) is None:  # the pull's own checks, first
             print(f"parents: breed.method {config.breed.method} does not plan from headers; its checks run at pull")
+            _terms(config, hub)
             return 0
         father = read_hub("father", hub, config.father.repo, config.father.revision)
         mother = read_hub("mother", hub, config.mother.repo, config.mother.revision)
@@ -148,6 +170,7 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
     dims = " + ".join(f"{n} {name}" for name, n in plan.genome_dims.items())
     print(f"  genome: {sum(plan.genome_dims.values())} CMA-ES dimensions ({dims}; "
           f"{len(config.genome.frozen)} frozen layers pinned at 0)")
+    _terms(config, hub)
     print("cost:")
     total_fetch = total_repo = 0
     for meta in (father, mother):

@@ -24,6 +24,20 @@ from release.run.records import Record
 log = logging.getLogger(__name__)
 
 STAGES = ("pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space", "verify")
+HUB_STAGES = ("push", "space", "verify")  # the stages that write to the Hub (--dry-run skips them)
+# What each stage does, in a few words: its subcommand's help, and its line in a run's output.
+STAGE_HELP = {
+    "pull": "download the parents (only the files the release reads)",
+    "mri": "diagnose the parents layer by layer (Darwin MRI: weight statistics and probe activations)",
+    "breed": "search the genome with CMA-ES on the live model",
+    "emit": "write the child checkpoint from the best genome",
+    "health": "compare the child with both parents layer by layer",
+    "evaluate": "score child, father and mother on held-out items",
+    "card": "render the model card",
+    "push": "push the child to the Hub",
+    "space": "deploy the Gradio Space that chats with the child",
+    "verify": "load the pushed child back from the Hub and check it generates",
+}
 
 
 def digest(value: Any) -> str:
@@ -62,10 +76,12 @@ def _well_formed(records) -> bool:
 
 
 class StageBook:
-    def __init__(self, run_dir: Path, force: set[str] = frozenset()):
+    def __init__(self, run_dir: Path, force: set[str] = frozenset(),
+                 announce: Callable[[str, bool], None] | None = None):
         self.run_dir = run_dir
         self.path = run_dir / "stages.json"
         self.force = set(force)
+        self.announce = announce or (lambda stage, up_to_date: None)  # (stage, up to date?) before each
         try:
             self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         except ValueError:  # not JSON, or not UTF-8
@@ -106,7 +122,9 @@ class StageBook:
         key = digest(key_parts)
         if self.done(stage, key, still_valid, record):
             log.info("%s: up to date, skipped", stage)
+            self.announce(stage, True)
             return self.result(stage, record)
+        self.announce(stage, False)
         t0 = time.monotonic()
         try:
             result, outputs = fn()

@@ -111,10 +111,10 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
     models = {
         "child": ModelSpec(path=child_dir, repo=config.child.repo, revision=None,
                            trust_remote_code=child_trust_remote_code),
-        "father": ModelSpec(path=Path(pulled["father"]["path"]), repo=pulled["father"]["repo"],
-                            revision=pulled["father"]["revision"]),
-        "mother": ModelSpec(path=Path(pulled["mother"]["path"]), repo=pulled["mother"]["repo"],
-                            revision=pulled["mother"]["revision"]),
+        # A parent is scored as the release reads it: text only, when its pull skipped the other shards.
+        **{role: ModelSpec(path=Path(pulled[role]["path"]), repo=pulled[role]["repo"],
+                           revision=pulled[role]["revision"], text_only=bool(pulled[role].get("skipped_shards")))
+           for role in ("father", "mother")},
     }
     return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
                            batch_size=config.fitness.batch_size, device=config.search.device,

@@ -15,9 +15,12 @@ Tracking never stops the search: the first failure logs one warning and the trac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from release.errors import ReleaseError
@@ -27,6 +30,7 @@ from release.search.tracking_space import push_dashboard
 log = logging.getLogger(__name__)
 
 CANDIDATE, GENERATION = "candidate/", "generation/"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class TrackioTracker(SearchCallback):
@@ -49,8 +53,9 @@ class TrackioTracker(SearchCallback):
             import trackio
 
             self.candidates, self.generations = logged_rows(self.project, self.run_name)
-            self.run = trackio.init(project=self.project, name=self.run_name, resume="allow", config=self.config,
-                                    embed=False, auto_log_cpu=False, auto_log_gpu=False)
+            self.run = _quietly(lambda: trackio.init(project=self.project, name=self.run_name, resume="allow",
+                                                     config=self.config, embed=False, auto_log_cpu=False,
+                                                     auto_log_gpu=False))
             # Backfill what the checkpoint counts but trackio lost (or never saw): log lines of done generations.
             best = None
             done = [line for line in _read_log(self.folder / LOG) if line["generation"] < state.generation]
@@ -71,7 +76,7 @@ class TrackioTracker(SearchCallback):
         self._push_space()
 
     def on_end(self, result: SearchResult) -> None:
-        self._safely(lambda: self.run and self.run.finish())
+        self._safely(lambda: self.run and _quietly(_finish))
         self._push_space()
 
     def _push_space(self) -> None:
@@ -153,6 +158,21 @@ def logged_rows(project: str, run: str) -> tuple[set[tuple[int, int]], set[int]]
         if f"{GENERATION}index" in row:
             generations.add(int(row[f"{GENERATION}index"]))
     return candidates, generations
+
+
+def _finish() -> None:
+    import trackio
+
+    trackio.finish()  # the module's, not the run's: it also forgets the run, so exit does not finish it again
+
+
+def _quietly(call):
+    """trackio prints banners (in ANSI colours) to stdout: into the log instead, as one plain line."""
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        result = call()
+    if printed.getvalue().strip():
+        log.info("trackio: %s", " ".join(_ANSI.sub("", printed.getvalue()).split()))
+    return result
 
 
 def _read_log(path: Path) -> list[dict]:

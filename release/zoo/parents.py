@@ -27,13 +27,17 @@ def _copy_model(name: str, out: str | Path, seed: int = 0) -> Path:
     actual = {rel: d for rel, d in manifest.digests().items() if rel.startswith(f"models/{name}/")}
     problems = manifest.differences(expected, actual)
     if not expected or problems:
-        raise ReleaseError(f"zoo model {name} does not match release/zoo/SHA256SUMS ({'; '.join(problems) or 'absent'}):"
-                           " restore it (git checkout release/zoo) or retrain with make zoo")
+        raise ReleaseError(f"zoo model {name} does not match release/zoo/SHA256SUMS "
+                           f"({'; '.join(problems) or 'absent'}): restore it (git checkout release/zoo) or retrain "
+                           "with make zoo")
     out = Path(out)
     shutil.copytree(manifest.ZOO_DIR / "models" / name, out, dirs_exist_ok=True)
     return out
 
 
-def zoo_parent_writers(method: str) -> dict[str, Callable[..., Path]]:
-    roles = CROSS_ARCH if method == "ffn_blend" else SAME_ARCH
+def zoo_parent_writers(method: str, base: bool = False) -> dict[str, Callable[..., Path]]:
+    """`base`: the config names a common ancestor (`base:`); the zoo's is the specialists' own base."""
+    roles = dict(CROSS_ARCH if method == "ffn_blend" else SAME_ARCH)
+    if base:
+        roles["base"] = "base"
     return {role: partial(_copy_model, name) for role, name in roles.items()}

@@ -156,7 +156,7 @@ class Request(BaseHTTPRequestHandler):
         log.info("%s %s %s", self.command, urlsplit(self.path).path, code)  # no query: it may hold a ticket
 
     def log_message(self, format, *args):
-        log.warning(re.sub(r"ticket=[^&\s\"]+", "ticket=***", format % args))
+        (log.info if format.startswith("Request timed out") else log.warning)(re.sub(r"ticket=[^&\s\"]+", "ticket=***", format % args))  # an idle keep-alive close is routine
 
     def base_url(self) -> str:
         return f"http://{self.headers.get('Host') or '%s:%s' % self.server.server_address[:2]}"

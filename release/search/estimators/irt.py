@@ -103,7 +103,8 @@ def choose_anchors(model: ItemModel, weights: np.ndarray, n_anchors: int,
     if n_anchors >= k:
         return np.arange(k), weights.copy(), np.arange(k)
     points = np.column_stack([model.alpha, model.beta])
-    km = KMeans(n_clusters=n_anchors, n_init=10, random_state=seed).fit(points, sample_weight=weights)
+    # |w|: a lower-is-better task's items count negatively in the fitness, but as much in the clustering
+    km = KMeans(n_clusters=n_anchors, n_init=10, random_state=seed).fit(points, sample_weight=np.abs(weights))
     anchors, anchor_weights, cluster_of = [], [], np.zeros(k, dtype=int)
     for c in range(n_anchors):
         members = np.flatnonzero(km.labels_ == c)

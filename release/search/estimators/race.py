@@ -124,7 +124,7 @@ class Race:
             a = ((y - b) * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)
             b = np.where(known, ((y - a[:, None]) * observed).sum(axis=0) / np.maximum(per_item, 1), 0.0)
         if known.any():  # items nobody answered: an average item
-            b[~known] = np.average(b[known], weights=self.weights[known])
+            b[~known] = np.average(b[known], weights=np.abs(self.weights[known]))
         return np.where(observed, self.answers, np.clip(a[:, None] + b[None, :], 0.0, 1.0))
 
     def estimates(self) -> np.ndarray:
