@@ -15,7 +15,7 @@ from pathlib import Path
 MODULES = ["bench_genome_switch", "bench_candidate_overhead", "bench_child_inference", "bench_scorer",
            "bench_scaleout", "bench_tracking", "bench_emit_memory", "bench_pull_check",
            "bench_scorer_memory", "bench_same_arch", "bench_mri", "bench_plan", "bench_estimators",
-           "bench_any_task"]
+           "bench_any_task", "bench_method"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

@@ -6,7 +6,9 @@ Validated with pydantic so that a typo or a wrong type is a one-line error namin
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -250,7 +252,8 @@ class BreedSpec(_Strict):
     # "linear", "slerp", "ties", "dare_ties" merge the weights of two parents of one architecture.
     method: Literal["ffn_blend", "linear", "slerp", "ties", "dare_ties"] = "ffn_blend"
     # TIES/DARE: the searched `density` gene (fraction of the task vector kept) lies in [density_min, density_max].
-    density_min: float = Field(0.2, gt=0, le=1)
+    # Not below 0.5 by default: a DARE merge of trained parents collapses at lower densities (bench_trained_parents).
+    density_min: float = Field(0.5, gt=0, le=1)
     density_max: float = Field(1.0, gt=0, le=1)
     density_init: float = Field(0.6, gt=0, le=1)
     # DARE's drop-mask seed; None = search.seed.
@@ -303,6 +306,10 @@ class SearchSpec(_Strict):
     track: bool = False
     # Also push the dashboard to this Space on the configured Hub after every generation (release.search.tracking_space).
     track_space: RepoId | None = None
+    # The winner's curse guard (release.search.start): the searched best ships only if, scored again beside
+    # the start (genome.init_mean), it beats it by more than this many standard errors of their difference;
+    # 0 = the best always ships. Default: 2 for weight merges (their start is the plain 50/50 merge), 0 for ffn_blend.
+    start_margin: float = Field(0.0, ge=0)
 
 
 def _data_files(value):
@@ -349,6 +356,18 @@ def _existing_dirs(value: list[Path]) -> list[Path]:
     return value
 
 
+class CalibrationSpec(_Strict):
+    # Calibration fitness (kind: calibration): the whole text is scored, every token once, in chunks of this
+    # many predicted tokens (one forward pass each; also the most tokens of one prompt/answer record).
+    chunk_tokens: int = Field(512, ge=1)
+    # Answer-only scoring: each line is prompt, separator, answer, and only the answer's tokens count. A
+    # calibration_text ending in .jsonl holds {"prompt": ..., "answer": ...} per line (answers only, too).
+    separator: Annotated[str, Field(min_length=1)] | None = None
+    # This share of the records (chunks or lines), drawn with search.seed, is never searched: the final
+    # evaluation scores it for the card.
+    heldout: float = Field(0.2, ge=0, lt=1)
+
+
 class IrtSpec(_Strict):
     # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
     # scored on the whole search subset; each candidate then answers `anchors` items.
@@ -385,6 +404,7 @@ class FitnessSpec(_Strict):
     log_samples: bool = False
     # Calibration fitness: a text file scored by mean log-likelihood (None = built-in text).
     calibration_text: Annotated[Path | None, AfterValidator(_text_file)] = None
+    calibration: CalibrationSpec = CalibrationSpec()
     # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
     # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
     estimator: Literal["full", "irt", "race"] = "full"
@@ -400,6 +420,8 @@ class FitnessSpec(_Strict):
         any-task fitness's include_path, max_gen_toks and the tasks' metric, num_fewshot, data_files;
         log_samples always (it only changes what the final evaluation writes)."""
         hidden = (set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()) | {"log_samples"}
+        if self.calibration == CalibrationSpec():  # as a benchmark search never reads it (search/key.py)
+            hidden.add("calibration")
         key = {k: v for k, v in self.model_dump(exclude=hidden).items()
                if not (k in _ANY_TASK_DEFAULTS and v == _ANY_TASK_DEFAULTS[k])}
         key["tasks"] = [{k: v for k, v in t.items() if not (k in _TASK_ADDED and v is None)} for t in key["tasks"]]
@@ -411,6 +433,8 @@ class FitnessSpec(_Strict):
         hidden = set(_ESTIMATOR_KEYS) if self.estimator == "full" else set()
         hidden |= {k for k, default in {**_ANY_TASK_DEFAULTS, "log_samples": False}.items()
                    if getattr(self, k) == default}
+        if self.calibration == CalibrationSpec():  # likewise the calibration settings at their defaults
+            hidden.add("calibration")
         return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
 
     @model_validator(mode="after")
@@ -486,6 +510,50 @@ class HubSpec(_Strict):
     local_port: int = Field(8765, ge=1, le=65535)
 
 
+def calibration_pairs(text: str, jsonl: bool, separator: str | None) -> list[tuple[str, str]] | None:
+    """The prompt/answer pairs of an answer-only calibration text, or None for plain text (scored whole).
+
+    JSONL: one {"prompt": ..., "answer": ...} per line; else each line is prompt, separator, answer (the
+    prompt keeps the separator). Read here so a malformed file fails at load, before any stage runs."""
+    if not jsonl and separator is None:
+        return None
+    pairs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if jsonl:
+            try:
+                row = json.loads(line)
+                pairs.append((str(row["prompt"]), str(row["answer"])))
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"line {n} is not a JSON object with 'prompt' and 'answer': write one "
+                                 '{"prompt": ..., "answer": ...} per line') from None
+        elif separator not in line:
+            raise ValueError(f"line {n} has no separator {separator!r}: write each line as prompt, separator, "
+                             "answer (or drop fitness.calibration.separator)")
+        else:
+            prompt, answer = line.split(separator, 1)
+            pairs.append((prompt + separator, answer))
+    if not pairs:
+        raise ValueError("holds no prompt/answer pair: add some, one per line")
+    return pairs
+
+
+def local_paths(config: ReleaseConfig) -> list[str]:
+    """Paths of this machine a public card or Space must never show: home, temp, working folder, and the
+    config's own folders and files, as resolved and as written when absolute."""
+    paths = [Path.home(), Path(tempfile.gettempdir()), Path.cwd(), config.fitness.data_dir,
+             config.fitness.calibration_text, config.hub.local_root, config.runs_dir]
+    found = {str(Path(p).expanduser().resolve()) for p in paths if p is not None}
+    found |= {str(Path(p).expanduser()) for p in paths if p is not None and Path(p).expanduser().is_absolute()}
+    return sorted(p for p in found if p not in ("/", ".") and len(p) > 1)
+
+
+# Defaults of a weight merge (breed.method other than ffn_blend) where its config names none.
+WEIGHT_MERGE_GENOME = {"r_max": 1.0, "init_mean": 0.5}
+WEIGHT_MERGE_SEARCH = {"start_margin": 2.0}
+
+
 class ReleaseConfig(_Strict):
     # The release's name: its run folder is runs_dir/name.
     name: Annotated[str, Field(pattern=r"^[\w.-]+$"), AfterValidator(_run_name)]
@@ -517,6 +585,24 @@ class ReleaseConfig(_Strict):
     card: CardSpec = CardSpec()
     # Which Hub: the real one (or HF_ENDPOINT), or the project's local endpoint.
     hub: HubSpec = HubSpec()
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_weight_merges(cls, data):
+        """Weight merges of trained parents start neutral: every share 0.5 in [0, 1] (the plain 50/50 merge),
+        kept unless a candidate clearly beats it; a config's own values always win."""
+        if not isinstance(data, dict):
+            return data
+        breed = data.get("breed") or {}
+        method = breed.get("method", "ffn_blend") if isinstance(breed, dict) else getattr(breed, "method", None)
+        if method in (None, "ffn_blend"):
+            return data
+        data = dict(data)
+        for section, defaults in (("genome", WEIGHT_MERGE_GENOME), ("search", WEIGHT_MERGE_SEARCH)):
+            given = data.get(section)
+            if given is None or isinstance(given, dict):
+                data[section] = {**defaults, **(given or {})}
+        return data
+
     # Build tiny parents and publish them to the local endpoint when absent (embedded default only).
     # "zoo": publish the trained tiny zoo's models (release/zoo/) instead of random tiny parents.
     tiny_parents: bool | Literal["zoo"] = False
@@ -551,6 +637,41 @@ class ReleaseConfig(_Strict):
             if repo and repo.lower() in parents:
                 raise ValueError(f"{key} {repo} is a parent of this release: pushing there would overwrite it; "
                                  "name a repo of its own")
+        return self
+
+    @model_validator(mode="after")
+    def _layer_map_for_ffn_blend_only(self) -> ReleaseConfig:
+        if self.genome.layer_map is not None and self.breed.method != "ffn_blend":
+            raise ValueError(f"genome.layer_map is for ffn_blend (across architectures); {self.breed.method} pairs "
+                             "layer i with layer i: remove genome.layer_map")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_text_readable(self) -> ReleaseConfig:
+        f = self.fitness
+        jsonl = f.calibration_text is not None and f.calibration_text.suffix == ".jsonl"
+        if jsonl and f.calibration.separator is not None:
+            raise ValueError("fitness.calibration.separator is for a plain text file; a .jsonl calibration_text "
+                             "already holds prompt and answer apart: drop the separator")
+        if f.kind == "calibration" and f.calibration_text is not None:
+            try:
+                calibration_pairs(f.calibration_text.read_text(encoding="utf-8"), jsonl, f.calibration.separator)
+            except ValueError as e:
+                raise ValueError(f"fitness.calibration_text {f.calibration_text}: {e}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _card_fields_hold_no_local_path(self) -> ReleaseConfig:
+        # The card is rendered after breed, emit and health: a local path in it would fail only then.
+        fields = {"card.description": self.card.description, "card.citation": self.card.citation or "",
+                  **{f"card.genealogy.{k}": f"{k} {v}" for k, v in self.card.genealogy.items()},
+                  **{f"card.tags[{i}]": tag for i, tag in enumerate(self.card.tags)}}
+        for local in local_paths(self) + ["/tmp/"]:
+            pattern = re.compile(re.escape(local) + r"(?![\w.-])")
+            for key, text in fields.items():
+                if pattern.search(text):
+                    raise ValueError(f"{key} holds a local path of this machine, and the card is public: name "
+                                     "a Hub repo or a URL instead")
         return self
 
     @property

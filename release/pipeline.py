@@ -30,6 +30,7 @@ from release.run.manifest import vouched_folder
 from release.run.records import (Bred, Carded, Deployed, Diagnosis, Emitted, Evaluated, Health, Parent, Pulled,
                                  Pushed, Verified)
 from release.run.stages import HUB_STAGES, STAGE_HELP, STAGES, StageBook, digest, folder_digest, snapshot_digest
+from release.search.key import fitness_key
 from release.ui.output import GenerationLines, stage_line
 from release.zoo.parents import zoo_parent_writers
 
@@ -124,12 +125,13 @@ def publish_tiny_parents(config: ReleaseConfig, hub, dry_run: bool) -> None:
 def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: bool,
                 mri: Diagnosis | None = None) -> tuple[Bred, list[Path]]:
     from release.search.cmaes import fingerprint, run_search  # cma imports matplotlib
+    from release.search.start import keep_start, one_at_a_time
 
     with _search_evaluation(config, pulled, search_r_mri(config, mri)) as (evaluation, live):
         s = config.search
         # The default breed spec stays out of the key, so checkpoints made before breeders existed still
         # resume. Nor is the number of workers in it: the result does not depend on it, so a resume may change it.
-        key = fingerprint(genome=search_fingerprint(config, mri), fitness=config.fitness.search_key(),
+        key = fingerprint(genome=search_fingerprint(config, mri), fitness=fitness_key(config),
                           search=[s.popsize, s.sigma0, s.seed, live.device, live.dtype],
                           father=pulled.father.content, mother=pulled.mother.content,
                           **({"base": pulled.base.content} if pulled.base else {}),
@@ -141,12 +143,21 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
             result = evaluation.choose_child(result, config.run_dir / "breed" / "candidates.jsonl",
                                              config.fitness.elite)
             evaluation = evaluation.full_fitness  # and the transplant scores in full
+        genome, tau, fitness, scores, start = result.genome, result.tau, result.fitness, result.scores, None
+        if s.start_margin:  # the winner's curse guard: the start ships unless clearly beaten
+            x0 = live.space.x0
+            start = keep_start(result.genome, live.space.full(x0), one_at_a_time(evaluation), s.start_margin)
+            if start["kept_start"] and "start_fitness" in start:
+                genome, tau = start["genome"], live.space.tau(x0) if hasattr(live.space, "tau") else None
+                fitness, scores = start["start_fitness"], start["start_scores"]
         # tau and r_MRI, and the transplant (which may change the genome that ships: "searched_genome" keeps
         # CMA-ES's); measured on the same live model(s) as the search
-        extra = after_search(config, result.genome, result.tau, evaluation, mri, live.space.names)
+        extra = after_search(config, genome, tau, evaluation, mri, live.space.names)
+        extra["searched_genome"] = list(result.genome)
         if live.fitness is not None and hasattr(live.fitness, "record"):
             estimator = live.fitness.record()
-    bred = Bred(**extra, fitness=result.fitness, scores=result.scores, generations=result.generations,
+    bred = Bred(**extra, start=start and {k: v for k, v in start.items() if k != "start_scores"},
+                fitness=fitness, scores=scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
                 searched_x=result.x, method=live.method, genes=live.space.names, live=dict(live.record),
                 device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
@@ -199,6 +210,9 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     }
     if bred.searched_x is not None:  # CMA-ES's raw point: with r_MRI and tau, what the searched ratios came from
         search["x"] = bred.searched_x
+    if f.kind == "calibration":  # the tasks (if any) are only reported: the search optimised the text
+        search["fitness"] = {"kind": f.kind, "tasks": {}, "search_items": {},
+                             "calibration": _calibration_facts(config, pulled)}
     if bred.estimator:  # what the card says of a cheap estimator (absent with full scoring, as before)
         search["fitness"]["estimator"] = bred.estimator
     # Breeders read the records in their run-folder JSON form: a breeder does not depend on the pipeline's types.
@@ -213,6 +227,25 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
                  max_shard_size=config.child.max_shard_size, progress=progress, **base)
     return Emitted(path=str(out), digest=folder_digest(out), genome=genome), [out]
+
+
+def _held_out_text(config: ReleaseConfig) -> bool:
+    """A calibration search with its own text keeps a share of it for the final evaluation (the built-in
+    text is a few sentences: nothing is held out of it)."""
+    f = config.fitness
+    return f.kind == "calibration" and f.calibration_text is not None and f.calibration.heldout > 0
+
+
+def _calibration_facts(config: ReleaseConfig, pulled: Pulled) -> dict:
+    """What a calibration search optimised (mode, chunk length, tokens per split), for the genome and card."""
+    from transformers import AutoTokenizer
+
+    from release.evals.calibration import CalibrationSet  # imports torch
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled.father.path)  # the live model's (and child's) tokenizer
+    facts = CalibrationSet.from_spec(config.fitness, tokenizer, config.search.seed).describe()
+    return facts | {"source": config.fitness.calibration_text.name if config.fitness.calibration_text
+                    else facts["source"]}  # a file name: the card never shows a local path
 
 
 def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
@@ -350,7 +383,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "breed" not in needed:
             return {"ran": book.ran, "mri": mri and mri.to_json(), "fetched": pulled.fetched()}
         # Without genome.mri the search does not read the diagnosis: its key (and result) stay as before.
-        bred = book.run("breed", [contents, config.breed, config.genome, config.search, config.fitness]
+        bred = book.run("breed", [contents, config.breed, config.genome, config.search, fitness_key(config)]
                         + ([mri.r_mri] if g.mri else []),
                         lambda: stage_breed(config, pulled, opts.resume and "breed" not in force,
                                             opts.progress, mri), record=Bred)
@@ -358,7 +391,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
             return {"ran": book.ran, "breed": bred.to_json(), "fetched": pulled.fetched()}
         diagnosis = mri and mri.without_time()  # what the child records
         child = book.run("emit", [parents, bred.to_json(), config.breed, config.genome, config.child.max_shard_size,
-                                  config.search, diagnosis],
+                                  config.search, diagnosis, fitness_key(config)],
                          lambda: stage_emit(config, pulled, bred, opts.progress, mri), record=Emitted)
         health = None
         if "health" in needed and config.health.enabled:
@@ -368,7 +401,7 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         elif "health" in needed:
             stage_line("health", "off (health.enabled: false)")
         evaluated = None
-        if "evaluate" in needed and config.fitness.tasks:
+        if "evaluate" in needed and (config.fitness.tasks or _held_out_text(config)):
             evaluated = book.run("evaluate", [parents, child.digest, config.fitness],
                                  lambda: stage_evaluate(config, pulled, child, opts.progress), record=Evaluated)
         elif "evaluate" in needed:
@@ -438,10 +471,17 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
 
         models = evaluated.results["models"]
         for role, m in models.items():
-            scores[role] = {task: s["value"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["value"]}
-            stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()} | {"fitness": m["fitness"]["stderr"]}
-        verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"]) for role in ("child", "father", "mother")))
-        vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
+            scores[role] = {task: s["value"] for task, s in m["scores"].items()}
+            stderrs[role] = {task: s["stderr"] for task, s in m["scores"].items()}
+            if "fitness" in m:  # none when only the calibration text was scored
+                scores[role]["fitness"], stderrs[role]["fitness"] = m["fitness"]["value"], m["fitness"]["stderr"]
+            if m.get("calibration"):
+                scores[role]["calibration_ll"] = m["calibration"]["value"]
+                stderrs[role]["calibration_ll"] = m["calibration"]["stderr"]
+        if all("fitness" in models[role] for role in ("child", "father", "mother")):
+            verdict = hybrid_vigor(*(SimpleNamespace(**models[role]["fitness"])
+                                     for role in ("child", "father", "mother")))
+            vigor = {"claimed": verdict["claimed"], "reason": verdict["reason"]}
         heldout = sum(t["n"] for t in evaluated.results["tasks"].values())
     return {
         "name": config.name,
@@ -464,7 +504,8 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "mixing_rule": child.genome.get("mixing_rule", config.breed.method),
         "search": {"fitness": bred.fitness, "scores": bred.scores, "generations": bred.generations,
                    "evaluations": bred.evaluations, "seconds": bred.seconds, "stop_reason": bred.stop_reason,
-                   **({"estimator": bred.estimator} if bred.estimator else {})},
+                   **({"estimator": bred.estimator} if bred.estimator else {}),
+                   **({"start": {k: bred.start.get(k) for k in ("kept_start", "reason")}} if bred.start else {})},
         "scores": scores,
         "stderr": stderrs,  # the scores' standard errors, on `heldout_items` items the search never saw
         "heldout_items": heldout,

@@ -209,3 +209,44 @@ def test_tokens_from_hf_auth_login_and_any_token_shaped_text_are_redacted(tmp_pa
     monkeypatch.setattr(release.pipeline, "run_release", refused)
     assert main(["run", str(path), "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == "error: the Hub rejected ***"
+
+
+# Issue 28: checks that need only the config run at load (and so at --plan), not at the stage that used to
+# make them (the card after breed, emit and health; the breed stage for a layer map).
+LOCAL_PATHS = {
+    "card.genealogy.grandfather": _config(extra="card: {genealogy: {grandfather: /tmp/checkpoints/gemma}}\n"),
+    "card.citation": _config(extra=f"card: {{citation: 'see {Path.home()}/notes'}}\n"),
+    "card.tags[0]": _config(extra="card: {tags: [/tmp/x]}\n"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(LOCAL_PATHS))
+def test_a_local_path_in_a_card_field_fails_plan_in_one_line(tmp_path, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(LOCAL_PATHS[key] + f"runs_dir: {tmp_path / 'runs'}\n")
+    out = subprocess.run([sys.executable, "-m", "release", "run", str(path), "--plan"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    line = _assert_one_line_error(out, tmp_path / "runs")
+    assert key in line and "local path" in line  # the value itself is not repeated:
+    assert "checkpoints" not in line and "notes" not in line and "/tmp/x" not in line
+
+
+def _calibration(tmp_path, text: str, suffix: str, extra: str) -> str:
+    data = tmp_path / f"calibration{suffix}"
+    data.write_text(text)
+    return _config(fitness=f"fitness: {{kind: calibration, calibration_text: {data}, calibration: {{{extra}}}}}\n")
+
+
+@pytest.mark.parametrize("config, words", [
+    (lambda tmp: _config(extra="breed: {method: linear}\ngenome: {layer_map: [0, 1, 2, 3, 4, 5]}\n"),
+     "genome.layer_map is for ffn_blend"),
+    (lambda tmp: _calibration(tmp, "a => b\nno answer here\n", ".txt", "separator: '=>'"),
+     "line 2 has no separator"),
+    (lambda tmp: _calibration(tmp, '{"prompt": "a"}\n', ".jsonl", ""), "line 1 is not a JSON object"),
+    (lambda tmp: _calibration(tmp, '{"prompt": "a", "answer": "b"}\n', ".jsonl", "separator: '=>'"),
+     "drop the separator"),
+])
+def test_config_only_checks_run_at_load(tmp_path, config, words):
+    path = tmp_path / "c.yaml"
+    path.write_text(config(tmp_path) + f"runs_dir: {tmp_path / 'runs'}\n")
+    assert words in _assert_one_line_error(_run(path), tmp_path / "runs")

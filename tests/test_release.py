@@ -88,8 +88,9 @@ def test_release_json_records_the_whole_release(first_release):
     assert set(release["scores"]) == {"child", "father", "mother"}
     # lm-eval's own results files for the three models are pushed with the child (the card reads them).
     files = sorted((tmp / "runs/tiny-default/child/eval_results").glob("*/results_*.json"))
-    assert len(files) == 3 and all("acc,none" in json.loads(f.read_text())["results"]["darwin_synthetic"]
-                                   for f in files)
+    results = [json.loads(f.read_text())["results"] for f in files]  # one per model, every fitness task in each
+    assert len(files) == 3 and all(r and all(any(k.startswith("acc,") for k in task) for task in r.values())
+                                   for r in results)
     assert release["verify"]["max_abs_logit_diff"] == 0.0 and release["verify"]["reply"].strip()
     assert release["wall_seconds"] > 0
     assert release["stages_run"] == ["pull", "mri", "breed", "emit", "health", "evaluate", "card", "push", "space",
@@ -97,7 +98,7 @@ def test_release_json_records_the_whole_release(first_release):
     # The summary tells a person where things are and how to load and chat.
     assert "released darwin-local/tiny-darwin-child" in out.stdout and "trust_remote_code=True" in out.stdout
     assert f"darwin-release space-serve {config}" in out.stdout
-    assert re.search(r"child +synthetic 0\.\d{3} ± 0\.\d{3}", out.stdout) and "hybrid vigor: " in out.stdout
+    assert re.search(r"child +\S+ [01]\.\d{3} ± [01]\.\d{3}", out.stdout) and "hybrid vigor: " in out.stdout
     assert seconds < 300, f"the embedded default took {seconds:.0f} s (budget: 5 minutes)"
 
 

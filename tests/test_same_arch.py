@@ -161,7 +161,7 @@ def test_lineage_configs_chain_generation_to_generation(tmp_path):
     assert tiny.tiny_parents and tiny.hub.endpoint == "local"
     bad = tmp_path / "bad.yaml"
     bad.write_text((root / "default-same-arch.yaml").read_text().replace("density_init: 0.7", "density_init: 0.1"))
-    with pytest.raises(ReleaseError, match=r"breed: need density_min <= density_init <= density_max, got 0.3, 0.1") as e:
+    with pytest.raises(ReleaseError, match=r"breed: need density_min <= density_init <= density_max, got 0.5, 0.1") as e:
         load_config(bad)
     assert "\n" not in str(e.value)
     bad.write_text((root / "default-same-arch.yaml").read_text().replace("method: dare_ties", "method: dare"))

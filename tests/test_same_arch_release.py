@@ -41,8 +41,9 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     genome = json.loads((child / "darwin_genome.json").read_text())
     assert genome["method"] == "dare_ties" and genome["seed"] == raw["search"]["seed"]
     assert genome["father"] == release["father"] and genome["mother"] == release["mother"]
-    assert genome["ratios"]["attn"][4] == genome["ratios"]["ffn"][4] == 0.0  # frozen layer
-    assert 0.3 <= genome["density"] <= 1.0
+    assert genome["frozen"] == []  # trained parents' defaults: no frozen layer, a neutral start
+    assert release["search"]["start"]["reason"]  # the start check ran (search.start_margin 2 by default)
+    assert 0.5 <= genome["density"] <= 1.0
     # The transplant rule (on in the default): measured, recorded in the genome, release.json and the card.
     assert genome["transplant"]["thresholds"] == [0.15, 0.85]
     assert release["transplant"]["kept"] == genome["transplant"]["kept"]

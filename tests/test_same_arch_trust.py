@@ -56,8 +56,8 @@ def test_tau_pulls_the_shares_to_r_mri_in_the_live_model_and_the_emitted_child(p
     from release.config import load_config
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/default-same-arch.yaml").read_text().replace("  init_mean: 0.4\n",
-                                                                                 "  init_mean: 0.4\n  mri: true\n"))
+    bad.write_text((ROOT / "configs/default-same-arch.yaml").read_text().replace("  r_max: 1.0",
+                                                                                 "  mri: true\n  r_max: 1.0"))
     with pytest.raises(ReleaseError, match="genome.mri and genome.transplant together are not wired") as e:
         load_config(bad)
     assert "\n" not in str(e.value)
@@ -112,7 +112,7 @@ def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(tmp_path
     raw["search"].update(popsize=4, max_generations=1)
     raw["fitness"]["tasks"][0].update(search_size=8, heldout_size=8)
     raw["genome"].pop("transplant")
-    raw["genome"]["mri"] = True
+    raw["genome"].update(mri=True, frozen=[4])  # a frozen layer stays the father's under the trust too
     raw["mri"] = {"prompts_per_domain": 1}
     config = tmp_path / "trust.yaml"
     config.write_text(yaml.safe_dump(raw))

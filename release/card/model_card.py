@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modeling.configuration_darwin import TRANSFORMERS_VERSION
 from release.card.mri_view import health_view, mri_view
 from release.card.plots import plot_fitness, plot_genome
-from release.config import ReleaseConfig
+from release.config import ReleaseConfig, local_paths
 from release.errors import ReleaseError
 from release.mri.plots import plot_health, plot_mri
 from release.run.files import atomic_path
@@ -70,6 +69,7 @@ class _SearchFitness(_In):
     tasks: dict[str, float] = {}
     search_items: dict[str, int] = {}
     scorer: str | None = None
+    calibration: dict | None = None  # kind calibration: what was scored (mode, chunk, tokens per split)
     estimator: _Estimator | None = None  # fitness.estimator irt / race (absent: full scoring)
 
 
@@ -125,9 +125,16 @@ class _Score(_In):
     stderr: float | None = None
 
 
+class _Calibration(_In):
+    value: float
+    stderr: float | None = None
+    tokens: int
+
+
 class _ModelScores(_In):
-    scores: dict[str, _Score]
-    fitness: _Score
+    scores: dict[str, _Score] = {}
+    fitness: _Score | None = None  # None: no benchmark task was evaluated
+    calibration: _Calibration | None = None  # the calibration text's held-out part
 
 
 class _Models(_In):
@@ -154,7 +161,7 @@ class Results(_In):
     """results.json, as the final evaluation writes it."""
 
     split: str
-    tasks: dict[str, _TaskInfo] = Field(min_length=1)
+    tasks: dict[str, _TaskInfo] = {}
     models: _Models
     lm_eval_version: str | None = None  # set when lm-eval's results files were written (eval_results/)
 
@@ -243,6 +250,26 @@ def _benchmarks(results: Results) -> dict:
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
 
 
+def _calibration_facts(facts: dict | None) -> str | None:
+    """One line on what a calibration search optimised, or None for a benchmark search."""
+    if not facts:
+        return None
+    held = f"; {facts['heldout_tokens']:,} tokens held out for the card" if facts.get("heldout_tokens") else ""
+    return (f"mean log-likelihood per token of {facts['source']} ({facts['mode']}): {facts['search_tokens']:,} "
+            f"tokens scored, in chunks of {facts['chunk_tokens']}{held}")
+
+
+def _calibration(results: Results | None, genome: Genome) -> dict | None:
+    """The calibration text's held-out part, scored for each model (None when it was not scored)."""
+    models = results and results.models
+    if not models or models.child.calibration is None:
+        return None
+    row = {role: getattr(models, role).calibration for role in ("child", "father", "mother")}
+    return {"what": _calibration_facts(genome.search.fitness.calibration) or "calibration text",
+            "tokens": row["child"].tokens,
+            **{role: "n/a" if c is None else f"{_score(c)} ({c.tokens:,} tokens)" for role, c in row.items()}}
+
+
 def _eval_results(results: Results) -> list[EvalResult]:
     """One model-index entry per task that names a Hub dataset: the child's held-out score, with the
     dataset's config, split and few-shot, and a source saying the search tuned on a disjoint split of it."""
@@ -312,6 +339,7 @@ def _search_view(genome: Genome) -> dict:
         "evaluations": s.evaluations, "best_fitness": _num(s.best_fitness),
         "stop_reason": s.stop_reason, "device": s.device, "dtype": s.dtype, "kind": s.fitness.kind,
         "scorer": s.fitness.scorer, "tasks": tasks, "estimator": _estimator_line(s.fitness.estimator),
+        "calibration": _calibration_facts(s.fitness.calibration),
     }
 
 
@@ -341,11 +369,8 @@ def _default_citation(config: ReleaseConfig, genome: Genome) -> str:
 # ---- leaks: nothing secret or local may reach a public card ----
 
 def _local_strings(config: ReleaseConfig, out_dir: Path) -> list[str]:
-    paths = [Path.home(), Path(tempfile.gettempdir()), Path.cwd(), out_dir,
-             config.fitness.data_dir, config.fitness.calibration_text, config.hub.local_root, config.runs_dir]
-    found = {str(Path(p).expanduser().resolve()) for p in paths if p is not None}
-    found |= {str(Path(p).expanduser()) for p in paths if p is not None and Path(p).expanduser().is_absolute()}
-    return sorted(p for p in found if p not in ("/", ".") and len(p) > 1)
+    out = {str(Path(out_dir).expanduser().resolve())} | ({str(out_dir)} if Path(out_dir).is_absolute() else set())
+    return sorted(set(local_paths(config)) | {p for p in out if len(p) > 1})
 
 
 def _check_no_leaks(text: str, config: ReleaseConfig, out_dir: Path) -> None:
@@ -423,7 +448,8 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
         father=g.father, mother=g.mother,
         genome=_genome_view(g),
         search=_search_view(g),
-        benchmarks=_benchmarks(r) if r is not None else None,
+        benchmarks=_benchmarks(r) if r is not None and r.tasks else None,
+        calibration=_calibration(r, g),
         generations=[{"generation": x["generation"], "candidates": x["candidates"], "best": _num(x["best"]),
                       "mean": _num(x["mean"])} for x in generations],
         genome_png=GENOME_PNG,

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -58,11 +59,15 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype):
     return model, tokenizer
 
 
-def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: str | Path, scorer: str = "fast",
+def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite | None, out_path: str | Path, scorer: str = "fast",
                     batch_size: int = 8, device: str = "auto", dtype: str = "auto", progress: bool = True,
-                    max_gen_toks: int | None = None, log_samples: bool = False) -> dict:
+                    max_gen_toks: int | None = None, log_samples: bool = False,
+                    calibration: Callable | None = None) -> dict:
     """Score every model on the held-out split; write lm-eval's results JSON per model (eval_results/ beside
-    `out_path`) and results.json (atomically), whose scores are read back from lm-eval's files; return it."""
+    `out_path`) and results.json (atomically), whose scores are read back from lm-eval's files; return it.
+
+    `suite`: the benchmark tasks (None: none). `calibration(tokenizer)`: the calibration text's records for
+    that tokenizer (`CalibrationSet`), whose held-out share is scored too (None: not scored)."""
     start = time.perf_counter()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
@@ -70,48 +75,61 @@ def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite, out_path: st
     folder = out_path.parent / EVAL_RESULTS
     if folder.exists():
         shutil.rmtree(folder)  # files of an earlier evaluation (another child repo name) must not stay
+    tasks = suite.tasks if suite else []
     results = {
         "split": "heldout",
-        "tasks": {t.name: _task_record(t) for t in suite.tasks},
+        "tasks": {t.name: _task_record(t) for t in tasks},
         "models": {},
         "scorer": scorer,
-        "subsets_fingerprint": suite.fingerprint,
+        "subsets_fingerprint": suite and suite.fingerprint,
         "lm_eval_version": version("lm_eval"),
     }
     env = env_info()
     wanted = {name: {"target": t["target"], "metric": t["metric"], "filter": t.get("filter", "none")}
               for name, t in results["tasks"].items()}
-    weights = {t.name: t.weight for t in suite.tasks}
-    signs = {t.name: 1 if t.bench.higher_is_better else -1 for t in suite.tasks}
+    weights = {t.name: t.weight for t in tasks}
+    signs = {t.name: 1 if t.bench.higher_is_better else -1 for t in tasks}
     for name, spec in models.items():  # no bar of its own: it would overprint the loading and scoring bars
         model, tokenizer = load_model(spec, dev, torch_dtype)
-        tracker = start_tracker()
-        evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
-                              progress=progress, groups=True, max_gen_toks=max_gen_toks)
-        r = evaluator.evaluate()
-        written = write_results(
-            evaluator.last_output, evaluator.lm, suite, evaluator.leaf_stderrs(),
-            {k: (r.scores[k], r.stderrs[k]) for k in r.scores}, folder, repo=spec.repo, revision=spec.revision,
-            trust_remote_code=spec.trust_remote_code, dtype=str(torch_dtype).removeprefix("torch."),
-            device=str(dev), batch_size=batch_size, samples_index=suite.samples("heldout"), tracker=tracker,
-            log_samples=log_samples, env=env)
-        scores = read_scores(written, wanted)  # the card's numbers: exactly what lm-eval's file says
-        value, se = weighted_fitness(weights, {k: signs[k] * v["value"] for k, v in scores.items()},
-                                     {k: v["stderr"] for k, v in scores.items()})
-        results["models"][name] = {
-            "repo": spec.repo, "revision": spec.revision,
-            "scores": scores,
-            "fitness": {"value": value, "stderr": se},
-            "scorer": evaluator.scorer,
-            "seconds": round(r.seconds, 3),
-            "lm_eval_results": written.relative_to(out_path.parent).as_posix(),
-            "lm_eval_samples": sorted(p.relative_to(out_path.parent).as_posix()
-                                      for p in written.parent.glob("samples_*.jsonl")),
-        }
-        log.info("%s: fitness %.4f ± %s on %d held-out items", name, value,
-                 f"{se:.4f}" if se is not None else "n/a", sum(r.n.values()))
+        t0 = time.perf_counter()
+        entry = results["models"][name] = {"repo": spec.repo, "revision": spec.revision, "scores": {}}
+        if suite:
+            tracker = start_tracker()
+            evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
+                                  progress=progress, groups=True, max_gen_toks=max_gen_toks)
+            r = evaluator.evaluate()
+            written = write_results(
+                evaluator.last_output, evaluator.lm, suite, evaluator.leaf_stderrs(),
+                {k: (r.scores[k], r.stderrs[k]) for k in r.scores}, folder, repo=spec.repo, revision=spec.revision,
+                trust_remote_code=spec.trust_remote_code, dtype=str(torch_dtype).removeprefix("torch."),
+                device=str(dev), batch_size=batch_size, samples_index=suite.samples("heldout"), tracker=tracker,
+                log_samples=log_samples, env=env)
+            scores = read_scores(written, wanted)  # the card's numbers: exactly what lm-eval's file says
+            value, se = weighted_fitness(weights, {k: signs[k] * v["value"] for k, v in scores.items()},
+                                         {k: v["stderr"] for k, v in scores.items()})
+            entry.update({
+                "scores": scores,
+                "fitness": {"value": value, "stderr": se},
+                "scorer": evaluator.scorer,
+                "seconds": round(r.seconds, 3),
+                "lm_eval_results": written.relative_to(out_path.parent).as_posix(),
+                "lm_eval_samples": sorted(p.relative_to(out_path.parent).as_posix()
+                                          for p in written.parent.glob("samples_*.jsonl")),
+            })
+            log.info("%s: fitness %.4f ± %s on %d held-out items", name, value,
+                     f"{se:.4f}" if se is not None else "n/a", sum(r.n.values()))
+        if calibration:
+            text = calibration(tokenizer)
+            held = text.score(model, "heldout")
+            entry["calibration"] = held and {"value": held.value, "stderr": held.stderr, "tokens": held.tokens,
+                                             "records": held.records}
+            results.setdefault("calibration", text.describe())  # the first model's (the child's) tokenizer
+            if held:
+                log.info("%s: held-out calibration log-likelihood %.4f per token over %d tokens", name, held.value,
+                         held.tokens)
+        entry.setdefault("seconds", round(time.perf_counter() - t0, 3))
         # Free this model before loading the next: never hold two on the device.
-        del model, evaluator, r
+        del model
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -11,6 +11,7 @@ from release.mri.transplant import transplant
 from release.mri.trust import dominance
 from release.run.files import write_json
 from release.run.records import Bred, Diagnosis, Emitted, Health, Pulled
+from release.search.start import one_at_a_time
 
 DEFAULT_THRESHOLDS = (0.15, 0.85)  # Darwin V6's transplant thresholds; also where the diagnosis marks dominance
 
@@ -84,20 +85,6 @@ def search_fingerprint(config: ReleaseConfig, mri: Diagnosis | None) -> dict:
     return genome
 
 
-def _one_at_a_time(evaluation):
-    """`fitness(genome) -> (value, scores)` from the search's evaluation: the in-process fitness itself (with
-    its `stderr`), or one candidate at a time through the Ray workers (which report no stderr)."""
-    if not hasattr(evaluation, "evaluate"):
-        return evaluation
-
-    def fitness(genome: list[float]):
-        got = {}
-        evaluation.evaluate([genome], lambda k, value, scores, seconds, worker: got.update(v=value, s=scores))
-        return got["v"], got["s"]
-
-    return fitness
-
-
 def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, evaluation,
                  mri: Diagnosis | None, names: list[str] | None = None) -> dict:
     """What the breed stage records beyond the search: tau, r_MRI, and the transplant outcome (which may
@@ -108,7 +95,7 @@ def after_search(config: ReleaseConfig, genome: list[float], tau: float | None, 
               "r_mri": mri.r_mri if mri else None, "transplant": None, "genome": list(genome)}
     if config.genome.transplant:
         snap_at = get_breeder(config.breed.method).transplant_genes(names) if names else None
-        record["transplant"] = transplant(genome, _one_at_a_time(evaluation), thresholds(config), snap_at=snap_at,
+        record["transplant"] = transplant(genome, one_at_a_time(evaluation), thresholds(config), snap_at=snap_at,
                                           labels=None if snap_at is None else names)
         record["genome"] = record["transplant"]["genome"]
     return record

@@ -4,7 +4,8 @@ A ratio below the low threshold becomes 0 (the father's FFN alone), above the hi
 alone; this may exceed r_max, which bounds the search, not the snap). The snapped genome's fitness is
 measured on the live search model beside the searched genome's (both now, in one process, on the same items),
 and the snap is kept only if it loses no more than the search noise: the standard error of the searched
-genome's fitness on the search subset (0 when the fitness reports none: then any loss at all rejects it).
+genome's fitness on the search subset, never below NOISE_FLOOR (a fitness that reports none, or 0 as a
+benchmark every item of which is answered alike does, would otherwise reject a snap that loses anything).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from release.mri.trust import snap
 
 log = logging.getLogger(__name__)
+
+NOISE_FLOOR = 0.005  # half a point of accuracy, or 0.005 nats per token of a calibration text
 
 
 def transplant(genome: list[float], fitness, thresholds: tuple[float, float], snap_at: list[int] | None = None,
@@ -36,7 +39,7 @@ def transplant(genome: list[float], fitness, thresholds: tuple[float, float], sn
         return {**record, "searched_fitness": None, "snapped_fitness": None, "noise": None, "scores": None,
                 "kept": True, "genome": list(genome), "reason": "no ratio outside the thresholds: nothing to transplant"}
     searched, _ = fitness(list(genome))
-    noise = float(getattr(fitness, "stderr", None) or 0.0)
+    noise = max(float(getattr(fitness, "stderr", None) or 0.0), NOISE_FLOOR)
     value, scores = fitness(snapped)
     kept = value >= searched - noise
     reason = (f"snapped fitness {value:.4f} vs searched {searched:.4f} (noise {noise:.4f}): "

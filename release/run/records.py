@@ -96,7 +96,7 @@ class Diagnosis(Record):
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
 _BRED_KEYS = ("genome", "searched_genome", "searched_x", "tau", "mri_trust", "r_mri", "transplant", "fitness",
               "scores", "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
-              "estimator")
+              "estimator", "start")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class Bred(Record):
     mri_trust: bool = False
     r_mri: list[float] | None = None
     transplant: dict | None = None
+    start: dict | None = None  # the start check (release.search.start), when search.start_margin is on
     live: dict[str, Any] = field(default_factory=dict)
     # fitness.estimator irt / race: which, its anchors, the tokens scored and what full scoring would have cost
     # (absent from the JSON with full scoring, as before estimators existed)
@@ -127,10 +128,9 @@ class Bred(Record):
 
     def to_json(self) -> dict:
         data = super().to_json()
-        if data["searched_x"] is None:  # records from before it was kept read back to the JSON they were
-            del data["searched_x"]
-        if data["estimator"] is None:
-            del data["estimator"]
+        for key in ("searched_x", "estimator", "start"):  # absent when unused, as before they existed (stage keys stay)
+            if data[key] is None:
+                del data[key]
         return {**data.pop("live"), **data}
 
     @classmethod

@@ -76,15 +76,18 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     spec = config.fitness
     apply = apply or model.set_ratios
     if spec.kind == "calibration":
-        from release.evals import calibration_fitness  # imports lm_eval and torch
+        from release.evals.calibration import CalibrationSet  # imports torch
 
-        text = spec.calibration_text.read_text(encoding="utf-8") if spec.calibration_text else None
+        text = CalibrationSet.from_spec(spec, tokenizer, config.search.seed)
 
         def calibration(genome: list[float]) -> tuple[float, dict[str, float]]:
             apply(genome)
-            value = calibration_fitness(model, tokenizer, text)
-            return value, {"calibration_ll": value}
+            result = text.score(model, "search")
+            calibration.stderr = result.stderr  # the noise the start and transplant checks use
+            return result.value, {"calibration_ll": result.value}
 
+        calibration.stderr = None
+        calibration.calibration = text.describe()
         return calibration
 
     from release.evals import Evaluator  # imports lm_eval and torch
@@ -92,13 +95,27 @@ def make_fitness(config: ReleaseConfig, model, tokenizer, folder: Path, progress
     evaluator = Evaluator(model, tokenizer, task_suite(config), split="search", scorer=spec.scorer,
                           batch_size=spec.batch_size, progress=progress, max_gen_toks=spec.max_gen_toks)
 
+    leaf_task = {leaf: t.name for t in evaluator.suite.tasks for leaf in t.leaves}
+    weights = {t.name: t.weight for t in evaluator.suite.tasks}
+    last = {}
+
     def benchmark(genome: list[float]) -> tuple[float, dict[str, float]]:
         apply(genome)
         result = evaluator.evaluate()
         benchmark.stderr = result.stderr  # the last fitness's standard error: the search noise (transplant)
+        last["items"] = result.item_scores
         return result.fitness, result.scores
 
+    def items() -> tuple[dict, dict[str, float]]:
+        """The last call's item scores by task ({task: {(leaf, doc): score}}) and the task weights, for
+        paired comparisons of two candidates on the same items (release.search.start)."""
+        by_task = {}
+        for leaf, scores in last.get("items", {}).items():
+            by_task.setdefault(leaf_task[leaf], {}).update({(leaf, doc): v for doc, v in scores.items()})
+        return by_task, weights
+
     benchmark.stderr = None
+    benchmark.items = items
     benchmark.evaluator = evaluator  # what the cheap estimators score items with
     return benchmark
 
@@ -116,7 +133,15 @@ def evaluate_release(config: ReleaseConfig, pulled: dict, child_dir: Path, out: 
                            revision=pulled[role]["revision"], text_only=bool(pulled[role].get("skipped_shards")))
            for role in ("father", "mother")},
     }
-    return evaluate_models(models, task_suite(config), out, scorer=config.fitness.scorer,
-                           batch_size=config.fitness.batch_size, device=config.search.device,
-                           dtype=config.search.dtype, progress=progress, max_gen_toks=config.fitness.max_gen_toks,
-                           log_samples=config.fitness.log_samples)
+    spec = config.fitness
+    calibration = None
+    if spec.kind == "calibration":  # its held-out share: what the search optimised, on text it never saw
+        from release.evals.calibration import CalibrationSet  # imports torch
+
+        def calibration(tokenizer):
+            return CalibrationSet.from_spec(spec, tokenizer, config.search.seed)
+
+    return evaluate_models(models, task_suite(config) if spec.tasks else None, out, scorer=spec.scorer,
+                           batch_size=spec.batch_size, device=config.search.device,
+                           dtype=config.search.dtype, progress=progress, max_gen_toks=spec.max_gen_toks,
+                           log_samples=spec.log_samples, calibration=calibration)
