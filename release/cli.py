@@ -98,6 +98,23 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--no-browser", action="store_true", help="only print the dashboard's address")
     watch.add_argument("-v", "--verbose", action="store_true")
 
+    again = sub.add_parser("reproduce", help="rebuild a published child from its darwin_genome.json and the "
+                                             "parents' recorded commits, and compare every tensor's bytes")
+    again.add_argument("target", metavar="REPO[@REV]", help="the child repo, optionally @branch or @commit")
+    again.add_argument("--config", help="take the Hub from this release config (its endpoint, or its local store, "
+                                        "served meanwhile); default: HF_ENDPOINT or the Hub")
+    again.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars (default: only when the output is a terminal)")
+    again.add_argument("-v", "--verbose", action="store_true", help="show logs")
+
+    mk = sub.add_parser("import-mergekit", help="turn a two-model mergekit YAML or a mergekit-evolve config into a "
+                                                "darwin-release config; what does not map is listed")
+    mk.add_argument("file", metavar="FILE", help="mergekit YAML (merge_method, models) or mergekit-evolve config")
+    mk.add_argument("-o", "--output", metavar="CONFIG", help="write the config here (default: print it)")
+    mk.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="accepted as by every subcommand (this one shows no bars)")
+    mk.add_argument("-v", "--verbose", action="store_true", help="show logs")
+
     serve = sub.add_parser("space-serve", help="serve the Space app locally against the last released child",
                            description="Serve the Space app on 127.0.0.1 with the child this config released last "
                                        "(for a local endpoint, its store is served meanwhile).")
@@ -139,6 +156,10 @@ def _main(argv: list[str] | None) -> int:
             handler.addFilter(_redact_record)
     progress = set_progress_bars(getattr(args, "progress", None))
     try:
+        if args.command == "reproduce":
+            return _reproduce(args, progress)
+        if args.command == "import-mergekit":
+            return _import_mergekit(args)
         if args.command in ("init", "schema"):
             return _init(args) if args.command == "init" else _schema(args)
         config = load_config(args.config)
@@ -189,6 +210,44 @@ def _init(args) -> int:
 
 def _schema(args) -> int:
     print(reference_markdown() if args.markdown else json.dumps(config_schema(), indent=2), end="" if args.markdown else "\n")
+    return 0
+
+
+def _reproduce(args, progress: bool) -> int:
+    """0: reproduced bit for bit; 1: the first differing tensor is printed."""
+    from release.hub.reproduce import reproduce  # loaded when the subcommand runs: --help stays instant
+    from release.hub.session import open_hub
+
+    if args.config:
+        with open_hub(load_config(args.config)) as session:
+            result = reproduce(session.hub, args.target, progress=progress)
+    else:
+        from release.hub.client import Hub  # huggingface_hub reads HF_ENDPOINT when first imported: only now
+
+        result = reproduce(Hub(), args.target, progress=progress)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(result.summary())
+    return 0 if result.identical else 1
+
+
+def _import_mergekit(args) -> int:
+    from pathlib import Path
+
+    from release.breeders.mergekit_in import config_yaml, import_mergekit, read_mergekit  # imports torch (breeders)
+    from release.run.files import write_atomic
+
+    name = Path(args.output).stem if args.output else Path(args.file).stem
+    config, notes = import_mergekit(read_mergekit(args.file), name.replace(" ", "-"))
+    text = config_yaml(config, Path(args.file).name, notes)
+    if not args.output:
+        print(text, end="")
+        return 0
+    write_atomic(args.output, text)
+    print(f"wrote {args.output} ({config['breed']['method']}: father {config['father']['repo']}, mother "
+          f"{config['mother']['repo']})")
+    for note in notes:
+        print(f"not mapped: {note}")
     return 0
 
 

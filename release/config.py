@@ -173,6 +173,8 @@ class SpaceSpec(_Strict):
     variables: dict[str, str] = {}
     # Names of Space secrets; each value is read from the environment variable of that name at deploy time.
     secrets: list[str] = []
+    # Example prompts shown under the chat (a click sends one); passed to the Space as its EXAMPLES variable.
+    examples: list[str] = []
     # An existing Space this release did not deploy: refuse (default) or replace it (see README).
     on_existing: Literal["refuse", "replace"] = "refuse"
 

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 
 from release.config import BreedSpec, ReleaseConfig
 from release.errors import ReleaseError
+from release.hub.reproduce import library_versions
 from release.hub.session import HubSession, open_hub
-from release.hub.space import prepare_space_folder, space_secrets
+from release.hub.space import prepare_space_folder, space_secrets, space_variables
 from release.hub.verify import verify_child
 from release.mri.stage import (after_search, check_before_push, genome_mri_record, mri_summary, search_fingerprint,
                                search_r_mri, stage_health, stage_mri)
@@ -158,7 +159,7 @@ def stage_breed(config: ReleaseConfig, pulled: Pulled, resume: bool, progress: b
     bred = Bred(**extra, start=start and {k: v for k, v in start.items() if k != "start_scores"},
                 fitness=fitness, scores=scores, generations=result.generations,
                 evaluations=result.evaluations, seconds=result.seconds, stop_reason=result.stop_reason,
-                method=live.method, genes=live.space.names, live=dict(live.record),
+                searched_x=result.x, method=live.method, genes=live.space.names, live=dict(live.record),
                 device=live.device.split(":")[0], dtype=live.dtype.removeprefix("torch."), estimator=estimator)
     return bred, [config.run_dir / "breed" / "best.json"]
 
@@ -207,6 +208,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
         "fitness": {"kind": f.kind, "tasks": {t.name: t.weight for t in f.tasks},
                     "search_items": {t.name: t.search_size for t in f.tasks}, "scorer": f.scorer},
     }
+    if bred.searched_x is not None:  # CMA-ES's raw point: with r_MRI and tau, what the searched ratios came from
+        search["x"] = bred.searched_x
     if f.kind == "calibration":  # the tasks (if any) are only reported: the search optimised the text
         search["fitness"] = {"kind": f.kind, "tasks": {}, "search_items": {},
                              "calibration": _calibration_facts(config, pulled)}
@@ -217,6 +220,8 @@ def stage_emit(config: ReleaseConfig, pulled: Pulled, bred: Bred, progress: bool
     ratios = breeder.ratios(breeder.named_genome(bred_json), breeder.ratio_hooks(config, bred.r_mri))
     genome = (breeder.genome_record(config, bred_json, pulled_json, search, ratios)
               | genome_mri_record(bred_json, mri and mri.to_json()))
+    # What `darwin-release reproduce` rebuilds the child with: the breeder and the library versions.
+    genome = {"method": config.breed.method, **genome, "tool": {**genome["tool"], **library_versions()}}
     out = config.run_dir / "child"
     base = {"base_dir": Path(pulled.base.path)} if pulled.base else {}  # only the weight merges take a base
     breeder.emit(Path(pulled.father.path), Path(pulled.mother.path), genome, out,
@@ -255,11 +260,13 @@ def stage_evaluate(config: ReleaseConfig, pulled: Pulled, child: Emitted,
 
 
 def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | None,
-               health: Health | None = None, emitted: dict | None = None) -> tuple[Carded, list[Path]]:
+               health: Health | None = None, emitted: dict | None = None, father_tag: str | None = None,
+               father_dir: Path | None = None) -> tuple[Carded, list[Path]]:
     """Render README.md and its charts into the child folder; the outputs (what card vouches for) are the
-    files there that emit (`emitted`: emit's manifest) did not write."""
+    files there that emit (`emitted`: emit's manifest) did not write. `father_tag`: the pipeline_tag of the
+    father's card, the child's when it is of his class."""
     from release.breeders import get_breeder  # imports torch
-
+    from release.card.model_card import child_pipeline_tag  # imports huggingface_hub: only after open_hub
     from release.evals.final import copy_eval_results  # imports torch
 
     folder = Path(child.path)
@@ -267,8 +274,10 @@ def stage_card(config: ReleaseConfig, child: Emitted, evaluated: Evaluated | Non
     # lm-eval's results files of the final evaluation travel with the child (eval_results/); none without one.
     copy_eval_results(Path(evaluated.path) if evaluated else None, folder)
     report = json.loads(Path(health.path).read_text()) if health else None
+    tag = child_pipeline_tag(father_tag, father_dir, folder) if father_dir else "text-generation"
     get_breeder(config.breed.method).render_card(config, child.genome, results,
-                                                 config.run_dir / "breed" / "candidates.jsonl", folder, health=report)
+                                                 config.run_dir / "breed" / "candidates.jsonl", folder, health=report,
+                                                 pipeline_tag=tag)
     written = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p) not in (emitted or {})]
     return Carded(readme=str(folder / "README.md")), [folder / "README.md", *written]
 
@@ -291,7 +300,7 @@ def stage_space(config: ReleaseConfig, session: HubSession, pushed: Pushed) -> t
     secrets = space_secrets(config)  # first: a missing one fails before anything is deployed
     check_space_target(session.hub, config.space.repo, config.child.repo, config.space.on_existing)
     folder = prepare_space_folder(config, config.run_dir / "space")
-    variables = {"MODEL_ID": config.child.repo, "MODEL_REVISION": pushed.revision, **config.space.variables}
+    variables = space_variables(config, pushed.revision)
     sha = session.hub.deploy_space(config.space.repo, folder, variables=variables, secrets=secrets,
                                    hardware=config.space.hardware, private=config.hub.private)
     # Only the secrets' names are recorded: their values stay in the environment.
@@ -400,7 +409,8 @@ def _run_stages(config: ReleaseConfig, opts: RunOptions, force: set[str]) -> dic
         if "card" in needed:
             book.run("card", [child.digest, evaluated and evaluated.results, config.card, config.child.repo,
                               config.name, _templates_digest(), health and health.to_json()],
-                     lambda: stage_card(config, child, evaluated, health, book.files("emit")), record=Carded)
+                     lambda: stage_card(config, child, evaluated, health, book.files("emit"),
+                                        _card_tag(session, pulled), Path(pulled.father.path)), record=Carded)
         if opts.dry_run:
             for stage in HUB_STAGES:
                 if stage in needed:
@@ -505,6 +515,13 @@ def release_summary(config: ReleaseConfig, endpoint: str, pulled: Pulled, bred: 
         "stages_run": ran,
         "wall_seconds": round(seconds, 2),
     }
+
+
+def _card_tag(session: HubSession, pulled: Pulled) -> str | None:
+    """The pipeline_tag of the father's card at the pulled commit (None: no card, or none in it)."""
+    father = session.hub.card_data(pulled.father.repo, pulled.father.revision) or {}
+    tag = father.get("pipeline_tag")
+    return tag if isinstance(tag, str) else None
 
 
 def _repo_root() -> Path:

@@ -1,14 +1,23 @@
 """Chat with a Darwin child model: the app of its Hugging Face Space.
 
-The Space variable MODEL_ID names the model repo (MODEL_REVISION optionally pins a revision). This file
-runs alone on the Space, so it imports only gradio, transformers, torch, huggingface_hub and the stdlib.
+The Space variable MODEL_ID names the model repo (MODEL_REVISION optionally pins a revision); EXAMPLES, a
+JSON list of prompts, fills the example buttons; GPU_TOKENS_PER_SECOND is the first estimate of the
+generation speed that sizes each ZeroGPU slot (then measured on every reply). This file runs alone on the
+Space, so it imports only spaces, gradio, transformers, torch, huggingface_hub and the stdlib.
 """
+
+try:  # ZeroGPU lends a GPU per call; `spaces` must be imported before torch initialises CUDA
+    import spaces
+except ImportError:  # elsewhere (local serving, tests) the decorator does nothing
+    spaces = None
 
 import json
 import logging
+import math
 import os
 import queue
 import threading
+import time
 
 import gradio as gr
 import torch
@@ -21,25 +30,54 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-try:  # ZeroGPU Spaces lend a GPU per call; elsewhere the decorator does nothing
-    from spaces import GPU
-except ImportError:
-    def GPU(fn):
-        return fn
-
 log = logging.getLogger(__name__)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 STREAM_TIMEOUT_S = 120  # no new text for this long means generation is stuck: end the reply
+MAX_NEW_TOKENS = 2048  # the slider's top
+QUEUE_SIZE = 16  # requests waiting beyond this are turned away at once instead of queueing for minutes
+# A ZeroGPU slot: prompt, load and stream overhead, then max_new_tokens at the measured speed with a margin;
+# never below ZeroGPU's 60 s default, never above what one call may hold.
+GPU_OVERHEAD_S, GPU_MARGIN, GPU_MIN_S, GPU_MAX_S = 10.0, 1.5, 60, 300
+
+
+class Throughput:
+    """Tokens per second of this Space's generation: a first estimate, then the latest replies' measure."""
+
+    def __init__(self, estimate: float):
+        self.rate = max(float(estimate), 0.1)
+        self.lock = threading.Lock()
+
+    def record(self, tokens: int, seconds: float) -> None:
+        if tokens < 8 or seconds <= 0:  # too short to say anything about the decoding speed
+            return
+        with self.lock:  # an average that follows the hardware the slots actually get
+            self.rate = 0.5 * self.rate + 0.5 * tokens / seconds
+
+    def gpu_seconds(self, max_new_tokens) -> int:
+        need = GPU_OVERHEAD_S + GPU_MARGIN * int(max_new_tokens) / self.rate
+        return int(min(max(math.ceil(need), GPU_MIN_S), GPU_MAX_S))
+
+
+def examples_from(text: str | None) -> list[str]:
+    """EXAMPLES (a JSON list of prompts) as a list; anything else is no examples, not a crash."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        log.warning("EXAMPLES is not a JSON list of prompts: no examples shown")
+        return []
+    return [str(v) for v in value if str(v).strip()] if isinstance(value, list) else []
 
 
 class StopOnEvent(StoppingCriteria):
-    """Ends `generate` as soon as the event is set (Stop pressed, page closed)."""
+    """Ends `generate` as soon as the event is set (Stop pressed, page closed); counts the tokens made."""
 
     def __init__(self, event: threading.Event):
         self.event = event
+        self.steps = 0
 
     def __call__(self, input_ids, scores, **kwargs):
+        self.steps += 1
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
@@ -116,10 +154,17 @@ def text_of(content) -> str:
     return "".join(p if isinstance(p, str) else p.get("text", "") for p in parts if isinstance(p, (str, dict)))
 
 
-def build_demo(model_id: str, revision: str | None = None) -> gr.Blocks:
+def build_demo(model_id: str, revision: str | None = None, examples: list[str] | None = None,
+               tokens_per_second: float = 20.0) -> gr.Blocks:
     model, tokenizer, error = load(model_id, revision)
+    speed = Throughput(tokens_per_second)
 
-    @GPU
+    def gpu_duration(message, history, system_prompt, max_new_tokens, temperature):
+        return speed.gpu_seconds(max_new_tokens)
+
+    gpu = spaces.GPU(duration=gpu_duration) if spaces else (lambda fn: fn)
+
+    @gpu
     def chat(message, history, system_prompt, max_new_tokens, temperature):
         if error:
             yield f"Model {model_id or '(unset)'} could not be loaded: {error}"
@@ -135,11 +180,14 @@ def build_demo(model_id: str, revision: str | None = None) -> gr.Blocks:
                                         timeout=STREAM_TIMEOUT_S)
         sampling = dict(do_sample=True, temperature=float(temperature)) if temperature > 0 else dict(do_sample=False)
         failures = []
+        steps = StopOnEvent(stop)
 
         def generate():
+            started = time.monotonic()
             try:
                 model.generate(**inputs, streamer=streamer, max_new_tokens=int(max_new_tokens),
-                               stopping_criteria=StoppingCriteriaList([StopOnEvent(stop)]), **sampling)
+                               stopping_criteria=StoppingCriteriaList([steps]), **sampling)
+                speed.record(steps.steps, time.monotonic() - started)
             except Exception as e:  # noqa: BLE001 - reported in the chat instead of a silent timeout
                 log.exception("generation failed")
                 failures.append(f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
@@ -173,16 +221,21 @@ def build_demo(model_id: str, revision: str | None = None) -> gr.Blocks:
             api_name="chat",
             additional_inputs=[  # render=False: shown in the accordion under the chat, not above it
                 gr.Textbox("", label="System prompt", render=False),
-                gr.Slider(1, 2048, value=256, step=1, label="Max new tokens", render=False),
+                gr.Slider(1, MAX_NEW_TOKENS, value=256, step=1, label="Max new tokens", render=False),
                 gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)", render=False),
             ],
             additional_inputs_accordion=gr.Accordion("Generation settings", open=False, render=False),
+            examples=[[text] for text in examples] if examples else None,
+            cache_examples=False,  # an example runs the model when clicked, never at startup
             fill_height=True,
         )
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # one generation at a time per replica
     return demo
 
 
-demo = build_demo(os.environ.get("MODEL_ID", ""), os.environ.get("MODEL_REVISION") or None)
+demo = build_demo(os.environ.get("MODEL_ID", ""), os.environ.get("MODEL_REVISION") or None,
+                  examples=examples_from(os.environ.get("EXAMPLES")),
+                  tokens_per_second=float(os.environ.get("GPU_TOKENS_PER_SECOND") or 20.0))
 
 if __name__ == "__main__":
     demo.launch()

@@ -331,3 +331,44 @@ def test_usage_names_the_transformers_release_the_child_code_needs(rendered):
     usage = text.split("## Usage")[1].split("## Limitations")[0]
     (install,) = re.findall(r"```bash\n(.*?)```", usage, re.S)
     assert install.strip() == f"pip install transformers=={TRANSFORMERS_VERSION}"
+
+
+def test_pipeline_tag_is_the_fathers_when_the_child_is_of_his_class_else_from_the_architecture(tmp_path):
+    from release.card.model_card import child_pipeline_tag
+
+    def folder(name: str, architectures: list[str]) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"architectures": architectures}))
+        return tmp_path / name
+
+    father = folder("father", ["Gemma4ForConditionalGeneration"])
+    same = folder("same", ["Gemma4ForConditionalGeneration"])
+    darwin = folder("darwin", ["DarwinForCausalLM"])
+    assert child_pipeline_tag("any-to-any", father, same) == "any-to-any"  # a weight merge: the father's own
+    assert child_pipeline_tag(None, father, same) == "image-text-to-text"  # his card says none: the class
+    assert child_pipeline_tag("any-to-any", father, darwin) == "text-generation"  # the cross-architecture child
+    card, text = _render(tmp_path / "card", genome=_fixture("genome.json"))
+    assert yaml.safe_load(text.split("---\n")[1])["pipeline_tag"] == "text-generation"
+    card = render_model_card(_config(), _fixture("genome.json"), None, None, tmp_path / "tagged",
+                             pipeline_tag="image-text-to-text")
+    assert card.data.pipeline_tag == "image-text-to-text"
+
+
+def test_per_layer_tables_past_twelve_rows_fold_into_details(tmp_path, rendered):
+    from release.card.model_card import FOLD_ROWS
+
+    _, _, short = rendered
+    assert "<details>" not in short  # 6 layers: the tables stay open
+    genome = _fixture("genome.json")
+    n = 42  # Genesis
+    genome.update(ratios=[0.1 * (i % 5) for i in range(n)], layer_map=[round(i * 31 / 41) for i in range(n)],
+                  frozen=[15, 16, 22, 23, 24, 25])
+    for i in genome["frozen"]:
+        genome["ratios"][i] = 0.0
+    _, text = _render(tmp_path, genome=genome)
+    section = _section(text, "## Genome")
+    assert n > FOLD_ROWS and section.count("<details><summary>The genome, layer by layer (42 rows)</summary>") == 1
+    inside = section.split("<summary>", 1)[1].split("</details>", 1)[0]
+    assert sum(line.startswith("| ") and line.split("|")[1].strip().isdigit() for line in inside.splitlines()) == n
+    assert "\n\n| Layer | Mother layer |" in inside  # a blank line after <summary>: the table renders as Markdown
+    assert "</details>\n\n![Genome" in section

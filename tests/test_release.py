@@ -286,3 +286,19 @@ def test_every_stage_record_reads_back_to_the_json_it_was_written_as(first_relea
         assert record.from_json(stored).to_json() == stored, stage
     bred = records.Bred.from_json(stages["breed"]["result"])
     assert bred.live == {"layer_map": stages["breed"]["result"]["layer_map"]}  # the breeder's own facts
+
+
+def test_the_pushed_child_is_reproduced_bit_for_bit_from_its_record(first_release):
+    """`darwin-release reproduce`: the default's child rebuilt from its darwin_genome.json and the parents'
+    recorded commits, every tensor compared; the record keeps CMA-ES's raw point and the library versions."""
+    import transformers
+
+    tmp, config, _, _ = first_release
+    release = json.loads((tmp / "runs/tiny-default/release.json").read_text())
+    genome = json.loads((tmp / "runs/tiny-default/child/darwin_genome.json").read_text())
+    assert genome["method"] == "ffn_blend" and genome["tool"]["transformers"] == transformers.__version__
+    assert len(genome["search"]["x"]) == 5 + 1  # the free layers' coordinates and tau, as CMA-ES held them
+    out = run_cli(tmp, "reproduce", release["child_repo"], "--config", str(config))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"reproduced bit for bit: {release['child_repo']}@{release['child_revision'][:12]} (ffn_blend)" in out.stdout
+    assert "note:" not in out.stdout  # the searched ratios follow from search.x through tau and r_MRI; same versions

@@ -157,6 +157,7 @@ def test_lineage_configs_chain_generation_to_generation(tmp_path):
     assert (david.father.repo, david.mother.repo) == (opus.child.repo, "DavidAU/DECKARD-Expresso-Universe")
     assert genesis.father.repo == david.child.repo and genesis.breed.method == "ffn_blend"
     assert opus.breed.method == david.breed.method == tiny.breed.method == "dare_ties"
+    assert david.genome.mri and not opus.genome.mri  # Gen 2 was MRI-guided
     assert tiny.tiny_parents and tiny.hub.endpoint == "local"
     bad = tmp_path / "bad.yaml"
     bad.write_text((root / "default-same-arch.yaml").read_text().replace("density_init: 0.7", "density_init: 0.1"))

@@ -56,6 +56,8 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     card = (child / "README.md").read_text()
     assert "**dare_ties**" in card and "https://arxiv.org/abs/2311.03099" in card
     assert "trust_remote_code" not in card
+    # The tiny father's repo has no card: the child's class (multimodal Gemma 4) gives the pipeline_tag.
+    assert yaml.safe_load(card.split("---\n")[1])["pipeline_tag"] == "image-text-to-text"
     assert "**Transplant**" in card and "The transplant rule was off" not in card
     assert "## Health check" in card and "Result: **passed**" in card and (child / "health.png").is_file()
     # mergekit out: the child ships the merge as a mergekit config, pinned to the parents' commits, in the card too.
@@ -64,3 +66,8 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     assert mergekit["models"][0]["model"] == "{repo}@{revision}".format(**release["mother"])
     assert "### Configuration" in card and "merge_method: dare_ties" in card and "not to these bytes" in card
     assert "survivors rescaled by 1 / density" in card and genome["dare_rescale"] == "inverse_density"
+
+    # `darwin-release reproduce`: the pushed child rebuilt from its record (method, genome, seed, parents' commits)
+    again = run_cli(tmp_path, "reproduce", f"{release['child_repo']}@{release['child_revision']}", "--config", str(config))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"reproduced bit for bit: {release['child_repo']}@{release['child_revision'][:12]} (dare_ties)" in again.stdout

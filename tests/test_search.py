@@ -57,7 +57,8 @@ def test_frozen_layers_are_exactly_zero_and_bounds_hold_in_every_logged_candidat
     for row in rows:
         assert all(row["genome"][i] == 0.0 for i in FROZEN)
         assert all(0.0 <= r <= 0.5 for r in row["genome"])
-        assert set(row) == {"generation", "candidate", "genome", "scores", "fitness", "seconds", "worker"}
+        assert set(row) == {"generation", "candidate", "genome", "scores", "fitness", "seconds", "worker", "x"}
+        assert _space().full(row["x"]) == row["genome"]  # CMA-ES's raw point, which the space maps to the genome
 
 
 def test_interrupted_search_resumes_to_the_same_genome_and_log(tmp_path):

@@ -27,6 +27,7 @@ from release.hub.space import (
     prepare_space_folder,
     serve_last_release,
     short_description,
+    space_variables,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "card"
@@ -104,13 +105,59 @@ def test_prepare_space_folder_writes_exactly_app_requirements_and_readme(tmp_pat
     card = SpaceCard.load(out / "README.md")
     data = card.data.to_dict()
     assert data == {
-        "title": "Darwin-Tiny", "emoji": "🧬", "colorFrom": "blue", "colorTo": "green", "sdk": "gradio",
-        "sdk_version": gradio.__version__, "app_file": "app.py", "models": ["darwin-local/child"],
+        "title": "child", "emoji": "🧬", "colorFrom": "blue", "colorTo": "green", "sdk": "gradio",
+        "sdk_version": gradio.__version__, "app_file": "app.py",
+        "models": ["darwin-local/child", "darwin-local/father", "darwin-local/mother"],
         "license": "apache-2.0", "short_description": short_description(LONG_DESCRIPTION), "pinned": False,
+        "preload_from_hub": ["darwin-local/child"],
     }
     assert len(data["short_description"]) <= 60
     assert 'Client("darwin-local/chat")' in card.text and 'api_name="/chat"' in card.text
     assert f"gradio=={gradio.__version__}" in card.text
+
+
+def test_space_front_matter_suggests_the_hardware_preloads_the_child_and_links_all_three_models(tmp_path):
+    from huggingface_hub import SpaceHardware
+
+    config = _config(repo="FINAL-Bench/Darwin-4B-Genesis-chat", hardware="zero-a10g",
+                     examples=["안녕하세요! 자기소개를 해 주세요.", "Explain the blend in one sentence."])
+    config = config.model_copy(update={"child": config.child.model_copy(update={"repo": "FINAL-Bench/Darwin-4B-Genesis"})})
+    card = SpaceCard.load(prepare_space_folder(config, tmp_path / "space") / "README.md")
+    assert card.data.title == "Darwin-4B-Genesis"
+    assert card.data.suggested_hardware == "zero-a10g" in {h.value for h in SpaceHardware}
+    assert card.data.preload_from_hub == ["FINAL-Bench/Darwin-4B-Genesis"]
+    assert card.data.models == ["FINAL-Bench/Darwin-4B-Genesis", "darwin-local/father", "darwin-local/mother"]
+    # The examples travel as a Space variable (JSON, Korean kept as it is), beside the child and its commit.
+    variables = space_variables(config, "a" * 40)
+    assert variables["MODEL_ID"] == "FINAL-Bench/Darwin-4B-Genesis" and variables["MODEL_REVISION"] == "a" * 40
+    assert json.loads(variables["EXAMPLES"]) == config.space.examples and "안녕하세요" in variables["EXAMPLES"]
+    assert "EXAMPLES" not in space_variables(_config(repo="darwin-local/chat"), None)
+
+
+def test_app_imports_spaces_before_anything_else():
+    """ZeroGPU patches torch when `spaces` is imported: it must come before torch (and everything else)."""
+    tree = ast.parse((APP_DIR / "app.py").read_text())
+    first = next(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.Try)))
+    assert isinstance(first, ast.Try) and isinstance(first.body[0], ast.Import)
+    assert first.body[0].names[0].name == "spaces"
+
+
+def test_gpu_slot_follows_max_new_tokens_and_the_measured_speed(app):
+    speed = app.Throughput(20.0)
+    assert speed.gpu_seconds(64) == 60  # ZeroGPU's default slot is the floor
+    assert speed.gpu_seconds(2048) == 164  # 10 s + 1.5 x 2048 tokens / 20 tokens/s
+    speed.record(400, 10.0)  # replies measured at 40 tokens/s: the estimate follows
+    assert speed.rate == 30.0 and speed.gpu_seconds(2048) == 113
+    speed.record(3, 0.01)  # too short to measure anything
+    assert speed.rate == 30.0
+    assert app.Throughput(1.0).gpu_seconds(2048) == 300  # never more than one call may hold
+    assert app.examples_from('["a", "", "b"]') == ["a", "b"]
+    assert app.examples_from("not json") == [] and app.examples_from(None) == [] and app.examples_from('{"a": 1}') == []
+
+
+def test_the_app_queue_is_bounded(app, child_repo):
+    demo = app.build_demo(child_repo, examples=["Hi"])
+    assert demo._queue.max_size == app.QUEUE_SIZE
 
 
 def test_prepare_space_folder_needs_a_space_section(tmp_path):
@@ -151,7 +198,7 @@ def test_deployed_space_holds_the_three_files_and_names_the_child(tmp_path, chil
     assert files == set(SPACE_FILES)
     assert api.get_space_variables(space)["MODEL_ID"].value == child_repo
     readme = SpaceCard.load(api.hf_hub_download(space, "README.md", repo_type="space"))
-    assert readme.data.sdk == "gradio" and readme.data.models == ["darwin-local/child"]
+    assert readme.data.sdk == "gradio" and readme.data.models[0] == "darwin-local/child"
 
 
 def test_serve_last_release_needs_a_pushed_release(tmp_path):

@@ -17,15 +17,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+EXAMPLES = ["Tell me a story about a fox", "안녕하세요! 자기소개를 해 주세요."]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
 
 
 @pytest.fixture(scope="module")
 def app_url(space_child_repo):
-    demo = load_app().build_demo(space_child_repo)
+    demo = load_app().build_demo(space_child_repo, examples=EXAMPLES)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -108,3 +109,32 @@ def test_a_model_that_cannot_load_shows_why_on_the_page(page):
     assert f"Model {missing} could not be loaded:" in text
     assert "not a valid model identifier" in text  # transformers' own reason, on one line
     assert "Set the Space variable MODEL_ID" in text  # and the fix
+
+
+def test_clicking_an_example_prompt_sends_it_and_streams_the_reply(page, app_url):
+    page.goto(app_url)
+    page.get_by_placeholder("Type a message...").wait_for()
+    page.get_by_text("Generation settings").click()
+    for label, value in (("Max new tokens", "48"), ("Temperature (0 = greedy)", "0")):
+        box = page.get_by_label(f"number input for {label}")
+        box.fill(value)
+        box.press("Enter")
+    example = page.get_by_text(EXAMPLES[1], exact=True).first
+    example.wait_for()
+    example.click()
+    page.get_by_test_id("user").last.wait_for()
+    assert EXAMPLES[1] in page.get_by_test_id("user").last.inner_text()  # the example was sent as the message
+    reply = page.get_by_test_id("bot").last
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the reply grows in place: streaming
+        text = reply.inner_text() if reply.count() else ""
+        if text.strip() and (not seen or text != seen[-1]):
+            seen.append(text)
+        if len(seen) >= 2 and not _generating():
+            break
+        time.sleep(0.03)
+    assert len(seen) >= 2, seen
+    page.locator("button.submit-button").wait_for(state="visible")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "space_example.png"), full_page=True)

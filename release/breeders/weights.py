@@ -315,7 +315,8 @@ class WeightsBreeder(Breeder):
     def render_card(self, config, genome: dict, results, search_log, out_dir: Path, **extra):
         from release.card.weights_card import render_weights_card  # imports huggingface_hub and matplotlib
 
-        return render_weights_card(config, genome, results, search_log, out_dir, health=extra.get("health"))
+        return render_weights_card(config, genome, results, search_log, out_dir, health=extra.get("health"),
+                                   pipeline_tag=extra.get("pipeline_tag", "text-generation"))
 
     def child_tensors(self, father_dir, mother_dir, genome: dict) -> list[str]:
         return list(check_same_architecture(Path(father_dir), Path(mother_dir)))

@@ -37,6 +37,7 @@ BASE_TAGS = ["merge", "evolutionary-merge", "cross-architecture", "cma-es", "gem
              "custom_code", "darwin-release"]
 TASK_LABELS = {"click": "CLIcK", "musr": "MuSR", "synthetic": "Synthetic"}
 BAR_WIDTH = 20  # characters of a full bar (r = r_max) in the genome table
+FOLD_ROWS = 12  # a per-layer table longer than this is folded in <details> (Genesis: 42 layers)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")  # user access tokens: hf_ + 34
 _TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACEHUB_API_TOKEN", "HF_API_TOKEN")
@@ -386,13 +387,33 @@ def _check_no_leaks(text: str, config: ReleaseConfig, out_dir: Path) -> None:
 
 # ---- the card ----
 
+def _architectures(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((Path(folder) / "config.json").read_text()).get("architectures") or [])
+    except (OSError, ValueError):
+        return []
+
+
+def child_pipeline_tag(father_tag: str | None, father_dir: Path, child_dir: Path) -> str:
+    """The child's `pipeline_tag`: the father's own (from his card) when the child is of his class, else by the
+    child's architecture (a `...ForConditionalGeneration` Gemma 4 takes images and text; a `...ForCausalLM`,
+    the cross-architecture child included, generates text)."""
+    child = _architectures(child_dir)
+    if father_tag and child and child == _architectures(father_dir):
+        return father_tag
+    if any(name.endswith("ForConditionalGeneration") for name in child):
+        return "image-text-to-text"
+    return "text-generation"
+
+
 def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None, search_log: Path | None,
-                      out_dir: Path, health: dict | None = None) -> ModelCard:
+                      out_dir: Path, health: dict | None = None, pipeline_tag: str = "text-generation") -> ModelCard:
     """Render the child's model card into out_dir/README.md (+ genome.png, fitness.png) and return it.
 
     `genome` is darwin_genome.json, `results` the final evaluation's results.json (None when the
     evaluation was skipped: no benchmark table, no model-index), `search_log` the search's JSONL of
-    candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section).
+    candidates (None: no fitness chart), `health` the health stage's health.json (None: no health section),
+    `pipeline_tag` the child's task on the Hub (`child_pipeline_tag`).
     The MRI section comes from the genome's own `mri` and `transplant` records.
     """
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
@@ -413,7 +434,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
         base_model_relation="merge",
         language=list(config.card.languages),
         library_name="transformers",
-        pipeline_tag="text-generation",
+        pipeline_tag=pipeline_tag,
         tags=BASE_TAGS + list(config.card.tags),
         model_name=config.child.repo.split("/")[-1] if eval_results else None,
         eval_results=eval_results or None,
@@ -439,6 +460,7 @@ def render_model_card(config: ReleaseConfig, genome: dict, results: dict | None,
         citation=(config.card.citation or _default_citation(config, g)).strip(),
         tool=g.tool,
         transformers_version=TRANSFORMERS_VERSION,  # what the shipped modeling files require
+        fold_rows=FOLD_ROWS,
     )
     _check_no_leaks(str(card), config, out_dir)  # before anything is written
 

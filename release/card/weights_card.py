@@ -123,8 +123,9 @@ def plot_layer_shares(attn: list[float], ffn: list[float], frozen: list[int], r_
 
 
 def render_weights_card(config, genome: dict, results: dict | None, search_log: Path | None,
-                        out_dir: Path, health: dict | None = None) -> ModelCard:
-    """`health`: the health stage's health.json (None: no health section)."""
+                        out_dir: Path, health: dict | None = None, pipeline_tag: str = "text-generation") -> ModelCard:
+    """`health`: the health stage's health.json (None: no health section); `pipeline_tag`: the child's task on
+    the Hub (`model_card.child_pipeline_tag`: the father's own, since the child is of his class)."""
     fix = "re-run the stage that wrote it (darwin-release breed / eval)"
     g: WeightsGenome = base._parse(WeightsGenome, genome, "darwin_genome.json", fix)
     r = base._parse(base.Results, results, "results.json", fix) if results is not None else None
@@ -140,7 +141,7 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
         license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         base_model=[config.father.repo, config.mother.repo] + ([g.ancestor.repo] if g.ancestor else []),
         base_model_relation="merge", language=list(config.card.languages), library_name="transformers",
-        pipeline_tag="text-generation", tags=BASE_TAGS + [g.method] + list(config.card.tags),
+        pipeline_tag=pipeline_tag, tags=BASE_TAGS + [g.method] + list(config.card.tags),
         model_name=config.child.repo.split("/")[-1] if eval_results else None, eval_results=eval_results or None,
     )
     card = ModelCard.from_template(
@@ -155,6 +156,7 @@ def render_weights_card(config, genome: dict, results: dict | None, search_log: 
         genealogy=list(config.card.genealogy.items()),
         health=health_view(health), health_png=base.HEALTH_PNG, mergekit=_mergekit_view(out_dir, g.method),
         citation=(config.card.citation or base._default_citation(config, g)).strip(), tool=g.tool,
+        fold_rows=base.FOLD_ROWS,
     )
     base._check_no_leaks(str(card), config, out_dir)  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -50,18 +50,22 @@ def render_space_readme(config: ReleaseConfig) -> str:
 
     space = _space_spec(config)
     description = " ".join(config.card.description.split())
+    child = config.child.repo
     data = SpaceCardData(
-        title=config.name,
+        title=child.split("/")[-1],  # the child's name: what the Space is about
         emoji=EMOJI,
         colorFrom=COLOR_FROM,
         colorTo=COLOR_TO,
         sdk="gradio",
         sdk_version=gradio.__version__,  # the version the app was tested with
         app_file="app.py",
-        models=[config.child.repo],
+        models=[child, config.father.repo, config.mother.repo],  # the Hub links the Space from each model
         license=config.card.license, license_name=config.card.license_name, license_link=config.card.license_link,
         short_description=short_description(description or f"Chat with {config.name}"),
         pinned=False,
+        # Downloaded when the Space is built, not at every cold start.
+        preload_from_hub=[child],
+        **({"suggested_hardware": space.hardware} if space.hardware else {}),
     )
     card = SpaceCard.from_template(
         data, template_path=str(TEMPLATE), model_id=config.child.repo, space_id=space.repo,
@@ -112,7 +116,17 @@ def load_app():
     return module
 
 
-def serve(model_id: str, revision: str | None = None, port: int = 7860, host: str = "127.0.0.1") -> None:
+def space_variables(config: ReleaseConfig, revision: str | None) -> dict[str, str]:
+    """The Space's variables: the child (and its commit), the example prompts, and the config's own."""
+    space = _space_spec(config)
+    out = {"MODEL_ID": config.child.repo, **({"MODEL_REVISION": revision} if revision else {})}
+    if space.examples:
+        out["EXAMPLES"] = json.dumps(space.examples, ensure_ascii=False)
+    return out | space.variables
+
+
+def serve(model_id: str, revision: str | None = None, port: int = 7860, host: str = "127.0.0.1",
+          examples: list[str] | None = None) -> None:
     """Serve the Space app locally until interrupted (HF_ENDPOINT decides which Hub it reads)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ["MODEL_ID"] = model_id  # the module-level demo of app.py reads it: build the real one only once
@@ -120,9 +134,11 @@ def serve(model_id: str, revision: str | None = None, port: int = 7860, host: st
         os.environ["MODEL_REVISION"] = revision
     else:
         os.environ.pop("MODEL_REVISION", None)
+    if examples:
+        os.environ["EXAMPLES"] = json.dumps(examples, ensure_ascii=False)
     app = load_app()
     log.info("serving the Space app for %s on http://%s:%d", model_id, host, port)
-    app.demo.queue().launch(server_name=host, server_port=port, share=False)
+    app.demo.launch(server_name=host, server_port=port, share=False)  # with the app's own bounded queue
 
 
 def serve_last_release(config: ReleaseConfig, port: int = 7860) -> int:
@@ -137,12 +153,13 @@ def serve_last_release(config: ReleaseConfig, port: int = 7860) -> int:
         model_id, revision, endpoint = summary["child_repo"], summary["child_revision"], summary["endpoint"]
     except (OSError, ValueError, KeyError):
         raise ReleaseError(f"no pushed release found in {summary_path}: run `make release` first") from None
+    examples = config.space.examples if config.space else None
     if config.hub.endpoint == "local" and not _answers(endpoint):
         with open_hub(config):
-            serve(model_id, revision, port)
+            serve(model_id, revision, port, examples=examples)
     else:
         os.environ["HF_ENDPOINT"] = endpoint
-        serve(model_id, revision, port)
+        serve(model_id, revision, port, examples=examples)
     return 0
 
 

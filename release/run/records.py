@@ -94,8 +94,8 @@ class Diagnosis(Record):
 
 # The breed record's own keys; anything else in its JSON is a fact the breeder's live model recorded
 # (ffn_blend: layer_map; the weight merges: seed, model_class).
-_BRED_KEYS = ("genome", "searched_genome", "tau", "mri_trust", "r_mri", "transplant", "fitness", "scores",
-              "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
+_BRED_KEYS = ("genome", "searched_genome", "searched_x", "tau", "mri_trust", "r_mri", "transplant", "fitness",
+              "scores", "generations", "evaluations", "seconds", "stop_reason", "method", "genes", "device", "dtype",
               "estimator", "start")
 
 
@@ -115,6 +115,7 @@ class Bred(Record):
     method: str | None = None
     genes: list[str] | None = None  # absent from records written before the breeder registry
     searched_genome: list[float] | None = None
+    searched_x: list[float] | None = None  # CMA-ES's raw point of the searched genome (absent from older records)
     tau: float | None = None
     mri_trust: bool = False
     r_mri: list[float] | None = None
@@ -127,7 +128,7 @@ class Bred(Record):
 
     def to_json(self) -> dict:
         data = super().to_json()
-        for key in ("estimator", "start"):  # absent when unused, as before they existed (stage keys stay)
+        for key in ("searched_x", "estimator", "start"):  # absent when unused, as before they existed (stage keys stay)
             if data[key] is None:
                 del data[key]
         return {**data.pop("live"), **data}

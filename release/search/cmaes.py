@@ -111,6 +111,7 @@ class SearchState:
     best_genome: list[float] = field(default_factory=list)
     best_scores: dict[str, float] = field(default_factory=dict)
     best_tau: float | None = None  # the MRI trust of the best candidate (genome.mri only)
+    best_x: list[float] | None = None  # CMA-ES's own point for the best candidate, before the space maps it
     history: list[dict] = field(default_factory=list)  # per generation: best, mean, evaluations
     stop_reason: str | None = None
     # Length of the candidate log when this state was saved: on resume the log is cut back to it, so a
@@ -129,6 +130,7 @@ class SearchResult:
     stop_reason: str
     history: list[dict]
     tau: float | None = None
+    x: list[float] | None = None  # CMA-ES's raw point of the best candidate (what `space.full` mapped to `genome`)
 
 
 def fingerprint(**parts) -> str:
@@ -241,7 +243,8 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
                     raise ReleaseError(f"the fitness of candidate {k} in generation {generation} is "
                                        f"{value}: check the fitness tasks and their weights, then breed again")
                 lines[k] = {"generation": generation, "candidate": k, "genome": genomes[k], "scores": scores,
-                            "fitness": value, "seconds": round(seconds, 4), "worker": worker, **space.describe(xs[k])}
+                            "fitness": value, "seconds": round(seconds, 4), "worker": worker,
+                            "x": [float(v) for v in xs[k]], **space.describe(xs[k])}
                 _notify(callbacks, "on_candidate", lines[k])
                 bar.update(1)
                 scored[0] += 1
@@ -255,6 +258,7 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
                 if line["fitness"] > state.best_fitness:
                     state.best_fitness, state.best_genome = line["fitness"], line["genome"]
                     state.best_scores, state.best_tau = line["scores"], line.get("tau")
+                    state.best_x = line["x"]
             es.tell(xs, [-v for v in values])  # cma minimises
             told.append([list(map(float, x)) for x in xs])
             told_fitness.append(values)
@@ -283,7 +287,7 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
     result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,
                           generations=state.generation, evaluations=state.evaluations,
                           seconds=round(state.seconds, 3), stop_reason=reason, history=state.history,
-                          tau=state.best_tau)
+                          tau=state.best_tau, x=state.best_x)
     write_json(folder / BEST, asdict(result))
     _notify(callbacks, "on_end", result)
     log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,
