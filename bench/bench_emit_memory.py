@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import row
+from bench.common import proc_status, row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN = 2048, 6144, 5376
 VOCAB = 1024
@@ -81,16 +81,6 @@ def write_parent(kind: str, out: Path) -> dict[str, float]:
     return fills
 
 
-def _status(pid: str = "self") -> dict[str, int]:
-    """The memory figures of /proc/PID/status (VmRSS, VmHWM, RssAnon, RssFile, ...), in bytes."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if value.strip().endswith(" kB"):
-            fields[name] = int(value.split()[0]) * 1024
-    return fields
-
-
 def emission_process(father: str, mother: str, out: str) -> None:
     """Runs in the subprocess: warm up, read the baseline, emit, print {baseline, peak} as JSON."""
     import gc
@@ -106,11 +96,11 @@ def emission_process(father: str, mother: str, out: str) -> None:
                            father={"repo": "bench/father"}, mother={"repo": "bench/mother"})
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    baseline = _status()
+    baseline = proc_status()
     print("ready", flush=True)
     emit_child(Path(father), Path(mother), genome, Path(out), max_shard_size=CHILD_SHARD, progress=False)
     print(json.dumps({"baseline": baseline["VmRSS"], "baseline_anon": baseline["RssAnon"],
-                      "peak": _status()["VmHWM"]}), flush=True)
+                      "peak": proc_status()["VmHWM"]}), flush=True)
 
 
 class _Sampler(threading.Thread):
@@ -123,7 +113,7 @@ class _Sampler(threading.Thread):
     def run(self):
         while not self.stop.wait(0.005):
             try:
-                status = _status(self.pid)
+                status = proc_status(self.pid)
             except (FileNotFoundError, ProcessLookupError):
                 return
             if not all(field in status for field in self.peak):  # exited (a zombie has no memory figures)

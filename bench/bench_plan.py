@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.bench_emit_memory import _status
-from bench.common import row
+from bench.common import proc_status, row
 
 HIDDEN, FATHER_FFN, MOTHER_FFN, VOCAB = 512, 2048, 1792, 32768
 BATCHES = (4, 16)
@@ -80,9 +79,9 @@ def _measure(father: Path, mother: Path, batch_size: int) -> dict:
         evaluator.evaluate()  # warm: lazy imports, tokenisation caches
         gc.collect()
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
-        baseline = _status()["VmRSS"]
+        baseline = proc_status()["VmRSS"]
         result = evaluator.evaluate()
-        measured = _status()["VmHWM"] - baseline
+        measured = proc_status()["VmHWM"] - baseline
     return {"tokens_measured": result.tokens, "tokens_predicted": count.tokens,
             "act_measured": measured, "act_predicted": predicted, "batch": max(count.forwards)}
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import row
+from bench.common import proc_status, row
 
 VOCAB, HIDDEN, LAYERS = 262_144, 64, 4
 BATCH, CONTEXTS, OPTIONS, CONTEXT_TOKENS = 4, 4, 4, 300
@@ -65,15 +65,6 @@ def _requests(seed: int = 0, contexts: int = CONTEXTS, length: int = CONTEXT_TOK
     return requests
 
 
-def _status() -> dict[str, int]:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if value.strip().endswith(" kB"):
-            fields[name] = int(value.split()[0]) * 1024
-    return fields
-
-
 def scorer_process(name: str) -> None:
     """Runs in the subprocess: build, warm up, read the baseline, score, print the figures as JSON."""
     import gc
@@ -101,10 +92,10 @@ def scorer_process(name: str) -> None:
     largest[0] = 0
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    baseline = _status()["VmRSS"]
+    baseline = proc_status()["VmRSS"]
     with torch.no_grad():
         answers = lm._loglikelihood_tokens(_requests(), disable_tqdm=True)
-    peak = _status()["VmHWM"]
+    peak = proc_status()["VmHWM"]
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     print(json.dumps({"baseline": baseline, "peak": peak, "model": model_bytes, "largest_logits": largest[0],
                       "loglikelihoods": [a[0] for a in answers]}), flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -79,3 +80,13 @@ def synthetic_search_config(folder, popsize: int, items: int, batch: int):
         search=SearchSpec(popsize=popsize, sigma0=0.1, max_generations=1, seed=0, device="cpu", dtype="float32"),
         fitness=FitnessSpec(tasks=[TaskSpec(name="synthetic", weight=1.0, search_size=items)], batch_size=batch),
     )
+
+
+def proc_status(pid: str = "self") -> dict[str, int]:
+    """The memory figures of /proc/PID/status (VmRSS, VmHWM, RssAnon, RssFile, ...), in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.strip().endswith(" kB"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields
