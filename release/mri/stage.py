@@ -66,11 +66,6 @@ def _stage_mri_same_arch(config: ReleaseConfig, pulled: Pulled, out: Path, devic
     return _diagnosis(out / MRI_JSON, result), [out / MRI_JSON]
 
 
-def _diagnosis(path: Path, result: dict) -> Diagnosis:
-    keep = ("r_mri", "father_dominant", "mother_dominant", "thresholds", "static_weight", "seconds")
-    return Diagnosis(path=str(path), **{k: result[k] for k in keep})
-
-
 def search_r_mri(config: ReleaseConfig, mri: Diagnosis | None) -> list[float] | None:
     """r_MRI for the genome space when `genome.mri` is on (the search then also learns tau), else None."""
     return mri.r_mri if config.genome.mri and mri else None
