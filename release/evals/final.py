@@ -93,6 +93,7 @@ def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite | None, out_p
         model, tokenizer = load_model(spec, dev, torch_dtype)
         t0 = time.perf_counter()
         entry = results["models"][name] = {"repo": spec.repo, "revision": spec.revision, "scores": {}}
+        evaluator = None
         if suite:
             tracker = start_tracker()
             evaluator = Evaluator(model, tokenizer, suite, split="heldout", scorer=scorer, batch_size=batch_size,
@@ -128,8 +129,8 @@ def evaluate_models(models: dict[str, ModelSpec], suite: TaskSuite | None, out_p
                 log.info("%s: held-out calibration log-likelihood %.4f per token over %d tokens", name, held.value,
                          held.tokens)
         entry.setdefault("seconds", round(time.perf_counter() - t0, 3))
-        # Free this model before loading the next: never hold two on the device.
-        del model
+        # Free this model before loading the next: never hold two on the device (the evaluator's lm holds it too).
+        model = evaluator = None
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
