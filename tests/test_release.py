@@ -5,6 +5,7 @@ as `make release` runs it (only the run folder, the store and the port are moved
 """
 
 import json
+import math
 import re
 import shlex
 import shutil
@@ -86,6 +87,12 @@ def test_release_json_records_the_whole_release(first_release):
     assert release["layer_kinds"][4] == "father"
     assert release["mixing_rule"] == "ffn_output_blend"
     assert set(release["scores"]) == {"child", "father", "mother"}
+    # The default breeds the trained zoo: the cross-architecture child is never worse than the father beyond one
+    # combined stderr (r = 0 is the father), and the vigor verdict follows from the numbers (both parents cleared).
+    fit = {m: (release["scores"][m]["fitness"], release["stderr"][m]["fitness"]) for m in release["scores"]}
+    assert fit["child"][0] >= fit["father"][0] - math.hypot(fit["child"][1], fit["father"][1])
+    assert release["vigor"]["claimed"] == all(fit["child"][0] - fit[p][0] > math.hypot(fit["child"][1], fit[p][1])
+                                              for p in ("father", "mother"))
     # lm-eval's own results files for the three models are pushed with the child (the card reads them).
     files = sorted((tmp / "runs/tiny-default/child/eval_results").glob("*/results_*.json"))
     results = [json.loads(f.read_text())["results"] for f in files]  # one per model, every fitness task in each
