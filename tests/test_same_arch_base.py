@@ -159,4 +159,4 @@ def test_the_keys_added_here_leave_earlier_runs_up_to_date_while_they_hold_their
     default, l1 = BreedSpec(method="dare_ties"), BreedSpec(method="dare_ties", dare_rescale="l1")
     assert "dare_rescale" not in str(default) and "dare_rescale" not in default.search_key()
     assert "dare_rescale='l1'" in str(l1) and l1.search_key()["dare_rescale"] == "l1"
-    assert str(default) == "method='dare_ties' density_min=0.2 density_max=1.0 density_init=0.6 seed=None"
+    assert str(default) == "method='dare_ties' density_min=0.5 density_max=1.0 density_init=0.6 seed=None"  # 0.5 since the trained-parent defaults
