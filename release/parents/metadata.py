@@ -14,7 +14,7 @@ from pathlib import Path
 
 from release.errors import ReleaseError
 from release.parents.headers import PREFIX, header_length, parse_header
-from release.parents.headers import weight_map as _weight_map
+from release.parents import headers
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -95,11 +95,11 @@ def read_folder(role: str, folder: str | Path) -> ParentMeta:
     config = read_config(role, folder)
     tensors: dict[str, TensorInfo] = {}
     if (folder / INDEX).is_file():
-        weight_map = _weight_map((folder / INDEX).read_bytes(), f"{where}: {INDEX}", REDOWNLOAD)
-        headers = {name: read_header(folder / name) for name in sorted(set(weight_map.values()))
-                   if (folder / name).is_file()}
+        weight_map = headers.weight_map((folder / INDEX).read_bytes(), f"{where}: {INDEX}", REDOWNLOAD)
+        shard_headers = {name: read_header(folder / name) for name in sorted(set(weight_map.values()))
+                         if (folder / name).is_file()}
         for key, name in weight_map.items():
-            tensors[key] = headers.get(name, {}).get(key, TensorInfo(name, None, None))
+            tensors[key] = shard_headers.get(name, {}).get(key, TensorInfo(name, None, None))
     elif (folder / SINGLE).is_file():
         tensors = read_header(folder / SINGLE)
     # else: no weights; the config checks still run, and childmap names the missing weights
@@ -118,7 +118,7 @@ def read_hub(role: str, hub, repo: str, revision: str = "main") -> ParentMeta:
     config = _config_json(config_text, where)
     fix = "the parent repo is not a usable checkpoint: choose another revision or repair the repo"
     if INDEX in files:
-        index = _weight_map(hub.small_file(repo, INDEX, sha), f"{where}: {INDEX}", fix)
+        index = headers.weight_map(hub.small_file(repo, INDEX, sha), f"{where}: {INDEX}", fix)
         shards = sorted(set(index.values()))
     elif SINGLE in files:
         index, shards = None, [SINGLE]
