@@ -42,13 +42,18 @@ def _batch(url: str, repo: str, oid: str, size: int) -> dict:
     return json.loads(answer)["objects"][0]
 
 
-def test_a_private_file_cannot_be_read_or_probed_through_another_repo(hub, tmp_path):
+def _alice_keeps_a_secret(hub, private_repo: str, bob_repo: str, size: int):
+    """Alice stores random bytes in a private repo; bob gets a repo of his own. Returns (secret, sha256, bob)."""
     alice, bob = HfApi(endpoint=hub.url, token="hf_alice"), HfApi(endpoint=hub.url, token="hf_bob")
-    secret = os.urandom(4096)
-    sha = hashlib.sha256(secret).hexdigest()
-    alice.create_repo("alice/private", private=True)
-    alice.upload_file(path_or_fileobj=secret, path_in_repo="secret.safetensors", repo_id="alice/private")
-    bob.create_repo("bob/mine")
+    secret = os.urandom(size)
+    alice.create_repo(private_repo, private=True)
+    alice.upload_file(path_or_fileobj=secret, path_in_repo="secret.safetensors", repo_id=private_repo)
+    bob.create_repo(bob_repo)
+    return secret, hashlib.sha256(secret).hexdigest(), bob
+
+
+def test_a_private_file_cannot_be_read_or_probed_through_another_repo(hub, tmp_path):
+    secret, sha, bob = _alice_keeps_a_secret(hub, "alice/private", "bob/mine", 4096)
 
     status, answer = _lfs_commit(hub.url, "bob/mine", "stolen.safetensors", sha, len(secret))
     assert status == 422 and b"was not uploaded" in answer, answer
@@ -73,12 +78,7 @@ def test_a_private_file_cannot_be_read_or_probed_through_another_repo(hub, tmp_p
 
 
 def test_a_xet_shard_cannot_claim_a_stored_object_it_does_not_rebuild(hub):
-    alice, bob = HfApi(endpoint=hub.url, token="hf_alice"), HfApi(endpoint=hub.url, token="hf_bob")
-    secret = os.urandom(1024)
-    sha = hashlib.sha256(secret).hexdigest()
-    alice.create_repo("alice/xet-private", private=True)
-    alice.upload_file(path_or_fileobj=secret, path_in_repo="s.safetensors", repo_id="alice/xet-private")
-    bob.create_repo("bob/xet")
+    secret, sha, bob = _alice_keeps_a_secret(hub, "alice/xet-private", "bob/xet", 1024)
     cas = Cas(hub.url, "hf_bob", "bob/xet")
     junk = os.urandom(len(secret))  # the right size, not the bytes
     assert cas.xorb(name(7), chunk(junk, 0, len(junk)))[0] == 200
