@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import background
+
 _HOME = tempfile.mkdtemp(prefix="darwin-test-hf-")
 os.environ.update(
     HF_HOME=_HOME,
@@ -61,6 +63,14 @@ def _loopback_only(self, address):
 
 
 socket.socket.connect = _loopback_only
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _early_runs(request, tmp_path_factory):
+    """Start the collected tests' long subprocess runs in the background (tests/background.py)."""
+    pool = background.start(request.session.items, tmp_path_factory)
+    yield
+    background.stop(pool)
 
 
 @pytest.fixture(scope="session")
