@@ -2,6 +2,8 @@
 
 Each run is the real CLI in a subprocess with its own HF home and its own local Hub endpoint, exactly
 as `make release` runs it (only the run folder, the store and the port are moved into a temp dir).
+The first release and the killed-and-resumed one start with the session, in the background
+(tests/background.py): each in its own folder, store and port.
 """
 
 import json
@@ -20,6 +22,7 @@ import pytest
 import yaml
 
 from release.search.checkpoint import read_checkpoint
+from tests.background import early_run
 from tests.cli import ROOT, isolated_env, run_cli, run_cli_to_file
 
 RUN_TIMEOUT = 400
@@ -33,10 +36,10 @@ def _free_port() -> int:
 
 
 
-def _config(tmp: Path, name: str = "tiny-default", **changes) -> Path:
+def _config(tmp: Path, name: str = "tiny-default", port: int | None = None, **changes) -> Path:
     raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
     raw.update(name=name, runs_dir=str(tmp / "runs"))
-    raw["hub"].update(local_root=str(tmp / "hub"), local_port=PORT)
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=port or PORT)
     for key, value in changes.items():
         raw[key] = value
     path = tmp / f"{name}.yaml"
@@ -44,21 +47,27 @@ def _config(tmp: Path, name: str = "tiny-default", **changes) -> Path:
     return path
 
 
-def _release(tmp: Path, config: Path, *args, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return run_cli(tmp, "run", str(config), *args, timeout=timeout)
+def _release(tmp: Path, config: Path, *args, timeout=RUN_TIMEOUT, environ=None) -> subprocess.CompletedProcess:
+    return run_cli(tmp, "run", str(config), *args, timeout=timeout, environ=environ)
 
 
 PORT = _free_port()
 
 
-@pytest.fixture(scope="module")
-def first_release(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("release")
+@early_run
+def default_release(tmp: Path, env: dict):
     config = _config(tmp)
     t0 = time.monotonic()
-    out = run_cli_to_file(tmp, tmp / "release.log", "run", str(config), timeout=RUN_TIMEOUT)  # as CI runs it
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_cli_to_file(tmp, tmp / "release.log", "run", str(config), timeout=RUN_TIMEOUT,
+                          environ=env)  # as CI runs it
     return tmp, config, out, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def first_release(default_release):
+    tmp, config, out, seconds = default_release
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp, config, out, seconds
 
 
 def test_release_json_records_the_whole_release(first_release):
@@ -219,12 +228,12 @@ def test_a_damaged_child_in_the_run_folder_never_reaches_the_hub(first_release):
     (child / "stray.bin").unlink()
 
 
-def _stop_after_generation(tmp: Path, config: Path, name: str, generation: int, how: int):
+def _stop_after_generation(tmp: Path, config: Path, name: str, generation: int, how: int, env: dict):
     """Start `run CONFIG`, send `how` once the search checkpoint holds `generation` generations; returns the
     finished process (stderr captured) and the generation the checkpoint held."""
     cmd = [sys.executable, "-m", "release", "run", str(config), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=isolated_env(tmp),
-                            cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=isolated_env(tmp, env), cwd=ROOT)
     checkpoint = tmp / f"runs/{name}/breed/checkpoint.npz"
     deadline = time.monotonic() + RUN_TIMEOUT
     reached = 0
@@ -239,26 +248,35 @@ def _stop_after_generation(tmp: Path, config: Path, name: str, generation: int, 
     return proc, err, read_checkpoint(checkpoint)[0]["generation"]
 
 
-def test_killed_during_the_search_resumes_to_the_same_genome(first_release):
+@early_run
+def killed_and_resumed(tmp: Path, env: dict):
+    """The default's search stopped by SIGTERM after generation 1 and by SIGKILL after the next one, then the
+    same command run to the end. Same parents, genome, search and fitness as the first release; another
+    folder, store, port and child repo, no Space. Returns what each step left, for the test to check."""
+    config = _config(tmp, name="killed", port=_free_port(),
+                     child={"repo": "darwin-local/tiny-darwin-child-resumed", "max_shard_size": "500KB"}, space=None)
+    terminated = _stop_after_generation(tmp, config, "killed", 1, signal.SIGTERM, env)
+    killed = _stop_after_generation(tmp, config, "killed", terminated[2] + 1, signal.SIGKILL, env)
+    released_before_the_rerun = (tmp / "runs/killed/release.json").exists()
+    out = _release(tmp, config, environ=env)
+    return tmp, terminated, killed, released_before_the_rerun, out
+
+
+def test_killed_during_the_search_resumes_to_the_same_genome(first_release, killed_and_resumed):
     tmp, _, _, _ = first_release
     reference = json.loads((tmp / "runs/tiny-default/release.json").read_text())
-    # Same parents, genome, search and fitness; another run folder and child repo, no Space.
-    config = _config(tmp, name="killed", child={"repo": "darwin-local/tiny-darwin-child-resumed",
-                                                 "max_shard_size": "500KB"}, space=None)
+    killed_tmp, (proc, err, generation), (_, _, generation_killed), released, out = killed_and_resumed
     # SIGTERM (issue 22 item 10): a clean stop, as Ctrl-C, one line; the checkpoint stays whole.
-    proc, err, generation = _stop_after_generation(tmp, config, "killed", 1, signal.SIGTERM)
     assert proc.returncode == 128 + signal.SIGTERM, err
     # (the datasets library draws its own bars on stderr while the search builds its items)
     assert err.strip().splitlines()[-1] == "interrupted: run the same command again to continue where it stopped"
     assert "Traceback" not in err and "error" not in err.lower(), err
     assert 1 <= generation < 4
     # SIGKILL: no cleanup at all.
-    proc, _, generation = _stop_after_generation(tmp, config, "killed", generation + 1, signal.SIGKILL)
-    assert 2 <= generation < 4, "the run should be killed in the middle of its 4-generation search"
-    assert not (tmp / "runs/killed/release.json").exists()
-    out = _release(tmp, config)
+    assert 2 <= generation_killed < 4, "the run should be killed in the middle of its 4-generation search"
+    assert not released
     assert out.returncode == 0, out.stderr[-3000:]
-    resumed = json.loads((tmp / "runs/killed/release.json").read_text())
+    resumed = json.loads((killed_tmp / "runs/killed/release.json").read_text())
     assert resumed["genome"] == reference["genome"]
     assert resumed["search"]["evaluations"] == reference["search"]["evaluations"]
     assert resumed["scores"]["child"] == reference["scores"]["child"]
