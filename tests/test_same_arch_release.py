@@ -1,11 +1,14 @@
 """`make release CONFIG=configs/default-same-arch.yaml` end to end, offline: the real CLI in a subprocess
-with its own HF home and local Hub endpoint (only the run folder, the store and the port are moved)."""
+with its own HF home and local Hub endpoint (only the run folder, the store and the port are moved).
+The release and the reproduction start with the session, in the background (tests/background.py)."""
 
 import json
 import socket
+from pathlib import Path
 
 import yaml
 
+from tests.background import early_run
 from tests.cli import ROOT, run_cli
 
 
@@ -15,15 +18,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_same_architecture_default_releases_a_stock_child(tmp_path):
+@early_run
+def same_arch_release(tmp: Path, env: dict):
+    """The default with a shorter search on fewer items, released; then `darwin-release reproduce` on its child."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
-    raw["runs_dir"] = str(tmp_path / "runs")
-    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=_free_port())
+    raw["runs_dir"] = str(tmp / "runs")
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
     raw["search"].update(popsize=4, max_generations=1)  # the config's own search is longer; the path is the same
-    raw["fitness"]["tasks"][0].update(search_size=16, heldout_size=32)
-    config = tmp_path / "same-arch.yaml"
+    for task in raw["fitness"]["tasks"]:
+        task.update(search_size=16, heldout_size=32)
+    config = tmp / "same-arch.yaml"
     config.write_text(yaml.safe_dump(raw))
-    out = run_cli(tmp_path, "run", str(config))
+    out = run_cli(tmp, "run", str(config), environ=env)
+    if out.returncode != 0:
+        return tmp, raw, config, out, None
+    release = json.loads((tmp / "runs" / raw["name"] / "release.json").read_text())
+    again = run_cli(tmp, "reproduce", f"{release['child_repo']}@{release['child_revision']}", "--config", str(config),
+                    environ=env)
+    return tmp, raw, config, out, again
+
+
+def test_same_architecture_default_releases_a_stock_child(same_arch_release):
+    tmp_path, raw, config, out, again = same_arch_release
     assert out.returncode == 0, out.stderr[-3000:]
     assert "trust_remote_code" not in out.stdout  # the printed load line needs none
 
@@ -68,6 +84,5 @@ def test_same_architecture_default_releases_a_stock_child(tmp_path):
     assert "survivors rescaled by 1 / density" in card and genome["dare_rescale"] == "inverse_density"
 
     # `darwin-release reproduce`: the pushed child rebuilt from its record (method, genome, seed, parents' commits)
-    again = run_cli(tmp_path, "reproduce", f"{release['child_repo']}@{release['child_revision']}", "--config", str(config))
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"reproduced bit for bit: {release['child_repo']}@{release['child_revision'][:12]} (dare_ties)" in again.stdout
