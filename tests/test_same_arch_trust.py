@@ -3,17 +3,21 @@ probe, a `tau` gene, and the ratio hook that pulls the attention and FFN shares 
 search model and in the emitted child alike."""
 
 import json
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM
 
 from release.breeders import get_breeder
 from release.config import BreedSpec, GenomeSpec, SearchSpec
 from release.errors import ReleaseError
 from release.mri.weights_trust import scan_same_arch
+from tests.background import early_run
+from tests.cli import run_cli
 
 IDS = torch.tensor([[2, 10, 20, 30, 40, 50, 60, 70, 80]])
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,25 +102,34 @@ def test_tau_pulls_the_shares_to_r_mri_in_the_live_model_and_the_emitted_child(p
     assert json.loads((out / "darwin_genome.json").read_text())["genes"]["tau"] == 0.5
 
 
-def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(tmp_path):
-    """The real CLI up to the card with genome.mri on the same-architecture default: the mri stage writes r_MRI,
-    the search learns tau, and darwin_genome.json records both."""
-    import yaml
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    from tests.cli import ROOT, run_cli
-    from tests.test_same_arch_release import _free_port
 
+@early_run
+def trusted_card(tmp: Path, env: dict):
+    """The same-architecture default with genome.mri on, a frozen layer, a short search on few items, run by the
+    real CLI up to the card (in the background from the session's start: tests/background.py)."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
-    raw["runs_dir"] = str(tmp_path / "runs")
-    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=_free_port())
+    raw["runs_dir"] = str(tmp / "runs")
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
     raw["search"].update(popsize=4, max_generations=1)
-    raw["fitness"]["tasks"][0].update(search_size=8, heldout_size=8)
+    for task in raw["fitness"]["tasks"]:
+        task.update(search_size=8, heldout_size=8)
     raw["genome"].pop("transplant")
     raw["genome"].update(mri=True, frozen=[4])  # a frozen layer stays the father's under the trust too
     raw["mri"] = {"prompts_per_domain": 1}
-    config = tmp_path / "trust.yaml"
+    config = tmp / "trust.yaml"
     config.write_text(yaml.safe_dump(raw))
-    out = run_cli(tmp_path, "card", str(config), timeout=300)
+    return tmp, raw, run_cli(tmp, "card", str(config), timeout=300, environ=env)
+
+
+def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(trusted_card):
+    """The real CLI up to the card with genome.mri on the same-architecture default: the mri stage writes r_MRI,
+    the search learns tau, and darwin_genome.json records both."""
+    tmp_path, raw, out = trusted_card
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / raw["name"]
     scan = json.loads((run / "mri" / "mri.json").read_text())
