@@ -5,9 +5,11 @@ the finished search."""
 import json
 import random
 import socket
+from pathlib import Path
 
 import yaml
 
+from tests.background import early_run
 from tests.cli import ROOT, run_cli
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven bakers sing near old harbour walls".split()
@@ -19,7 +21,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_calibration_search_reports_held_out_tasks_and_survives_an_unrelated_edit(tmp_path):
+@early_run
+def calibration_release(tmp_path: Path, env: dict):
+    """The first release, in the background from the session's start (tests/background.py)."""
     rng = random.Random(0)
     text = tmp_path / "calibration.txt"
     text.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(40)))
@@ -35,7 +39,11 @@ def test_a_calibration_search_reports_held_out_tasks_and_survives_an_unrelated_e
                       "tasks": [{"name": "synthetic", "weight": 1.0, "search_size": 16, "heldout_size": 32}]}
     config = tmp_path / "calibration.yaml"
     config.write_text(yaml.safe_dump(raw))
-    out = run_cli(tmp_path, "run", str(config))
+    return tmp_path, raw, config, run_cli(tmp_path, "run", str(config), environ=env)
+
+
+def test_a_calibration_search_reports_held_out_tasks_and_survives_an_unrelated_edit(calibration_release):
+    tmp_path, raw, config, out = calibration_release
     assert out.returncode == 0, out.stderr[-3000:]
 
     run = tmp_path / "runs" / raw["name"]
