@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ from release.errors import ReleaseError
 from release.breeders.ffn_genome import GenomeSpace
 from release.search.checkpoint import read_checkpoint, save_checkpoint
 from release.search.cmaes import CHECKPOINT, LOG, run_search
+from tests.background import early_run
 
+ROOT = Path(__file__).resolve().parents[1]
 N_LAYERS = 12
 FROZEN = [3, 7, 8]
 TARGET = np.array([0.05 * (i % 5) + 0.05 for i in range(N_LAYERS)])
@@ -82,12 +85,14 @@ def test_interrupted_search_resumes_to_the_same_genome_and_log(tmp_path):
     assert _strip_seconds(tmp_path / "cut" / LOG) == _strip_seconds(tmp_path / "full" / LOG)
 
 
-def test_killed_process_resumes_to_the_same_genome(tmp_path):
-    """A real SIGKILL after generation 2's checkpoint, then --resume in a fresh process."""
+@early_run
+def killed_search(tmp_path, env):
+    """A real SIGKILL after generation 2's checkpoint, then --resume in a fresh process; beside it the same
+    search uninterrupted in a third (in the background from the session's start: tests/background.py)."""
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time, json
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from tests.test_search import _space, quadratic
         from release.config import SearchSpec
         from release.search.cmaes import run_search
@@ -100,8 +105,9 @@ def test_killed_process_resumes_to_the_same_genome(tmp_path):
                        resume=sys.argv[3] == "resume", progress=False)
         print(json.dumps(r.genome))
     """))
-    ref = subprocess.run([sys.executable, script, tmp_path / "ref", "fast", "new"], capture_output=True, text=True, check=True)
-    proc = subprocess.Popen([sys.executable, script, tmp_path / "cut", "slow", "new"], stdout=subprocess.PIPE)
+    ref = subprocess.run([sys.executable, script, tmp_path / "ref", "fast", "new"], capture_output=True, text=True,
+                         check=True, env=env)
+    proc = subprocess.Popen([sys.executable, script, tmp_path / "cut", "slow", "new"], stdout=subprocess.PIPE, env=env)
     ckpt = tmp_path / "cut" / CHECKPOINT
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -111,8 +117,14 @@ def test_killed_process_resumes_to_the_same_genome(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     generation = read_checkpoint(ckpt)[0]["generation"]
+    out = subprocess.run([sys.executable, script, tmp_path / "cut", "fast", "resume"], capture_output=True, text=True,
+                         check=True, env=env)
+    return tmp_path, generation, out, ref
+
+
+def test_killed_process_resumes_to_the_same_genome(killed_search):
+    tmp_path, generation, out, ref = killed_search
     assert 2 <= generation < 6
-    out = subprocess.run([sys.executable, script, tmp_path / "cut", "fast", "resume"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == json.loads(ref.stdout)
     assert _strip_seconds(tmp_path / "cut" / LOG) == _strip_seconds(tmp_path / "ref" / LOG)
 

@@ -18,6 +18,7 @@ pytest.importorskip("trackio")
 from release.search.checkpoint import read_checkpoint  # noqa: E402
 from release.search.cmaes import CHECKPOINT, LOG, run_search  # noqa: E402
 from release.search.tracking import TrackioTracker, logged_rows  # noqa: E402
+from tests.background import early_run  # noqa: E402
 from tests.test_search import FROZEN, _space, quadratic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +45,14 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
-def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generation(tmp_path):
+@early_run
+def killed_tracked_search(tmp_path, env):
+    """A tracked search killed inside generation 3 and resumed (in the background from the session's start:
+    tests/background.py)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     project = f"track-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**env, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, script, tmp_path, project, "slow"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt, deadline = tmp_path / CHECKPOINT, time.monotonic() + 120
@@ -59,9 +63,15 @@ def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generat
     time.sleep(0.12)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 2 <= read_checkpoint(ckpt)[0]["generation"] < GENERATIONS
+    generation = read_checkpoint(ckpt)[0]["generation"]
     out = subprocess.run([sys.executable, script, tmp_path, project, "resume"], env=env, capture_output=True,
                          text=True, timeout=120)
+    return tmp_path, project, generation, out
+
+
+def test_killed_and_resumed_search_has_exactly_one_row_per_candidate_and_generation(killed_tracked_search):
+    tmp_path, project, generation, out = killed_tracked_search
+    assert 2 <= generation < GENERATIONS
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(out.stdout.splitlines()) == 1  # the genome alone: trackio's banners go to the log, not stdout
 
