@@ -45,4 +45,8 @@ def test_the_searched_child_is_at_least_the_plain_merge_on_held_out_items(tmp_pa
         live.apply(genome)
         return heldout.evaluate().fitness
 
-    assert score(shipped) >= score(plain)
+    plain_score = score(plain)
+    # When the start check kept the start, the child is the plain merge itself: one scoring of it is enough
+    # (the held-out evaluation is deterministic).
+    shipped_score = plain_score if shipped == plain else score(shipped)
+    assert shipped_score >= plain_score
