@@ -20,13 +20,12 @@ def _free_port() -> int:
 
 @early_run
 def same_arch_release(tmp: Path, env: dict):
-    """The default with a shorter search on fewer items, released; then `darwin-release reproduce` on its child."""
+    """The default with a shorter search, released; then `darwin-release reproduce` on its child."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw["runs_dir"] = str(tmp / "runs")
     raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
     raw["search"].update(popsize=4, max_generations=1)  # the config's own search is longer; the path is the same
-    for task in raw["fitness"]["tasks"]:
-        task.update(search_size=16, heldout_size=32)
+    raw["fitness"]["tasks"][0].update(search_size=16, heldout_size=32)
     config = tmp / "same-arch.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = run_cli(tmp, "run", str(config), environ=env)

@@ -110,14 +110,13 @@ def _free_port() -> int:
 
 @early_run
 def trusted_card(tmp: Path, env: dict):
-    """The same-architecture default with genome.mri on, a frozen layer, a short search on few items, run by the
+    """The same-architecture default with genome.mri on, a frozen layer and a short search, run by the
     real CLI up to the card (in the background from the session's start: tests/background.py)."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw["runs_dir"] = str(tmp / "runs")
     raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
     raw["search"].update(popsize=4, max_generations=1)
-    for task in raw["fitness"]["tasks"]:
-        task.update(search_size=8, heldout_size=8)
+    raw["fitness"]["tasks"][0].update(search_size=8, heldout_size=8)
     raw["genome"].pop("transplant")
     raw["genome"].update(mri=True, frozen=[4])  # a frozen layer stays the father's under the trust too
     raw["mri"] = {"prompts_per_domain": 1}
