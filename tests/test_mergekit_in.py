@@ -9,6 +9,7 @@ from mergekit.evo.config import EvolMergeConfiguration
 from release.breeders.mergekit_in import import_mergekit
 from release.config import load_config
 from release.errors import ReleaseError
+from tests.background import early_run
 from tests.cli import run_cli
 
 FATHER, MOTHER = "google/gemma-4-E4B-it", "TeichAI/Claude-Opus-Distill-E4B"
@@ -139,16 +140,24 @@ def test_what_cannot_be_bred_is_a_one_line_error():
         _imported(TIES.replace(f"{FATHER}@", "not a repo@"))
 
 
-def test_the_cli_writes_a_config_that_loads_and_lists_what_did_not_map(tmp_path):
+@early_run
+def imported_by_the_cli(tmp_path, env):
+    """`import-mergekit` three times (to a file, to stdout, a missing file), in the background from the
+    session's start (tests/background.py)."""
     source = tmp_path / "merge.yml"
     source.write_text(TIES)
-    out = run_cli(tmp_path, "import-mergekit", str(source), "-o", str(tmp_path / "from-mergekit.yaml"))
+    out = run_cli(tmp_path, "import-mergekit", str(source), "-o", str(tmp_path / "from-mergekit.yaml"), environ=env)
+    printed = run_cli(tmp_path, "import-mergekit", str(source), environ=env)
+    bad = run_cli(tmp_path, "import-mergekit", str(tmp_path / "missing.yml"), environ=env)
+    return tmp_path, out, printed, bad
+
+
+def test_the_cli_writes_a_config_that_loads_and_lists_what_did_not_map(imported_by_the_cli):
+    tmp_path, out, printed, bad = imported_by_the_cli
     assert out.returncode == 0, out.stderr
     config = load_config(tmp_path / "from-mergekit.yaml")
     assert config.name == "from-mergekit" and config.breed.method == "ties" and config.father.revision == SHA
     assert "not mapped: tokenizer_source: not mapped" in out.stdout
-    printed = run_cli(tmp_path, "import-mergekit", str(source))
     assert printed.returncode == 0 and "# Not mapped:" in printed.stdout
     assert yaml.safe_load(printed.stdout)["breed"]["method"] == "ties"
-    bad = run_cli(tmp_path, "import-mergekit", str(tmp_path / "missing.yml"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: import-mergekit:") and bad.stderr.count("\n") == 1
