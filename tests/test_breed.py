@@ -15,12 +15,13 @@ from safetensors import safe_open
 from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.pipeline import RunOptions, run_release
+from tests.background import early_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = [2, 4]
 
 
-def _config(local_hub, tmp_path, **overrides) -> dict:
+def _config(endpoint: str, tmp_path, **overrides) -> dict:
     ns = f"breed-{uuid.uuid4().hex[:6]}"
     raw = {
         "name": "breed-test",
@@ -31,7 +32,7 @@ def _config(local_hub, tmp_path, **overrides) -> dict:
         "genome": {"frozen": FROZEN, "r_max": 0.6, "init_mean": 0.3},
         "search": {"popsize": 4, "sigma0": 0.2, "max_generations": 2, "seed": 3},
         "fitness": {"kind": "calibration"},
-        "hub": {"endpoint": local_hub.url},
+        "hub": {"endpoint": endpoint},
         "runs_dir": str(tmp_path / "runs"),
     }
     raw.update(overrides)
@@ -44,7 +45,7 @@ def bred(local_hub, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("breed")
     os.environ["HF_TOKEN"] = local_hub.tokens[0]
     try:
-        config = ReleaseConfig.model_validate(_config(local_hub, tmp))
+        config = ReleaseConfig.model_validate(_config(local_hub.url, tmp))
         run_release(config, RunOptions(only=("emit",), progress=False))
     finally:
         os.environ.pop("HF_TOKEN", None)
@@ -104,16 +105,24 @@ def test_frozen_layers_are_zero_in_every_candidate_and_in_the_child(bred):
     assert genome["search"]["evaluations"] == 8
 
 
-def test_breed_and_emit_from_the_cli_with_progress(local_hub, tmp_path):
+@early_run
+def bred_by_the_cli(tmp_path, env):
+    """`breed` then `emit` with progress bars, on the session's hub, in the background from the session's start
+    (tests/background.py)."""
     path = tmp_path / "release.yaml"
-    path.write_text(yaml.safe_dump(_config(local_hub, tmp_path)))
-    env = {**os.environ, "HF_TOKEN": local_hub.tokens[0]}
+    path.write_text(yaml.safe_dump(_config(env["HF_ENDPOINT"], tmp_path)))
+    env = {**env, "HF_TOKEN": env["DARWIN_LOCALHUB_TOKEN"]}
     breed = subprocess.run([sys.executable, "-m", "release", "breed", str(path), "--progress"], capture_output=True, text=True,
                            env=env, cwd=ROOT, timeout=300)
-    assert breed.returncode == 0, breed.stderr
-    assert "search" in breed.stderr and "8/8" in breed.stderr  # tqdm: evaluations done / planned
     emit = subprocess.run([sys.executable, "-m", "release", "emit", str(path), "--progress"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=300)
+    return tmp_path, breed, emit
+
+
+def test_breed_and_emit_from_the_cli_with_progress(bred_by_the_cli):
+    tmp_path, breed, emit = bred_by_the_cli
+    assert breed.returncode == 0, breed.stderr
+    assert "search" in breed.stderr and "8/8" in breed.stderr  # tqdm: evaluations done / planned
     assert emit.returncode == 0, emit.stderr
     assert "write shards" in emit.stderr
     stages = json.loads((tmp_path / "runs" / "breed-test" / "stages.json").read_text())
@@ -133,7 +142,7 @@ def test_force_redoes_one_stage_and_a_rerun_skips_the_rest(bred):
 def test_dry_run_does_everything_but_write_to_the_hub(bred, local_hub, tmp_path):
     from huggingface_hub import HfApi
 
-    raw = _config(local_hub, tmp_path, father=bred.father.model_dump(), mother=bred.mother.model_dump())
+    raw = _config(local_hub.url, tmp_path, father=bred.father.model_dump(), mother=bred.mother.model_dump())
     config = ReleaseConfig.model_validate(raw)  # parents already on the Hub; no token: nothing to write
     summary = run_release(config, RunOptions(dry_run=True, progress=False))
     assert summary["dry_run"] and summary["skipped"] == ["push", "verify"]
