@@ -34,9 +34,12 @@ STARTS = tuple(float(v) for v in os.environ.get("BENCH_ESTIMATORS_STARTS", "0.5,
 START_MARGIN = 2.0  # the weight merges' default start check (search.start_margin), as the breed stage runs it
 SEARCH_ITEMS, HELDOUT_ITEMS = 96, 200  # random tiny pair, synthetic task
 ZOO_SEARCH_ITEMS, ZOO_HELDOUT_ITEMS = 128, 300  # per zoo skill
+# BENCH_ESTIMATORS_SCALE=k gives the estimators k times the items per candidate (a cheaper saving, for the
+# trade-off between tokens and what the search finds).
+SCALE = int(os.environ.get("BENCH_ESTIMATORS_SCALE", "1"))
 ESTIMATORS = {"full": {},
-              "irt": {"irt": {"anchors": 12, "probes": 0}, "elite": 0},
-              "race": {"race": {"confidence": 0.9, "round_items": 8, "max_items": 16}, "elite": 0}}
+              "irt": {"irt": {"anchors": 12 * SCALE, "probes": 0}, "elite": 0},
+              "race": {"race": {"confidence": 0.9, "round_items": 8, "max_items": 16 * SCALE}, "elite": 0}}
 
 
 def _parents(tmp: Path):
@@ -137,7 +140,7 @@ def _measure() -> dict:
         tokenizer = AutoTokenizer.from_pretrained(father)
         seen: dict[tuple, tuple] = {}  # genome -> held-out (fitness, stderr, item scores): the same weights
         for start in STARTS:
-            suffix = "" if start == 0.5 else f"_from_{start:g}"
+            suffix = ("" if start == 0.5 else f"_from_{start:g}") + ("" if SCALE == 1 else f"_items_x{SCALE}")
             results.update(_compare(tmp / f"start-{start:g}", father, mother, tasks, what, tokenizer, start, suffix,
                                     seen))
     return results
