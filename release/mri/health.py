@@ -243,13 +243,6 @@ def greedy_generation(child, tokenizer, spec) -> dict:
             "text": tokenizer.decode(new, skip_special_tokens=True)}
 
 
-def write_verdict(child, tokenizer, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
-                  measure: str | None = None, what: str = "FFN") -> dict:
-    """`verdict` with the greedy generation taken from the loaded `child`."""
-    return verdict(greedy_generation(child, tokenizer, spec), layers, perplexity, spec, per_domain, seed, out,
-                   measure=measure, what=what)
-
-
 def verdict(generation: dict, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
             measure: str | None = None, what: str = "FFN") -> dict:
     """The verdict both health checks share: the reasons to fail (flagged layers, perplexity, no token),
