@@ -22,14 +22,15 @@ def live_weight_bytes() -> int:
 
 
 @contextlib.contextmanager
-def weights_held():
+def weights_held(suffixes: tuple[str, ...] = MODEL_SUFFIXES):
     """Yields a dict whose "peak" is, once the block ends, the most weight bytes alive above the baseline
-    (those alive on entry) whenever a whole model ran a forward."""
+    (those alive on entry) whenever a module whose class name ends with one of `suffixes` (a whole model, by
+    default) ran a forward."""
     seen = {"peak": 0, "forwards": 0}
     baseline = live_weight_bytes()
 
     def measure(module, args):
-        if module.__class__.__name__.endswith(MODEL_SUFFIXES):  # a whole model's forward, not its submodules
+        if module.__class__.__name__.endswith(suffixes):  # a whole model's forward, not its submodules
             seen["forwards"] += 1
             seen["peak"] = max(seen["peak"], live_weight_bytes() - baseline)
 
