@@ -26,6 +26,7 @@ memory at a time, never the three together.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 from pathlib import Path
 
@@ -147,8 +148,6 @@ def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, ou
 
     It streams: one model in memory at a time (the child, its layer calls kept; then the father; then the
     mother), never the three together."""
-    import gc
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(folder):

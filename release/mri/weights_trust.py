@@ -17,6 +17,7 @@ stays as searched).
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -95,8 +96,6 @@ def scan_same_arch(father_dir: Path, mother_dir: Path, per_domain: int | None = 
 
     It streams: the father runs the probe prompts first and only his hidden states are kept, then the mother
     is loaded: one parent in memory at a time."""
-    import gc
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(folder):

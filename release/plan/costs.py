@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from release.mri.prompts import probe_prompts
 from release.plan.gpus import GPUS, UTILISATION
 
 if TYPE_CHECKING:
@@ -236,8 +237,6 @@ class DiagnosticsPeak:
 def probe_positions(tokenizer, per_domain: int | None, seed: int) -> tuple[int, int]:
     """(padded, real) positions of the probe batches: one right-padded batch per domain, as the MRI and the
     health check run them."""
-    from release.mri.prompts import probe_prompts
-
     padded = real = 0
     for prompts in probe_prompts(per_domain, seed).values():
         lengths = [len(tokenizer(p).input_ids) for p in prompts]
