@@ -240,6 +240,21 @@ def _fp32_weight_bytes(folder: Path) -> int:
     return total
 
 
+def _predicted(root: Path):
+    """The plan's prediction (release.plan.costs.diagnostics_peak) for these parents, in fp32, every layer blending."""
+    from transformers import AutoTokenizer
+
+    from release.config import load_config
+    from release.parents.metadata import read_folder
+    from release.plan.checks import parent_checks
+    from release.plan.costs import diagnostics_peak, probe_positions
+
+    config = load_config(ROOT / "configs" / "default.yaml")
+    config = config.model_copy(update={"genome": config.genome.model_copy(update={"frozen": []})})
+    plan = parent_checks(config, read_folder("father", root / "father"), read_folder("mother", root / "mother"))
+    return diagnostics_peak(plan, "float32", probe_positions(AutoTokenizer.from_pretrained(root / "father"), None, 0))
+
+
 def _agree(a: list[dict], b: list[dict], keys: tuple[str, ...]) -> bool:
     return all(abs(x[k] - y[k]) < 1e-4 for x, y in zip(a, b, strict=True) for k in keys)
 
@@ -261,6 +276,7 @@ def run() -> dict:
                   "frozen": [], "r_max": 1.0}
         emit_child(root / "father", root / "mother", genome, root / "child", max_shard_size="1GB", progress=False)
         weights = {name: _fp32_weight_bytes(root / name) for name in ("child", "father", "mother")}
+        predicted = _predicted(root)
         got = {what: _run_check(what, root) for what in whats}
     gb = 1e9
     largest = {"health": max(weights.values()), "mri": max(weights["father"], weights["mother"])}
@@ -286,6 +302,18 @@ def run() -> dict:
         if "anon_peak" in r:
             print(f"      anonymous memory (RSS less mapped file pages): {(r['anon_peak'] - r['anon_baseline']) / gb:.2f} GB "
                   f"above baseline = {(r['anon_peak'] - r['anon_baseline']) / largest[kind]:.2f}x the largest model")
+    plan = {"mri": predicted.mri, "health": predicted.health}
+    for kind in plan:
+        r = got[f"{kind}-after"]
+        print(f"   plan's prediction for {kind}: {plan[kind] / gb:.2f} GB; measured RSS / predicted = "
+              f"{(r['peak'] - r['baseline']) / plan[kind]:.2f}, anonymous / predicted = "
+              f"{(r['anon_peak'] - r['anon_baseline']) / plan[kind]:.2f}" + (
+                  f" (the plan adds up to {predicted.child_stored / gb:.2f} GB of mapped shards on CPU while the "
+                  "child loads)" if kind == "health" else ""))
+        rows[f"{kind}_peak_vs_plan"] = row((r["anon_peak"] - r["anon_baseline"]) / plan[kind],
+                                           "measured anonymous peak / the plan's prediction", "0.85-1.15",
+                                           rss_vs_plan=round((r["peak"] - r["baseline"]) / plan[kind], 3),
+                                           predicted_gb=round(plan[kind] / gb, 3), layers=LAYERS)
     same_mri = _agree(got["mri-before"]["probe"], got["mri-after"]["probe"], ("cos_distance", "rel_norm", "mother_share"))
     print(f"   MRI probe statistics before and after agree: {same_mri}")
     for kind in ("mri", "health"):

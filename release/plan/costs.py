@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from release.plan.checks import ParentPlan
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+STORED_BYTES = {"BF16": 2, "F16": 2, "F32": 4}  # safetensors dtypes
 EMBEDDING_SUFFIXES = ("embed_tokens.weight", "embed_tokens_per_layer.weight")
 
 
@@ -232,6 +233,9 @@ class DiagnosticsPeak:
     health_kept: int
     perplexity_logits: int
     probe_positions: int
+    # On CPU, RSS also counts the shard pages mapped while `from_pretrained` loads the child (the health
+    # check loads it as users do): up to its stored bytes on top of `health` while it loads.
+    child_stored: int = 0
 
 
 def probe_positions(tokenizer, per_domain: int | None, seed: int) -> tuple[int, int]:
@@ -283,5 +287,6 @@ def diagnostics_peak(plan: ParentPlan, dtype: str, positions: tuple[int, int],
     perplexity = logits(cfg.vocab_size)
     health = max(child * act + health_kept + perplexity, (father_only + one_ffn) * act + health_kept,
                  mother * act + logits(plan.mother.config.get("text_config", plan.mother.config)["vocab_size"]))
+    stored = sum(_numel(t.shape) * STORED_BYTES.get(t.dtype, 2) for t in plan.tensors.values())
     return DiagnosticsPeak(mri_weights + mri_kept, health, mri_weights, health_weights, mri_kept, health_kept,
-                           perplexity, padded)
+                           perplexity, padded, stored)

@@ -227,7 +227,8 @@ def _diagnostics(config: ReleaseConfig, plan, dtype: str, tokenizer, est) -> Non
     """The streaming diagnostics' peak beside the search's (its hybrid, plus a batch when that is known)."""
     peak = diagnostics_peak(plan, dtype, probe_positions(tokenizer, config.mri.prompts_per_domain, config.search.seed))
     search = est.peak_bytes or est.hybrid_bytes
-    health = (f"health check {_size(peak.health)} (the largest child: every free layer blending)"
+    health = (f"health check {_size(peak.health)} (the largest child: every free layer blending; on CPU up to "
+              f"{_size(peak.child_stored)} more of its mapped shards while it loads)"
               if config.health.enabled else "health check off")
     print(f"  diagnostics peak memory on the search device in {dtype} (they stream): MRI {_size(peak.mri)}, "
           f"{health}, against the search's {_size(search)} ({peak.probe_positions:,} probe positions kept)")
