@@ -227,8 +227,9 @@ def _diagnostics(config: ReleaseConfig, plan, dtype: str, tokenizer, est) -> Non
     """The streaming diagnostics' peak beside the search's (its hybrid, plus a batch when that is known)."""
     peak = diagnostics_peak(plan, dtype, probe_positions(tokenizer, config.mri.prompts_per_domain, config.search.seed))
     search = est.peak_bytes or est.hybrid_bytes
-    health = (f"health check {_size(peak.health)} (the largest child: every free layer blending; on CPU up to "
-              f"{_size(peak.child_stored)} more of its mapped shards while it loads)"
-              if config.health.enabled else "health check off")
-    print(f"  diagnostics peak memory on the search device in {dtype} (they stream): MRI {_size(peak.mri)}, "
-          f"{health}, against the search's {_size(search)} ({peak.probe_positions:,} probe positions kept)")
+    health = f"health check {_size(peak.health)}" if config.health.enabled else "health check off"
+    print(f"  diagnostics peak memory on the search device in {dtype}: MRI {_size(peak.mri)}, {health}, against "
+          f"the search's {_size(search)}")
+    print(f"    (they stream one model at a time and keep the activations of {peak.probe_positions:,} probe positions; "
+          f"the health check's is for the largest child, every free layer blending; on CPU its RSS adds up to "
+          f"{_size(peak.child_stored)} of the child's shards mapped while it loads)")
