@@ -369,10 +369,11 @@ class CalibrationSpec(_Strict):
 
 
 class IrtSpec(_Strict):
-    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents and `probes` seeded candidates
-    # scored on the whole search subset; each candidate then answers `anchors` items.
+    # fitness.estimator irt (release.search.estimators.irt): items fitted on the parents, the start and `probes` seeded
+    # candidates scored on the whole search subset; each generation then answers `anchors` items, one drawn per
+    # cluster of alike items.
     anchors: int = Field(24, ge=2)
-    probes: int = Field(4, ge=0)
+    probes: int = Field(0, ge=0)
     dims: int = Field(2, ge=1)  # ability dimensions of the IRT model (a merge of two specialists has two skills)
 
 
@@ -380,8 +381,12 @@ class RaceSpec(_Strict):
     # fitness.estimator race (release.search.estimators.race): a generation answers items in rounds of `round_items`
     # until every candidate's rank is settled with `confidence`; differences under `tie` do not count.
     confidence: float = Field(0.9, gt=0, lt=1)
-    round_items: int = Field(16, ge=1)
+    round_items: int = Field(8, ge=1)
     tie: float = Field(0.0, ge=0)
+    # The most items a candidate answers in a generation (None: every search item, which saves nothing when a
+    # generation's candidates are closer than the item noise). Each generation races on a fresh draw of items,
+    # so a small budget is averaged over generations by CMA-ES.
+    max_items: int | None = Field(32, ge=1)
 
 
 _ESTIMATOR_KEYS = ("estimator", "elite", "irt", "race")
@@ -408,9 +413,9 @@ class FitnessSpec(_Strict):
     # How the search scores a candidate: full (every search item), irt (anchor items and an IRT estimate) or
     # race (a generation's items until ranks are settled). The final evaluation always scores every held-out item.
     estimator: Literal["full", "irt", "race"] = "full"
-    # With an estimator: the child is the best, by full scoring of the search subset, of this many best
-    # estimated candidates (the best of many estimates is biased upward).
-    elite: int = Field(4, ge=1)
+    # With an estimator: the child is the best, by full scoring of the search subset, of the search's final
+    # mean and this many best estimated candidates (the best of many estimates is biased upward).
+    elite: int = Field(0, ge=0)
     irt: IrtSpec = IrtSpec()
     race: RaceSpec = RaceSpec()
 

@@ -94,6 +94,41 @@ def test_race_stops_early_on_settled_ranks_and_agrees_with_full_scoring():
     assert np.mean(rhos) > 0.9 and np.mean(spent) < 0.85
 
 
+def test_a_race_budget_caps_every_candidates_items_and_keeps_the_top_half():
+    pop = Population()
+    w = np.full(192, 1 / 192)
+    agree, spent = [], []
+    for trial in range(10):
+        ts = np.linspace(0.05, 0.95, 8)  # a wide generation: merges from one specialist to the other
+        R = pop.answer(ts)
+        race = Race(8, w, pop.rng.permutation(192), confidence=0.9, round_items=8, cut=4, max_items=24)
+        estimates = race.run(lambda i, items: R[i, items])
+        assert race.seen.max() <= 24 and race.items_scored <= 8 * 24  # nobody answers past the budget
+        spent.append(race.items_scored / R.size)
+        agree.append(len(set(np.argsort(-estimates)[:4]) & set(np.argsort(-(R @ w))[:4])))
+    assert max(spent) <= 24 / 192
+    # an eighth of the items still puts 3 of the 4 truly best in the selected half, on average
+    assert np.mean(agree) >= 3.0, agree
+
+
+def test_irt_draws_fresh_anchors_one_per_cluster_seeded_and_unbiased():
+    pop = Population()
+    Y = pop.answer(np.linspace(0, 1, 7))
+    w = np.full(192, 1 / 192)
+    estimator = build_estimator(Y, w, 12, seed=0)
+    a, b = estimator.draw(np.random.default_rng(1)), estimator.draw(np.random.default_rng(1))
+    assert np.array_equal(a, b) and not np.array_equal(a, estimator.draw(np.random.default_rng(2)))
+    assert sorted(estimator.cluster_of[a].tolist()) == list(range(len(estimator.anchors)))  # one per cluster
+    # stratified sampling: the anchor estimate averaged over draws is the respondent's full score
+    y = pop.answer([0.4])[0]
+    rng = np.random.default_rng(3)
+    draws = [estimator.anchor_weights @ y[estimator.draw(rng)] for _ in range(3000)]
+    assert np.mean(draws) == pytest.approx(w @ y, abs=0.01)
+    # and the estimate from a drawn set uses those answers where it observed them
+    y_hat = estimator.predict(y[a], a)
+    assert np.array_equal(y_hat[a], y[a])
+
+
 def test_race_at_full_confidence_scores_everything_exactly():
     pop = Population(items=48, seed=5)
     R = pop.answer(pop.rng.uniform(0, 1, 5))
@@ -226,6 +261,7 @@ def test_the_child_is_chosen_among_the_elite_by_full_scoring(live, tmp_path):
         fitness: float
         scores: dict
         tau: float | None = None
+        x: list | None = None
 
     before = irt.ledger.full_scoring_tokens
     chosen = irt.choose_child(Result(genomes[0], 1.0, {}), log_path, elite=3)
@@ -233,6 +269,45 @@ def test_the_child_is_chosen_among_the_elite_by_full_scoring(live, tmp_path):
     assert chosen.fitness == max(truth) and chosen.genome == genomes[truth.index(max(truth))]
     assert irt.record()["full_scoring_tokens"] > before and irt.record()["tokens_scored"] == (
         irt.ledger.calibration_tokens + irt.ledger.candidate_tokens + irt.ledger.full_scoring_tokens)
+
+    # The search's final mean joins the pool, and with elite 0 it is the child (one full scoring)
+    @dataclasses.dataclass(frozen=True)
+    class WithMean(Result):
+        mean: list | None = None
+        mean_x: list | None = None
+
+    mean = _generation(n, 1, seed=9)[0]
+    scored = irt.ledger.full_scoring_tokens
+    only_mean = irt.choose_child(WithMean(genomes[0], 1.0, {}, mean=mean, mean_x=mean), log_path, elite=0)
+    assert only_mean.genome == mean and only_mean.fitness == irt.full(mean)[0] and only_mean.x == mean
+    assert irt.ledger.full_scoring_tokens > scored
+    both = irt.choose_child(WithMean(genomes[0], 1.0, {}, mean=mean, mean_x=mean), log_path, elite=3)
+    assert both.fitness == max(truth + [irt.full(mean)[0]])
+    with pytest.raises(ValueError, match="fitness.elite"):
+        irt.choose_child(Result(genomes[0], 1.0, {}), log_path, elite=0)  # no mean, no elite: nothing to choose
+
+
+def test_the_start_check_reuses_the_starts_calibration_answers_and_compares_item_by_item(live, tmp_path):
+    from release.search.start import keep_start, one_at_a_time
+
+    model, evaluator, suite = live
+    n = model.config.num_hidden_layers
+    scorer = ItemScorer(evaluator, item_layout(suite, "search"), model.set_ratios)
+    start = [0.5] * n
+    irt = IrtFitness(scorer, [[0.0] * n, [1.0] * n, start], anchors=6, dims=1, seed=0, folder=tmp_path / "irt")
+    race = RaceEvaluation(scorer, start, confidence=0.9, round_items=6, tie=0.0, seed=0, folder=tmp_path / "race")
+    other = _generation(n, 1, seed=4)[0]
+    layout = scorer.layout
+    y_other, y_start = scorer.full(other)[0], scorer.full(start)[0]
+    d = y_other - y_start  # one task: the paired standard error is the per-item differences'
+    expected = float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    for estimator in (irt, race):
+        before = evaluator.lm.tokens_processed
+        record = keep_start(other, start, one_at_a_time(estimator.full_fitness), margin=2.0)
+        # only the other genome was scored: the start's answers were kept from the calibration
+        assert evaluator.lm.tokens_processed - before == scorer.full(other)[1]
+        assert record["start_fitness"] == pytest.approx(layout.weights @ y_start)
+        assert record["noise"] == pytest.approx(expected)  # item by item, as with full scoring
 
 
 def test_calibration_genomes_are_the_spaces_corners_and_seeded_first_generation_draws():
@@ -243,9 +318,10 @@ def test_calibration_genomes_are_the_spaces_corners_and_seeded_first_generation_
                        Gene("tau", 0.0, 0.5, 0.2, scale=0.5)])
     genomes = calibration_genomes(space, sigma0=0.3, probes=3, seed=1)
     assert genomes[:2] == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.5]]  # every free gene at its low, then its high end
-    assert len(genomes) == 5 and genomes == calibration_genomes(space, sigma0=0.3, probes=3, seed=1)
+    assert genomes[2] == space.full(space.x0)  # the start, which the start check scores in full anyway
+    assert len(genomes) == 6 and genomes == calibration_genomes(space, sigma0=0.3, probes=3, seed=1)
     assert genomes != calibration_genomes(space, sigma0=0.3, probes=3, seed=2)
-    for g in genomes[2:]:
+    for g in genomes[3:]:
         assert 0 <= g[0] <= 1 and g[1] == 0.0 and 0 <= g[2] <= 0.5
 
 
@@ -289,12 +365,16 @@ def test_a_release_with_irt_records_it_and_its_final_evaluation_scores_every_hel
         os.environ.pop("HF_TOKEN", None)
     stages = json.loads((config.run_dir / "stages.json").read_text())
     record = stages["breed"]["result"]["estimator"]
-    assert record["estimator"] == "irt" and record["anchors"] == 6 and record["calibration_genomes"] == 3
+    # the corners, the start and one probe
+    assert record["estimator"] == "irt" and record["anchors"] == 6 and record["calibration_genomes"] == 4
     assert record["candidates"] == 8 and record["tokens_full"] == 8 * record["full_tokens"]
     assert record["tokens_scored"] == record["calibration_tokens"] + record["candidate_tokens"] + record["full_scoring_tokens"]
-    # the child's search fitness is a full score (chosen among the elite), not an estimate
+    # the searched child is the search's final mean or one of its candidates, chosen by a full score
     log = [json.loads(line) for line in (config.run_dir / "breed" / "candidates.jsonl").read_text().splitlines()]
-    assert stages["breed"]["result"]["genome"] in [line["genome"] for line in log]
+    mean = json.loads((config.run_dir / "breed" / "best.json").read_text())["mean"]
+    searched = stages["breed"]["result"]["searched_genome"]
+    assert record["child_from"] in ("mean", "elite")
+    assert searched == mean if record["child_from"] == "mean" else searched in [line["genome"] for line in log]
 
     results = json.loads((config.run_dir / "eval" / "results.json").read_text())
     assert results["tasks"]["synthetic"]["n"] == 16
@@ -306,7 +386,7 @@ def test_a_release_with_irt_records_it_and_its_final_evaluation_scores_every_hel
         assert again["models"][role]["scores"] == results["models"][role]["scores"]
         assert again["models"][role]["fitness"] == results["models"][role]["fitness"]
     card = (config.run_dir / "child" / "README.md").read_text()
-    assert "| estimator      | IRT: each candidate answered 6 anchor items of 24" in card
+    assert "| estimator      | IRT: each generation answered 6 anchor items of 24, one drawn per cluster" in card
 
 
 # ---- on the trained zoo: estimates that follow full scoring where it means something ----
@@ -349,12 +429,15 @@ def test_on_the_zoo_irt_and_race_rank_a_generation_like_full_scoring(zoo_live, t
     irt = IrtFitness(scorer, calibration_genomes(live.space, 0.3, 1, seed=0), anchors=8, dims=2, seed=0,
                      folder=tmp_path / "irt")
     truth = [irt.full(g)[0] for g in generation]
-    estimated = [irt(g)[0] for g in generation]
+    estimated = [irt(g)[0] for g in generation]  # on the representative anchors
+    drawn = [None] * len(generation)  # as the search runs it: anchors drawn for the generation
+    irt.evaluate(generation, lambda k, value, scores, seconds, worker: drawn.__setitem__(k, value))
     race = RaceEvaluation(scorer, live.space.full(list(live.space.x0)), confidence=0.9, round_items=8, tie=0.0, seed=0,
                           folder=tmp_path / "race")
     raced = [None] * len(generation)
     race.evaluate(generation, lambda k, value, scores, seconds, worker: raced.__setitem__(k, value))
-    print("full", truth, "irt", estimated, "race", raced)
+    print("full", truth, "irt", estimated, drawn, "race", raced)
     assert max(truth) - min(truth) > 0.1  # trained specialists: merges differ by more than noise
-    assert spearmanr(truth, estimated)[0] >= 0.6 and spearmanr(truth, raced)[0] >= 0.8
+    assert spearmanr(truth, estimated)[0] >= 0.6 and spearmanr(truth, drawn)[0] >= 0.6
+    assert spearmanr(truth, raced)[0] >= 0.8
     assert irt.record()["candidate_tokens"] < 0.5 * irt.record()["tokens_full"]  # 8 anchors of 32 items

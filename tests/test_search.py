@@ -49,6 +49,25 @@ def test_search_finds_the_known_optimum_within_budget(tmp_path):
     assert [result.genome[i] for i in FROZEN] == [0.0] * len(FROZEN)
 
 
+def test_the_result_carries_the_final_distribution_mean_inside_the_bounds(tmp_path):
+    spec = SearchSpec(popsize=10, sigma0=0.1, max_generations=None, max_evaluations=1200, seed=1)
+    rng = np.random.default_rng(0)
+
+    def noisy(genome):  # noise twice the spread of the candidates' true values: the best one is mostly luck
+        value, scores = quadratic(genome)
+        return value + rng.normal(0, 0.02), scores
+
+    result = run_search(_space(), noisy, spec, tmp_path, fingerprint="f", progress=False)
+    space = _space()
+    assert result.mean == space.full(result.mean_x)  # a genome like any other, pinned genes included
+    assert all(0.0 <= v <= 0.5 for v in result.mean_x)
+    assert json.loads((tmp_path / "best.json").read_text())["mean"] == result.mean
+    # under noise the mean, an average over generations, is nearer the optimum than the luckiest candidate
+    mean_err = np.abs(np.array(result.mean) - TARGET).max()
+    best_err = np.abs(np.array(result.genome) - TARGET).max()
+    assert mean_err < best_err, (mean_err, best_err)
+
+
 def test_frozen_layers_are_exactly_zero_and_bounds_hold_in_every_logged_candidate(tmp_path):
     spec = SearchSpec(popsize=8, sigma0=0.3, max_generations=4, seed=3)
     run_search(_space(), quadratic, spec, tmp_path, fingerprint="f", progress=False)

@@ -62,6 +62,8 @@ class _Estimator(_In):
     tokens_full: int
     anchors: int | None = None
     calibration_genomes: int | None = None
+    max_items: int | None = None  # race: the most items a candidate answered in a generation
+    child_from: str | None = None  # "mean" (the search's final mean) or "elite"
 
 
 class _SearchFitness(_In):
@@ -348,12 +350,17 @@ def _estimator_line(e: _Estimator | None) -> str | None:
     if e is None:
         return None
     if e.estimator == "irt":
-        how = (f"IRT: each candidate answered {e.anchors} anchor items of {e.items}, after "
-               f"{e.calibration_genomes} calibration genomes answered all of them")
+        how = (f"IRT: each generation answered {e.anchors} anchor items of {e.items}, one drawn per cluster of alike "
+               f"items, after {e.calibration_genomes} calibration genomes answered all of them")
     else:
-        how = f"racing: each generation answered its {e.items} items until the candidates' ranks were settled"
+        budget = f"at most {e.max_items} of" if e.max_items and e.max_items < e.items else ""
+        how = (f"racing: each generation answered {budget} its {e.items} items until the candidates' ranks were "
+               "settled").replace("  ", " ")
+    child = {"mean": "the child is the search's final mean, scored in full",
+             "elite": "the child chosen by full scoring among the search's final mean and the best estimates"}.get(
+        e.child_from, "the child chosen by full scoring among the best estimates")
     saved = f"{e.tokens_full / e.tokens_scored:.1f}x fewer" if e.tokens_scored else "none"
-    return (f"{how}; the child chosen by full scoring among the best estimates; {e.tokens_scored:,} tokens scored "
+    return (f"{how}; {child}; {e.tokens_scored:,} tokens scored "
             f"vs {e.tokens_full:,} for full scoring of its {e.candidates} candidates ({saved})")
 
 

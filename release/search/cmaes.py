@@ -131,6 +131,10 @@ class SearchResult:
     history: list[dict]
     tau: float | None = None
     x: list[float] | None = None  # CMA-ES's raw point of the best candidate (what `space.full` mapped to `genome`)
+    # The final sampling distribution's mean (pycma's `xfavorite`, inside the bounds) and its genome: under a
+    # noisy fitness a better guess of the optimum than the best candidate, whose score is biased upward.
+    mean_x: list[float] | None = None
+    mean: list[float] | None = None
 
 
 def fingerprint(**parts) -> str:
@@ -284,10 +288,12 @@ def run_search(space: SearchSpace, fitness: Fitness | Evaluation, spec: SearchSp
                            "search.max_generations, max_evaluations or time_budget_s")
     state.stop_reason = reason
     state.seconds = elapsed_before + time.monotonic() - started
+    mean_x = [float(v) for v in es.result.xfavorite]
     result = SearchResult(genome=state.best_genome, fitness=state.best_fitness, scores=state.best_scores,
                           generations=state.generation, evaluations=state.evaluations,
                           seconds=round(state.seconds, 3), stop_reason=reason, history=state.history,
-                          tau=state.best_tau, x=state.best_x)
+                          tau=state.best_tau, x=state.best_x, mean_x=mean_x,
+                          mean=space.full(mean_x))
     write_json(folder / BEST, asdict(result))
     _notify(callbacks, "on_end", result)
     log.info("search stopped (%s) after %d evaluations: best fitness %.4f", reason, state.evaluations,

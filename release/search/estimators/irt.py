@@ -128,18 +128,31 @@ class AnchorEstimator:
     lam: float  # weight of the anchor estimate in gp-IRT
     loo_error: float  # leave-one-respondent-out RMS error of the estimate (fitness units)
 
-    def predict(self, answers: np.ndarray) -> np.ndarray:
-        """Predicted score of every item (the anchors' own answers where observed)."""
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """Fresh anchors: one item per cluster, drawn with probability proportional to its weight in the
+        cluster, so the anchor estimate is unbiased for the cluster's weighted score (stratified sampling).
+        A search that draws them anew each generation cannot climb one fixed anchor set's noise."""
+        anchors = np.empty(len(self.anchors), dtype=int)
+        for c in range(len(self.anchors)):
+            members = np.flatnonzero(self.cluster_of == c)
+            share = np.abs(self.weights[members])
+            anchors[c] = rng.choice(members, p=share / share.sum()) if share.sum() > 0 else rng.choice(members)
+        return anchors
+
+    def predict(self, answers: np.ndarray, anchors: np.ndarray | None = None) -> np.ndarray:
+        """Predicted score of every item (the anchors' own answers where observed); `anchors`: one item per
+        cluster (`draw`), else the representative ones."""
+        anchors = self.anchors if anchors is None else np.asarray(anchors, dtype=int)
         answers = np.asarray(answers, dtype=float)
-        theta = fit_ability(self.model, self.anchors, answers)
+        theta = fit_ability(self.model, anchors, answers)
         p_irt = self.model.probabilities(theta)
         by_anchor = answers[self.cluster_of]  # each item takes its cluster's anchor answer
         y_hat = self.lam * by_anchor + (1 - self.lam) * p_irt
-        y_hat[self.anchors] = answers
+        y_hat[anchors] = answers
         return y_hat
 
-    def estimate(self, answers: np.ndarray) -> float:
-        return float(self.weights @ self.predict(answers))
+    def estimate(self, answers: np.ndarray, anchors: np.ndarray | None = None) -> float:
+        return float(self.weights @ self.predict(answers, anchors))
 
 
 def _anchor_and_irt(model: ItemModel, weights: np.ndarray, anchors: np.ndarray, anchor_weights: np.ndarray,

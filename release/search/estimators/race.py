@@ -10,6 +10,10 @@ normal quantile of the configured confidence (per comparison), a pair is settled
 - when |mean d| + z * se < tie: they differ by less than `tie` (fitness units), whose order does not matter;
 - when both have answered every item: the comparison is exact.
 
+With `max_items` (a budget per candidate) no candidate answers more: a generation whose candidates are closer
+than the budget can tell apart is ranked on the items answered so far (a fresh draw of items each generation,
+so CMA-ES, which averages over generations, does not climb one subset's noise).
+
 `se` counts one virtual unit of disagreement (identical answers on a few items prove little). A candidate
 stops receiving items once its rank is settled: all its pairs are, or (with `cut`, the number of candidates
 CMA-ES selects as parents: the best half) enough of them are to put it surely inside or surely outside the
@@ -30,7 +34,8 @@ import numpy as np
 
 class Race:
     def __init__(self, n_candidates: int, weights: np.ndarray, order: np.ndarray, confidence: float = 0.9,
-                 round_items: int = 16, tie: float = 0.0, min_items: int | None = None, cut: int | None = None):
+                 round_items: int = 16, tie: float = 0.0, min_items: int | None = None, cut: int | None = None,
+                 max_items: int | None = None):
         self.weights = np.asarray(weights, dtype=float)
         self.order = np.asarray(order, dtype=int)
         self.k = len(self.weights)
@@ -38,7 +43,10 @@ class Race:
             raise ValueError("order must be a permutation of the items")
         self.n = n_candidates
         self.round_items = max(1, int(round_items))
-        self.min_items = min(self.k, self.round_items * 2 if min_items is None else int(min_items))
+        # The budget: no candidate answers more than `max_items` items (None: all of them). Where the race runs
+        # out of budget the ranking is the paired comparison on the items answered so far.
+        self.max_items = self.k if max_items is None else max(1, min(self.k, int(max_items)))
+        self.min_items = min(self.max_items, self.round_items * 2 if min_items is None else int(min_items))
         self.tie = float(tie)
         self.cut = cut
         self.z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2)  # two-sided, per comparison
@@ -50,7 +58,7 @@ class Race:
 
     def pending(self) -> dict[int, np.ndarray]:
         """Next round: candidate -> the item indices it answers next (empty when the race is over)."""
-        return {i: self.order[self.seen[i]:self.seen[i] + self.round_items]
+        return {i: self.order[self.seen[i]:min(self.seen[i] + self.round_items, self.max_items)]
                 for i in range(self.n) if not self._stopped[i]}
 
     def record(self, candidate: int, items: np.ndarray, values: np.ndarray) -> None:
@@ -65,7 +73,8 @@ class Race:
         """After a round: stop every candidate whose rank is settled (or that answered everything)."""
         for i in range(self.n):
             if not self._stopped[i]:
-                self._stopped[i] = self.seen[i] >= self.k or (self.seen[i] >= self.min_items and self.rank_settled(i))
+                self._stopped[i] = self.seen[i] >= self.max_items or (self.seen[i] >= self.min_items
+                                                                      and self.rank_settled(i))
 
     @property
     def done(self) -> bool:

@@ -100,6 +100,7 @@ class _Estimated:
     ledger: Ledger
 
     exact: dict[tuple, np.ndarray]  # genomes already scored on every item: their item scores
+    child_from: str | None = None  # after choose_child: "mean" (the search's final mean) or "elite"
 
     def full(self, genome: list[float]) -> tuple[float, dict[str, float]]:
         """Full scoring of one genome (not a search candidate): for the elite and the transplant. Its standard
@@ -118,40 +119,68 @@ class _Estimated:
     def full_fitness(self):
         """`full` as a fitness function carrying the last score's `stderr` (the transplant's noise)."""
         if getattr(self, "_full_fitness", None) is None:
+            last = {}
+
             def fitness(genome: list[float]) -> tuple[float, dict[str, float]]:
+                last["genome"] = tuple(genome)
                 return self.full(genome)
 
+            def items() -> tuple[dict, dict[str, float]]:
+                """The last genome's item scores by task and the task weights: the start check compares two
+                genomes item by item (paired), as it does with full scoring."""
+                layout, y = self.scorer.layout, self.exact[last["genome"]]
+                by_task: dict[str, dict] = {}
+                for key, task, value in zip(layout.keys, layout.tasks, y):
+                    by_task.setdefault(task, {})[key] = float(value)
+                return by_task, {t: abs(w) for t, w in layout.task_weights.items()}
+
             fitness.stderr = None
+            fitness.items = items
             self._full_fitness = fitness
         return self._full_fitness
 
     def choose_child(self, result, log_path: Path, elite: int):
-        """The search's result with the child chosen by full scoring among the `elite` best estimated distinct
-        candidates of the log (the best estimate of many is biased upward: the winner's curse)."""
+        """The search's result with the child chosen by full scoring of the search subset among the search's
+        final mean (when it has one: under a noisy fitness CMA-ES's mean, an average over generations, is a
+        better guess than any one candidate) and the `elite` best estimated distinct candidates of the log (the
+        best estimate of many is biased upward: the winner's curse)."""
         lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
         best: dict[tuple, dict] = {}
         for line in sorted(lines, key=lambda l: -l["fitness"]):
             best.setdefault(tuple(line["genome"]), line)
+        mean = getattr(result, "mean", None)
+        pool = [{"genome": list(mean), "x": result.mean_x, "fitness": None, "mean": True}] if mean else []
+        pool += [line for line in best.values() if tuple(line["genome"]) != tuple(mean or ())][:elite]
+        if not pool:
+            raise ValueError("no candidate to choose the child from: set fitness.elite to 1 or more")
         chosen = None
-        for line in list(best.values())[:elite]:
+        for line in pool:
             value, scores = self.full(line["genome"])
             if chosen is None or value > chosen[0]:
                 chosen = (value, scores, line)
         value, scores, line = chosen
-        log.info("%s estimator: the child is the best of the %d best estimated candidates, re-scored on every "
-                 "search item (%.4f; estimated %.4f)", self.ledger.estimator, min(elite, len(best)), value,
-                 line["fitness"])
-        return dataclasses.replace(result, genome=line["genome"], fitness=value, scores=scores, tau=line.get("tau"))
+        self.child_from = "mean" if line.get("mean") else "elite"
+        self._save()
+        what = "the search's final mean" if line.get("mean") else f"the estimated {line['fitness']:.4f} candidate"
+        log.info("%s estimator: the child is %s, the best in full scoring (%.4f) of %d genomes re-scored on every "
+                 "search item", self.ledger.estimator, what, value, len(pool))
+        return dataclasses.replace(result, genome=line["genome"], fitness=value, scores=scores, tau=line.get("tau"),
+                                   x=line.get("x", result.x))
 
     def _save(self) -> None: ...
 
 
 class IrtFitness(_Estimated):
-    """`fitness(genome) -> (estimated fitness, estimated task scores)` from the anchors' answers."""
+    """An `Evaluation` (release search): each generation answers freshly drawn anchors (one item per IRT
+    cluster, the same for the whole generation, so its candidates are compared on the same items), and each
+    candidate's fitness is the gp-IRT estimate from its answers. Called on one genome it answers the
+    representative anchors."""
+
+    workers, busy = 1, 0
 
     def __init__(self, scorer: ItemScorer, calibration: list[list[float]], anchors: int, dims: int, seed: int,
                  folder: Path):
-        self.scorer, self.layout = scorer, scorer.layout
+        self.scorer, self.layout, self.seed = scorer, scorer.layout, seed
         self.path = folder / STATE
         key = _digest({"items": self.layout.keys, "calibration": calibration, "anchors": anchors, "dims": dims,
                        "seed": seed})
@@ -171,21 +200,38 @@ class IrtFitness(_Estimated):
         self.estimator = build_estimator(self.responses, self.layout.weights, anchors, dims, seed)
         ledger.anchors, ledger.items = len(self.estimator.anchors), len(self.layout)
         self.ledger, self.state = ledger, state
-        self.exact = {}
+        # calibration genomes were scored on every item: the start check and the elite reuse their answers
+        self.exact = {tuple(g): y for g, y in zip(state["calibration"], self.responses)}
         self.stderr = None  # no per-candidate standard error of an estimate (see loo_error)
         self._save()
 
-    def __call__(self, genome: list[float]) -> tuple[float, dict[str, float]]:
-        answers, tokens = self.scorer.score(genome, self.estimator.anchors)
-        y_hat = self.estimator.predict(answers)
+    def _estimate(self, genome: list[float], anchors: np.ndarray) -> tuple[float, dict[str, float], int]:
+        answers, tokens = self.scorer.score(genome, anchors)
+        y_hat = self.estimator.predict(answers, anchors)
         self.ledger.candidate_tokens += tokens
         self.ledger.candidates += 1
+        return float(self.layout.weights @ y_hat), self.layout.task_scores(y_hat), tokens
+
+    def __call__(self, genome: list[float]) -> tuple[float, dict[str, float]]:
+        value, scores, _ = self._estimate(genome, self.estimator.anchors)
         self._save()
-        return float(self.layout.weights @ y_hat), self.layout.task_scores(y_hat)
+        return value, scores
+
+    def evaluate(self, genomes: list[list[float]], on_result) -> None:
+        # The anchors depend on the generation's genomes only: a resumed search draws the same ones.
+        anchors = self.estimator.draw(np.random.default_rng([self.seed, int(_digest(genomes), 16)]))
+        for k, genome in enumerate(genomes):
+            t0 = time.perf_counter()
+            self.busy = 1
+            value, scores, _ = self._estimate(genome, anchors)
+            self.busy = 0
+            on_result(k, value, scores, time.perf_counter() - t0, None)
+        self._save()
 
     def record(self) -> dict:
         return {**self.ledger.record(), "lam": self.estimator.lam, "loo_error": round(self.estimator.loo_error, 5),
-                "calibration_genomes": len(self.responses)}
+                "calibration_genomes": len(self.responses), "anchors_drawn": "per generation",
+                "child_from": self.child_from}
 
     def _save(self) -> None:
         _save_state(self.path, {**self.state, "ledger": asdict(self.ledger), "record": self.record()})
@@ -197,27 +243,31 @@ class RaceEvaluation(_Estimated):
     workers, busy = 1, 0
 
     def __init__(self, scorer: ItemScorer, reference: list[float], confidence: float, round_items: int, tie: float,
-                 seed: int, folder: Path):
+                 seed: int, folder: Path, max_items: int | None = None):
         self.scorer, self.layout = scorer, scorer.layout
         self.confidence, self.round_items, self.tie, self.seed = confidence, round_items, tie, seed
+        self.max_items = max_items
         self.path = folder / STATE
         key = _digest({"items": self.layout.keys, "reference": reference, "seed": seed})
         state = _load_state(self.path, key)
-        if state is None:  # one full evaluation: what a candidate costs without the race
-            _, tokens = scorer.full(reference)
-            state = {"key": key, "ledger": asdict(Ledger("race", full_tokens=tokens, calibration_tokens=tokens))}
+        if state is None:  # one full evaluation of the start: what a candidate costs without the race
+            y, tokens = scorer.full(reference)
+            state = {"key": key, "ledger": asdict(Ledger("race", full_tokens=tokens, calibration_tokens=tokens)),
+                     "reference": list(reference), "responses": y.tolist()}
         self.ledger = Ledger(**state["ledger"])
         self.ledger.items = len(self.layout)
-        self.key = key
+        self.key, self.state = key, state
         self.stderr = None
-        self.exact = {}
+        # the start check scores the start again: it reuses these answers
+        self.exact = {tuple(state["reference"]): np.asarray(state["responses"])} if "responses" in state else {}
         self._save()
 
     def evaluate(self, genomes: list[list[float]], on_result) -> None:
         # The item order depends on the generation's genomes only: a resumed search races the same way.
         rng = np.random.default_rng([self.seed, int(_digest(genomes), 16)])
         race = Race(len(genomes), self.layout.weights, rng.permutation(len(self.layout)), self.confidence,
-                    self.round_items, self.tie, cut=max(1, len(genomes) // 2))  # cma selects the best half
+                    self.round_items, self.tie, cut=max(1, len(genomes) // 2),  # cma selects the best half
+                    max_items=self.max_items)
         seconds = [0.0] * len(genomes)
 
         def answer(i, items):
@@ -242,10 +292,10 @@ class RaceEvaluation(_Estimated):
 
     def record(self) -> dict:
         return {**self.ledger.record(), "confidence": self.confidence, "round_items": self.round_items,
-                "tie": self.tie}
+                "tie": self.tie, "max_items": self.max_items, "child_from": self.child_from}
 
     def _save(self) -> None:
-        _save_state(self.path, {"key": self.key, "ledger": asdict(self.ledger), "record": self.record()})
+        _save_state(self.path, {**self.state, "ledger": asdict(self.ledger), "record": self.record()})
 
 
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
@@ -257,13 +307,14 @@ def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
 
 def calibration_genomes(space, sigma0: float, probes: int, seed: int) -> list[list[float]]:
     """The genomes the IRT items are fitted on: the space's two corners (every gene at its low end, i.e. the
-    father, and at its high end, the mother's side) and `probes` seeded draws from the search's first
-    sampling distribution N(x0, sigma0^2 * scales^2), clipped to the bounds."""
+    father, and at its high end, the mother's side), the search's start (which the start check scores in full
+    anyway) and `probes` seeded draws from the search's first sampling distribution N(x0, sigma0^2 * scales^2),
+    clipped to the bounds."""
     low, high = _bounds(space)
     x0 = np.asarray(space.x0, dtype=float)
     scales = np.ones_like(x0) if space.stds is None else np.asarray(space.stds, dtype=float)
     rng = np.random.default_rng([seed, 25])  # its own generator: the search's samples stay as they were
-    xs = [low, high] + [np.clip(x0 + sigma0 * scales * rng.standard_normal(len(x0)), low, high) for _ in range(probes)]
+    xs = [low, high, np.clip(x0, low, high)] + [np.clip(x0 + sigma0 * scales * rng.standard_normal(len(x0)), low, high) for _ in range(probes)]
     return [space.full(x.tolist()) for x in xs]
 
 
@@ -279,5 +330,5 @@ def estimated_fitness(spec, search, evaluator, apply: Apply, space, folder: Path
         return IrtFitness(scorer, genomes, spec.irt.anchors, spec.irt.dims, search.seed, folder)
     if spec.estimator == "race":
         return RaceEvaluation(scorer, space.full(list(space.x0)), spec.race.confidence, spec.race.round_items,
-                              spec.race.tie, search.seed, folder)
+                              spec.race.tie, search.seed, folder, spec.race.max_items)
     raise ValueError(f"unknown estimator {spec.estimator!r}")
