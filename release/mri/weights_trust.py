@@ -60,12 +60,13 @@ def probe_distances(father_states: list[dict], mother, batches: list) -> list[fl
     """Per decoder layer: mean cosine distance (1 - cos) of the two parents' hidden states after it, from the
     father's kept states and the mother run now on the same batches."""
     from release.mri.health import cosine  # imports matplotlib
-    from release.mri.weights_health import decoder_layers  # imports matplotlib
+    from release.mri.weights_health import decoder_layers, layer_states  # imports matplotlib
 
     n = len(decoder_layers(mother))
     sums, tokens = [0.0] * n, 0
-    for batch, f, m in zip(batches, father_states, hidden_states(mother, batches), strict=True):
+    for batch, f in zip(batches, father_states, strict=True):
         real = batch.attention_mask.bool().flatten()
+        m = layer_states(mother, batch)  # one batch of the mother's states at a time
         for i in range(n):
             sums[i] += float((1 - cosine(f[("out", i)], m[("out", i)]))[real].sum())
         tokens += int(real.sum())
