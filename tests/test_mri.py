@@ -160,3 +160,63 @@ def test_transplant_keeps_a_snap_within_the_noise_and_drops_one_that_loses():
     calls.clear()
     nothing = transplant([0.0, 0.3], fitness, thresholds=(0.15, 0.85))
     assert nothing["kept"] and calls == []  # nothing to snap: no evaluation
+
+
+def _probe_on_the_search_hybrid(tiny_parents, per_domain, seed):
+    """The probe's per-domain statistics as computed before it streamed: the whole search hybrid (every mapped
+    mother FFN held) at r = 0, the mother branch computed in the FFN step's hook."""
+    from transformers import AutoTokenizer
+
+    from release.breeders.hybrid import build_search_hybrid
+    from release.mri.probe import token_stats
+
+    model = build_search_hybrid(tiny_parents.father, tiny_parents.mother)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_parents.father)
+    sums, real = {}, [None]
+
+    def hook_for(i):
+        def hook(module, args, output):
+            residual, father = args
+            layer = model.model.layers[i]
+            mother = layer.post_feedforward_layernorm(model.model.mother_ffns.for_layer(i)(residual))
+            sums[i] = {k: float(v[real[0]].sum()) for k, v in token_stats(residual, father, mother).items()}
+        return hook
+
+    handles = [layer.ffn_step.register_forward_hook(hook_for(i)) for i, layer in enumerate(model.model.layers)]
+    out = {}
+    with torch.no_grad():
+        for domain, prompts in probe_prompts(per_domain, seed).items():
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right")
+            real[0] = batch.attention_mask.bool().flatten()
+            model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            out[domain] = [{k: v / int(real[0].sum()) for k, v in sums[i].items()} for i in range(len(sums))]
+    for h in handles:
+        h.remove()
+    return out
+
+
+def test_the_mri_holds_the_father_and_one_mother_ffn_with_the_same_probe(tiny_parents, tmp_path):
+    """Streaming (issue 25): while the probe runs, the weights alive stay within the larger parent plus one
+    mother FFN layer (the MRI once held the whole search hybrid: the father and every mapped mother FFN), and
+    its statistics are the ones the search hybrid gave."""
+    from tests.weights_memory import fp32_weight_bytes, weights_held
+
+    with weights_held(("ForCausalLM", "MotherFFN")) as held:
+        result = run_mri(tiny_parents.father, tiny_parents.mother, tmp_path, per_domain=2, seed=3)
+    largest = max(fp32_weight_bytes(f, text_only=True) for f in (tiny_parents.father, tiny_parents.mother))
+    mother_ffn = 4 * sum(p.numel() for name, p in _mother_layer(tiny_parents.mother, 0).items())
+    assert held["forwards"] > 6 and held["peak"] > largest / 2  # the hook saw the model and the FFNs run
+    assert held["peak"] <= largest + 1.5 * mother_ffn, (held["peak"], largest, mother_ffn)
+    expected = _probe_on_the_search_hybrid(tiny_parents, per_domain=2, seed=3)
+    for domain, rows in expected.items():
+        for got, want in zip(result["probe"]["domains"][domain]["layers"], rows, strict=True):
+            assert got == pytest.approx(want, rel=1e-6, abs=1e-9), domain
+
+
+def _mother_layer(folder, j):
+    """Mother layer j's FFN tensors (what the hybrid's mother FFN holds besides its norm)."""
+    tensors = {}
+    for shard in folder.glob("*.safetensors"):
+        with safe_open(str(shard), framework="pt") as f:
+            tensors |= {k: f.get_tensor(k) for k in f.keys() if f"language_model.layers.{j}.mlp." in k}
+    return tensors

@@ -88,7 +88,7 @@ def test_plan_checks_the_parents_and_prints_costs_without_downloading_weights(pu
     assert "genome: 6 CMA-ES dimensions (5 ratios + 1 mri tau; 1 frozen" in out  # default: genome.mri on
     assert "skips 1 shard(s) without text weights" in out  # the mother's vision tower and mtp.* shard
     for line in ("search hybrid:", "tokens per candidate:", "peak memory of one evaluation batch:",
-                 "FLOPs per candidate:", "H200"):
+                 "FLOPs per candidate:", "H200", "diagnostics peak memory on the search device"):
         assert line in out
     assert not _cached_weights(published["father"]) and not _cached_weights(published["mother"])
 

@@ -87,3 +87,66 @@ def test_a_layer_with_every_weight_zeroed_is_flagged_at_the_default_thresholds(c
     assert report["flagged_layers"] == [DAMAGED], report["layers"][DAMAGED]
     assert report["layers"][DAMAGED]["norm_father"] < 1e-3 and report["layers"][DAMAGED]["norm_mother"] < 1e-3
     assert not report["passed"]
+
+
+def _statistics_holding_all_three(child):
+    """The layer statistics as the check computed them before it streamed: child, father and mother loaded
+    together, each parent's layer i run on the child's call to layer i, batch by batch."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from release.mri.health import cosine, norm_ratio
+    from release.mri.prompts import probe_prompts
+    from release.mri.weights_health import decoder_layers, layer_states
+
+    models = {role: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval() for role, folder in
+              (("child", child.path), ("father", child.parents.father), ("mother", child.parents.mother))}
+    tokenizer = AutoTokenizer.from_pretrained(child.parents.father)
+
+    def update(layer, args, kwargs):
+        out = layer(*args, **kwargs)
+        return (out[0] if isinstance(out, tuple) else out) - (args[0] if args else kwargs["hidden_states"])
+
+    layers = {role: decoder_layers(m) for role, m in models.items()}
+    sums = [{} for _ in layers["child"]]
+    tokens = 0
+    with torch.no_grad():
+        for prompts in probe_prompts(1, 0).values():
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right")
+            real = batch.attention_mask.bool().flatten()
+            c = layer_states(models["child"], batch, calls=True)
+            nulls = []
+            for i, layer in enumerate(layers["child"]):
+                null = copy.deepcopy(layer)
+                for p in null.parameters():
+                    p.zero_()
+                nulls.append(update(null, *c[("call", i)]))
+            for role in ("father", "mother"):
+                own = layer_states(models[role], batch)
+                for i, layer in enumerate(layers[role]):
+                    args, kwargs = c[("call", i)]
+                    u = c[("out", i)] - (args[0] if args else kwargs["hidden_states"]) - nulls[i]
+                    p = update(layer, *c[("call", i)]) - nulls[i]
+                    for key, value in ((f"cos_{role}", cosine(u, p)), (f"norm_{role}", norm_ratio(u, p)),
+                                       (f"hidden_cos_{role}", cosine(c[("out", i)], own[("out", i)]))):
+                        sums[i][key] = sums[i].get(key, 0.0) + float(value[real].sum())
+            tokens += int(real.sum())
+    return [{k: v / tokens for k, v in row.items()} for row in sums]
+
+
+def test_the_check_holds_one_model_at_a_time_with_the_same_statistics(child, tmp_path):
+    """Streaming (issue 25): whenever a model runs, the weights alive stay under 1.5x the largest single
+    model's (the check once held child, father and mother together: 3x), and every layer statistic is the
+    one the check computed holding all three."""
+    from tests.weights_memory import fp32_weight_bytes, weights_held
+
+    with weights_held() as held:
+        result = _check(child.path, child, tmp_path)
+    largest = max(fp32_weight_bytes(f) for f in (child.path, child.parents.father, child.parents.mother))
+    assert result["passed"] and held["forwards"] >= 3 and held["peak"] > largest / 2  # the hook saw models run
+    assert held["peak"] <= 1.5 * largest, (held["peak"], largest)
+    expected = _statistics_holding_all_three(child)
+    for got, want in zip(result["layers"], expected, strict=True):
+        assert {k: got[k] for k in want} == pytest.approx(want, rel=1e-6, abs=1e-9), got["layer"]

@@ -145,3 +145,31 @@ def test_the_pipeline_scans_breeds_with_tau_and_emits_the_trusted_child(trusted_
     card = " ".join((run / "child" / "README.md").read_text().split())
     assert f"The search learned the trust tau = {tau:.3f}" in card and "**Darwin MRI**" in card
     assert "Result: **passed**" in card  # the health check ran on the trusted child too
+
+
+def test_the_scan_holds_one_parent_at_a_time_with_the_same_distances(parents):
+    """Streaming (issue 25): the scan once held both parents; now one at a time (the father's hidden states
+    kept), and each layer's distance is the one both parents loaded together give."""
+    from transformers import AutoTokenizer
+
+    from release.mri.health import cosine
+    from release.mri.prompts import probe_prompts
+    from release.mri.weights_health import layer_states
+    from tests.weights_memory import fp32_weight_bytes, weights_held
+
+    with weights_held() as held:
+        layers = scan_same_arch(parents.father, parents.mother, per_domain=1)
+    largest = max(fp32_weight_bytes(f) for f in (parents.father, parents.mother))
+    assert held["forwards"] >= 2 and largest / 2 < held["peak"] <= 1.5 * largest, (held["peak"], largest)
+    father, mother = (AutoModelForCausalLM.from_pretrained(f, dtype=torch.float32).eval()
+                      for f in (parents.father, parents.mother))
+    tokenizer = AutoTokenizer.from_pretrained(parents.father)
+    sums, tokens = [0.0] * 6, 0
+    for prompts in probe_prompts(1, 0).values():
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right")
+        real = batch.attention_mask.bool().flatten()
+        f, m = layer_states(father, batch), layer_states(mother, batch)
+        for i in range(6):
+            sums[i] += float((1 - cosine(f[("out", i)], m[("out", i)]))[real].sum())
+        tokens += int(real.sum())
+    assert [row["cos_distance"] for row in layers] == pytest.approx([s / tokens for s in sums], rel=1e-6, abs=1e-9)

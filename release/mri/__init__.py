@@ -8,5 +8,6 @@ One job per file:
 - `trust.py`    the MRI score, r_MRI, the trust-weighted ratio and the transplant snap
 - `scan.py`     the `mri` stage: static + probe -> runs/<name>/mri/mri.json and its plot
 - `health.py`   the `health` stage: the emitted child against both parents, layer by layer
+- `mother_ffn.py` one mother FFN read alone from her shards (what the streaming probe and health check hold)
 - `plots.py`    the MRI and health charts for the card
 """

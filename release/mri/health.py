@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from release.errors import ReleaseError
-from release.breeders.hybrid import build_hybrid, make_child_config, weight_files
-from release.parents.childmap import parent_key
-from release.parents.tensors import open_shard, parent_tensor
+from release.breeders.hybrid import build_hybrid, make_child_config
 from release.run.files import write_json
+from release.mri.mother_ffn import load_mother_ffn
 from release.mri.plots import plot_health
 from release.mri.prompts import probe_prompts
 
@@ -101,22 +100,6 @@ def _child_activations(child, batches: list) -> list[dict]:
     return kept
 
 
-def _mother_ffn(mother_dir: Path, config, j: int, device, dtype):
-    """Mother layer j's FFN and pre-FFN norm alone, read from her shards: one layer's worth of the mother."""
-    from modeling.modeling_darwin import DarwinMotherFFN
-
-    files = weight_files(mother_dir, "mother")
-    with torch.device("meta"):  # no random init of weights read next
-        ffn = DarwinMotherFFN(config)
-    state = {}
-    for name in ffn.state_dict():
-        role, key = parent_key(f"model.mother_ffns.{j}.{name}")
-        with open_shard(role, files[key], key) as handle:
-            state[name] = parent_tensor(role, handle, files[key], key)
-    ffn.load_state_dict(state, assign=True)
-    return ffn.to(device=device, dtype=dtype).eval()
-
-
 @torch.no_grad()
 def _layer_table(child_seen: list[dict], reference, batches: list, mother_dir: Path, device, dtype) -> list[dict]:
     """The per-layer statistics from the child's kept activations, the father-only reference (its hidden
@@ -142,7 +125,7 @@ def _layer_table(child_seen: list[dict], reference, batches: list, mother_dir: P
         tokens += int(real.sum())
     layer_map = reference.config.layer_map
     for i, layer in enumerate(ref_layers):
-        mother = _mother_ffn(mother_dir, reference.config, layer_map[i], device, dtype)
+        mother = load_mother_ffn(mother_dir, reference.config, layer_map[i], device, dtype)
         for seen_child in child_seen:
             residual, update = seen_child[("ffn", i)]
             f = layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(residual)))
@@ -241,13 +224,6 @@ def greedy_generation(child, tokenizer, spec) -> dict:
     new = generated[0, ids.shape[1]:]
     return {"prompt": GENERATION_PROMPT, "new_tokens": int(new.numel()),
             "text": tokenizer.decode(new, skip_special_tokens=True)}
-
-
-def write_verdict(child, tokenizer, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,
-                  measure: str | None = None, what: str = "FFN") -> dict:
-    """`verdict` with the greedy generation taken from the loaded `child`."""
-    return verdict(greedy_generation(child, tokenizer, spec), layers, perplexity, spec, per_domain, seed, out,
-                   measure=measure, what=what)
 
 
 def verdict(generation: dict, layers: list[dict], perplexity: dict, spec, per_domain: int, seed: int, out: Path,

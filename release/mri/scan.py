@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from release.run.files import write_json
-from release.breeders.hybrid import build_search_hybrid
+from release.breeders.hybrid import build_hybrid, make_child_config
+from release.mri.mother_ffn import load_mother_ffn
 from release.mri.plots import plot_mri
 from release.mri.probe import probe_run
 from release.mri.prompts import prompts_license
@@ -28,17 +29,23 @@ def run_mri(father_dir: Path, mother_dir: Path, out: Path, layer_map: list[int] 
             frozen: list[int] = (), thresholds: tuple[float, float] = (0.15, 0.85),
             per_domain: int | None = None, seed: int = 0, device="cpu", dtype=None,
             bins: int = DEFAULT_BINS, static_weight: float = STATIC_WEIGHT) -> dict:
-    """Scan both parents; write out/mri.json and out/mri.png; return the mri.json content."""
+    """Scan both parents; write out/mri.json and out/mri.png; return the mri.json content.
+
+    It streams: the father alone (a Darwin hybrid holding no mother FFN) plus one mother FFN at a time, never
+    the whole search hybrid; the static scan reads one tensor at a time."""
     import torch
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
-    model = build_search_hybrid(father_dir, mother_dir, layer_map=layer_map, device=device,
-                                dtype=dtype or torch.float32)
+    dtype = dtype or torch.float32
+    config = make_child_config(father_dir, mother_dir, ratios=None, layer_map=layer_map, stored="active")
+    model = build_hybrid(father_dir, mother_dir, config, device=device, dtype=dtype)
     layer_map = list(model.config.layer_map)
     static = static_scan(father_dir, mother_dir, layer_map, bins)
     t_static = time.perf_counter()
-    probe = probe_run(model, AutoTokenizer.from_pretrained(father_dir), per_domain, seed)
+    probe = probe_run(model, AutoTokenizer.from_pretrained(father_dir),
+                      lambda i: load_mother_ffn(mother_dir, config, layer_map[i], device, dtype), per_domain, seed)
+    del model
     t_probe = time.perf_counter()
     layers = mri_scores(static, probe, layer_map, static_weight)
     low, high = thresholds

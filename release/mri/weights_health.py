@@ -17,18 +17,24 @@ A merged layer lies between its parents, so its update stays close to at least o
 whose update diverges from BOTH (cosine below `min_cosine`, or norm off by more than `max_norm_ratio`
 either way) is flagged: interference, or a damaged layer. Perplexities, the generation check, the verdict,
 health.json and health.png are the cross-architecture check's (release/mri/health.py).
+
+The check streams: the child runs first and only what the statistics need of it is kept (per probe batch,
+each layer's call, output and contribution), then the father alone, then the mother alone: one model in
+memory at a time, never the three together.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 from pathlib import Path
 
 import torch
 
 from release.errors import ReleaseError
-from release.mri.health import CALIBRATION_TEXT, cosine, diverges, text_perplexity, norm_ratio, write_verdict
+from release.mri.health import (CALIBRATION_TEXT, cosine, diverges, greedy_generation, norm_ratio, text_perplexity,
+                                verdict)
 from release.mri.prompts import probe_prompts
 
 log = logging.getLogger(__name__)
@@ -94,40 +100,54 @@ def _null_update(layer, args, kwargs) -> torch.Tensor:
     return _update(null, args, kwargs)
 
 
+def _probe_batches(tokenizer, per_domain: int | None, seed: int, device) -> list:
+    """One right-padded batch per domain; padding positions are left out of every statistic."""
+    return [tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+            for prompts in probe_prompts(per_domain, seed).values()]
+
+
 @torch.no_grad()
-def layer_table(child, father, mother, tokenizer, per_domain: int | None, seed: int) -> list[dict]:
-    n = len(decoder_layers(child))
-    keys = ("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father", "hidden_cos_mother")
-    sums = [dict.fromkeys(keys, 0.0) for _ in range(n)]
-    tokens = 0
-    device = next(child.parameters()).device
-    parents = {"father": (father, decoder_layers(father)), "mother": (mother, decoder_layers(mother))}
-    for prompts in probe_prompts(per_domain, seed).values():
-        # one right-padded batch per domain; padding positions are left out of every statistic
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+def child_calls(child, batches: list) -> list[dict]:
+    """Per batch, what the layer table needs of the child: each layer's call, its output and its own
+    contribution (update less the null update), so the child can be freed before a parent is loaded."""
+    layers = decoder_layers(child)
+    kept = []
+    for batch in batches:
+        seen = layer_states(child, batch, calls=True)
+        for i, layer in enumerate(layers):
+            args, kwargs = seen[("call", i)]
+            null = _null_update(layer, args, kwargs)
+            seen[("null", i)] = null
+            seen[("update", i)] = seen[("out", i)] - _hidden_in(args, kwargs) - null
+        kept.append(seen)
+    return kept
+
+
+@torch.no_grad()
+def add_parent(sums: list[dict], role: str, parent, batches: list, child_seen: list[dict]) -> None:
+    """Add one parent's per-layer statistics to `sums`: its layer i on the child's call to layer i, and its
+    own hidden states on the same batch."""
+    layers = decoder_layers(parent)
+    for batch, c in zip(batches, child_seen, strict=True):
         real = batch.attention_mask.bool().flatten()
-        c = layer_states(child, batch, calls=True)
-        child_layers = decoder_layers(child)
-        nulls = [_null_update(child_layers[i], *c[("call", i)]) for i in range(n)]
-        for role, (model, layers) in parents.items():
-            own = layer_states(model, batch)
-            for i in range(n):
-                args, kwargs = c[("call", i)]
-                update = c[("out", i)] - _hidden_in(args, kwargs) - nulls[i]
-                parent = _update(layers[i], args, kwargs) - nulls[i]
-                row = sums[i]
-                row[f"cos_{role}"] += float(cosine(update, parent)[real].sum())
-                row[f"norm_{role}"] += float(norm_ratio(update, parent)[real].sum())
-                row[f"hidden_cos_{role}"] += float(cosine(c[("out", i)], own[("out", i)])[real].sum())
-        tokens += int(real.sum())
-    return [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
+        own = layer_states(parent, batch)
+        for i, layer in enumerate(layers):
+            args, kwargs = c[("call", i)]
+            update, theirs = c[("update", i)], _update(layer, args, kwargs) - c[("null", i)]
+            row = sums[i]
+            row[f"cos_{role}"] += float(cosine(update, theirs)[real].sum())
+            row[f"norm_{role}"] += float(norm_ratio(update, theirs)[real].sum())
+            row[f"hidden_cos_{role}"] += float(cosine(c[("out", i)], own[("out", i)])[real].sum())
 
 
 def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, out: Path, spec, ratios: dict,
                          device="cpu", dtype=torch.float32, per_domain: int | None = None, seed: int = 0,
                          calibration_text: str | None = None) -> dict:
     """Run the check; write out/health.json and out/health.png; return the health.json content.
-    `ratios`: the genome record's {"attn": [...], "ffn": [...], "norms": [...]} (recorded per layer)."""
+    `ratios`: the genome record's {"attn": [...], "ffn": [...], "norms": [...]} (recorded per layer).
+
+    It streams: one model in memory at a time (the child, its layer calls kept; then the father; then the
+    mother), never the three together."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(folder):
@@ -135,17 +155,30 @@ def weights_health_check(child_dir: Path, father_dir: Path, mother_dir: Path, ou
 
     text = calibration_text or CALIBRATION_TEXT
     tokenizer = AutoTokenizer.from_pretrained(father_dir)
-    child, father, mother = load(child_dir), load(father_dir), load(mother_dir)
-    layers = layer_table(child, father, mother, tokenizer, per_domain, seed)
+    child = load(child_dir)
+    batches = _probe_batches(tokenizer, per_domain, seed, device)
+    child_seen = child_calls(child, batches)
+    n = len(decoder_layers(child))
+    perplexity = {"child": text_perplexity(child, tokenizer, text)}
+    generation = greedy_generation(child, tokenizer, spec)
+    del child
+    gc.collect()
+    keys = ("cos_father", "norm_father", "cos_mother", "norm_mother", "hidden_cos_father", "hidden_cos_mother")
+    sums = [dict.fromkeys(keys, 0.0) for _ in range(n)]
+    for role, folder, own_tokenizer in (("father", father_dir, tokenizer),
+                                        ("mother", mother_dir, AutoTokenizer.from_pretrained(mother_dir))):
+        parent = load(folder)
+        add_parent(sums, role, parent, batches, child_seen)
+        perplexity[role] = text_perplexity(parent, own_tokenizer, text)
+        del parent
+        gc.collect()
+    tokens = sum(int(batch.attention_mask.sum()) for batch in batches)
+    layers = [{"layer": i, **{k: v / tokens for k, v in row.items()}} for i, row in enumerate(sums)]
     for row in layers:
         i = row["layer"]
         row["ratio"] = {"attn": ratios["attn"][i], "ffn": ratios["ffn"][i]}
         row["kind"] = "merged"
         row["flagged"] = (diverges(row["cos_father"], row["norm_father"], spec.min_cosine, spec.max_norm_ratio)
                           and diverges(row["cos_mother"], row["norm_mother"], spec.min_cosine, spec.max_norm_ratio))
-    perplexity = {"child": text_perplexity(child, tokenizer, text), "father": text_perplexity(father, tokenizer, text),
-                  "mother": text_perplexity(mother, AutoTokenizer.from_pretrained(mother_dir), text)}
-    del father, mother
-
-    return write_verdict(child, tokenizer, layers, perplexity, spec, per_domain, seed, out,
-                         measure="layer update (same architecture)", what="layer update")
+    return verdict(generation, layers, perplexity, spec, per_domain, seed, out,
+                   measure="layer update (same architecture)", what="layer update")

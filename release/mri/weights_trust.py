@@ -17,6 +17,7 @@ stays as searched).
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -47,18 +48,25 @@ def static_layers(father_dir: Path, mother_dir: Path, n_layers: int, bins: int =
 
 
 @torch.no_grad()
-def probe_distances(father, mother, tokenizer, per_domain: int | None, seed: int) -> list[float]:
-    """Per decoder layer: mean cosine distance (1 - cos) of the two parents' hidden states after it."""
-    from release.mri.health import cosine  # imports matplotlib
-    from release.mri.weights_health import layer_states, decoder_layers  # imports matplotlib
+def hidden_states(model, batches: list) -> list[dict]:
+    """Per batch, the model's hidden state after each decoder layer (all that the distances need of it)."""
+    from release.mri.weights_health import layer_states  # imports matplotlib
 
-    n = len(decoder_layers(father))
+    return [layer_states(model, batch) for batch in batches]
+
+
+@torch.no_grad()
+def probe_distances(father_states: list[dict], mother, batches: list) -> list[float]:
+    """Per decoder layer: mean cosine distance (1 - cos) of the two parents' hidden states after it, from the
+    father's kept states and the mother run now on the same batches."""
+    from release.mri.health import cosine  # imports matplotlib
+    from release.mri.weights_health import decoder_layers, layer_states  # imports matplotlib
+
+    n = len(decoder_layers(mother))
     sums, tokens = [0.0] * n, 0
-    device = next(father.parameters()).device
-    for prompts in probe_prompts(per_domain, seed).values():
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+    for batch, f in zip(batches, father_states, strict=True):
         real = batch.attention_mask.bool().flatten()
-        f, m = layer_states(father, batch), layer_states(mother, batch)
+        m = layer_states(mother, batch)  # one batch of the mother's states at a time
         for i in range(n):
             sums[i] += float((1 - cosine(f[("out", i)], m[("out", i)]))[real].sum())
         tokens += int(real.sum())
@@ -85,15 +93,27 @@ def r_mri_scores(static: dict, distances: list[float], static_weight: float = ST
 def scan_same_arch(father_dir: Path, mother_dir: Path, per_domain: int | None = None, seed: int = 0,
                    device="cpu", dtype=torch.float32, bins: int = DEFAULT_BINS,
                    static_weight: float = STATIC_WEIGHT) -> list[dict]:
-    """Per decoder layer: both parents' static and probe scores, the cosine distance and r_MRI."""
+    """Per decoder layer: both parents' static and probe scores, the cosine distance and r_MRI.
+
+    It streams: the father runs the probe prompts first and only his hidden states are kept, then the mother
+    is loaded: one parent in memory at a time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(folder):
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
 
-    father, mother = load(father_dir), load(mother_dir)
-    distances = probe_distances(father, mother, AutoTokenizer.from_pretrained(father_dir), per_domain, seed)
-    del father, mother
+    tokenizer = AutoTokenizer.from_pretrained(father_dir)
+    # one right-padded batch per domain; padding positions are left out of every statistic
+    batches = [tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right").to(device)
+               for prompts in probe_prompts(per_domain, seed).values()]
+    father = load(father_dir)
+    father_states = hidden_states(father, batches)
+    del father
+    gc.collect()
+    mother = load(mother_dir)
+    distances = probe_distances(father_states, mother, batches)
+    del mother, father_states
+    gc.collect()
     layers = r_mri_scores(static_layers(father_dir, mother_dir, len(distances), bins), distances, static_weight)
     log.info("same-architecture MRI: r_MRI %s", ", ".join(f"{row['r_mri']:.2f}" for row in layers))
     return layers

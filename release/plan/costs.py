@@ -9,7 +9,10 @@
 - peak memory of one evaluation batch: the hybrid plus the most demanding forward pass (the larger of its
   phases: the layers' activations, the LM head's logits, their fp32 log-softmax) plus the log-probabilities
   the scorer still holds from the forwards before it;
-- time: FLOPs / (GPU peak x utilisation) for the GPUs in release/plan/gpus.py.
+- time: FLOPs / (GPU peak x utilisation) for the GPUs in release/plan/gpus.py;
+- peak memory of the diagnostics, which stream (release/mri/): the MRI holds the father and one mother FFN
+  at a time plus the probe's kept activations; the health check the child alone (then the father and one
+  mother FFN, then the mother), plus the child's kept probe activations.
 Checked against measured runs in tests/test_plan.py (tiny) and bench/bench_plan.py (mid-size).
 """
 
@@ -18,12 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from release.mri.prompts import probe_prompts
 from release.plan.gpus import GPUS, UTILISATION
 
 if TYPE_CHECKING:
     from release.plan.checks import ParentPlan
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+STORED_BYTES = {"BF16": 2, "F16": 2, "F32": 4}  # safetensors dtypes
 EMBEDDING_SUFFIXES = ("embed_tokens.weight", "embed_tokens_per_layer.weight")
 
 
@@ -212,3 +217,76 @@ def estimate(plan: ParentPlan, count: TokenCount | None, dtype: str) -> Estimate
     flops = flops_per_candidate(plan, count)
     seconds = {gpu: flops / (peak * UTILISATION) for gpu, peak in GPUS.items()}
     return Estimate(params, weights, dtype, count, flops, weights + peak_batch_bytes(plan, count, dtype), seconds)
+
+
+@dataclass
+class DiagnosticsPeak:
+    """Bytes the streaming diagnostics hold at their peak on the search device, in the search dtype: weights,
+    the probe activations they keep, and the health check's perplexity logits (host RSS on CPU adds the shard
+    pages mapped while a model loads)."""
+
+    mri: int
+    health: int
+    mri_weights: int
+    health_weights: int
+    mri_kept: int
+    health_kept: int
+    perplexity_logits: int
+    probe_positions: int
+    # On CPU, RSS also counts the shard pages mapped while `from_pretrained` loads the child (the health
+    # check loads it as users do): up to its stored bytes on top of `health` while it loads.
+    child_stored: int = 0
+
+
+def probe_positions(tokenizer, per_domain: int | None, seed: int) -> tuple[int, int]:
+    """(padded, real) positions of the probe batches: one right-padded batch per domain, as the MRI and the
+    health check run them."""
+    padded = real = 0
+    for prompts in probe_prompts(per_domain, seed).values():
+        lengths = [len(tokenizer(p).input_ids) for p in prompts]
+        padded, real = padded + len(prompts) * max(lengths), real + sum(lengths)
+    return padded, real
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def diagnostics_peak(plan: ParentPlan, dtype: str, positions: tuple[int, int],
+                     calibration_tokens: int = 512) -> DiagnosticsPeak:
+    """The MRI's and the health check's peak: the largest of the phases each streams through. `positions`:
+    `probe_positions`; `calibration_tokens`: the perplexity text's length (the check reads 512 at most: the
+    default, an upper bound)."""
+    cfg, act = plan.config, DTYPE_BYTES[dtype]
+    mother_ffns: dict[str, int] = {}
+    father_only = 0
+    for name, t in plan.tensors.items():
+        if name.startswith("model.mother_ffns."):
+            j = name.split(".")[2]
+            mother_ffns[j] = mother_ffns.get(j, 0) + _numel(t.shape)
+        else:
+            father_only += _numel(t.shape)
+    one_ffn = max(mother_ffns.values(), default=0)
+    mother = sum(_numel(t.shape) for key, t in plan.mother.tensors.items()
+                 if key.startswith(("model.language_model.", "lm_head.")))  # her text model, what the check loads
+    child = hybrid_params(plan)  # an upper bound: every mapped mother FFN stored (every free layer blending)
+    padded, real = positions
+    per_position = cfg.hidden_size * cfg.num_hidden_layers * act  # one hidden-size vector per layer
+    mri_kept = 2 * padded * per_position  # each layer's FFN-step input and father branch, padding included
+    health_kept = 3 * real * per_position  # the child's FFN-step input and update, its hidden state: real tokens
+    tokens = min(calibration_tokens, 512)
+
+    def logits(vocab: int) -> int:  # the model's logits, their fp32 copy and the fp32 log-softmax
+        return tokens * vocab * (act + 8)
+
+    mri_weights = (father_only + one_ffn) * act
+    health_weights = max(child, father_only + one_ffn, mother) * act
+    perplexity = logits(cfg.vocab_size)
+    health = max(child * act + health_kept + perplexity, (father_only + one_ffn) * act + health_kept,
+                 mother * act + logits(plan.mother.config.get("text_config", plan.mother.config)["vocab_size"]))
+    stored = sum(_numel(t.shape) * STORED_BYTES.get(t.dtype, 2) for t in plan.tensors.values())
+    return DiagnosticsPeak(mri_weights + mri_kept, health, mri_weights, health_weights, mri_kept, health_kept,
+                           perplexity, padded, stored)

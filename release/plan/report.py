@@ -16,7 +16,8 @@ from release.config import ReleaseConfig
 from release.errors import ReleaseError
 from release.hub.session import open_hub
 from release.parents.metadata import read_hub
-from release.plan.costs import GPUS, UTILISATION, count_tokens, estimate, peak_forward
+from release.plan.costs import (GPUS, UTILISATION, count_tokens, diagnostics_peak, estimate, peak_forward,
+                                probe_positions)
 from release.plan.preflight import check_values, check_write_access, licence_warnings, parent_terms
 from release.plan.requests import TOKENIZER_FILES, search_requests
 from release.run.stages import HUB_STAGES, STAGES
@@ -184,13 +185,13 @@ def _parents(config: ReleaseConfig, hub, gpu: str | None) -> int:
 
 
 def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
+    from transformers import AutoTokenizer
+
     dtype = search_dtype(config)
     count = None
+    pulled = hub.pull(config.father.repo, plan.father.revision, allow_patterns=TOKENIZER_FILES)
+    tokenizer = AutoTokenizer.from_pretrained(pulled.path)
     if config.fitness.kind == "benchmark":
-        from transformers import AutoTokenizer
-
-        pulled = hub.pull(config.father.repo, plan.father.revision, allow_patterns=TOKENIZER_FILES)
-        tokenizer = AutoTokenizer.from_pretrained(pulled.path)
         # lm-eval and datasets draw bars while building the requests: noise in a report.
         max_length = max(plan.config.max_position_embeddings, 4096)
         with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
@@ -198,6 +199,7 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
         count = count_tokens(requests, config.fitness.batch_size, max_length, config.fitness.scorer)
     est = estimate(plan, count, dtype)
     print(f"  search hybrid: {_count(est.hybrid_params)} parameters, {_size(est.hybrid_bytes)} in {dtype}")
+    _diagnostics(config, plan, dtype, tokenizer, est)
     if count is None:
         print("  tokens, memory and time per candidate: only estimated for benchmark fitness")
         return
@@ -219,3 +221,15 @@ def _costs(config: ReleaseConfig, hub, plan, gpu: str | None) -> None:
     for name in names:
         per = est.seconds[name]
         print(f"    {name:<5} {GPUS[name] / 1e12:5.0f} TFLOP/s: {_duration(per)} / {_duration(per * evaluations)}")
+
+
+def _diagnostics(config: ReleaseConfig, plan, dtype: str, tokenizer, est) -> None:
+    """The streaming diagnostics' peak beside the search's (its hybrid, plus a batch when that is known)."""
+    peak = diagnostics_peak(plan, dtype, probe_positions(tokenizer, config.mri.prompts_per_domain, config.search.seed))
+    search = est.peak_bytes or est.hybrid_bytes
+    health = f"health check {_size(peak.health)}" if config.health.enabled else "health check off"
+    print(f"  diagnostics peak memory on the search device in {dtype}: MRI {_size(peak.mri)}, {health}, against "
+          f"the search's {_size(search)}")
+    print(f"    (they stream one model at a time and keep the activations of {peak.probe_positions:,} probe positions; "
+          f"the health check's is for the largest child, every free layer blending; on CPU its RSS adds up to "
+          f"{_size(peak.child_stored)} of the child's shards mapped while it loads)")
