@@ -205,15 +205,15 @@ class IrtFitness(_Estimated):
         self.stderr = None  # no per-candidate standard error of an estimate (see loo_error)
         self._save()
 
-    def _estimate(self, genome: list[float], anchors: np.ndarray) -> tuple[float, dict[str, float], int]:
+    def _estimate(self, genome: list[float], anchors: np.ndarray) -> tuple[float, dict[str, float]]:
         answers, tokens = self.scorer.score(genome, anchors)
         y_hat = self.estimator.predict(answers, anchors)
         self.ledger.candidate_tokens += tokens
         self.ledger.candidates += 1
-        return float(self.layout.weights @ y_hat), self.layout.task_scores(y_hat), tokens
+        return float(self.layout.weights @ y_hat), self.layout.task_scores(y_hat)
 
     def __call__(self, genome: list[float]) -> tuple[float, dict[str, float]]:
-        value, scores, _ = self._estimate(genome, self.estimator.anchors)
+        value, scores = self._estimate(genome, self.estimator.anchors)
         self._save()
         return value, scores
 
@@ -223,7 +223,7 @@ class IrtFitness(_Estimated):
         for k, genome in enumerate(genomes):
             t0 = time.perf_counter()
             self.busy = 1
-            value, scores, _ = self._estimate(genome, anchors)
+            value, scores = self._estimate(genome, anchors)
             self.busy = 0
             on_result(k, value, scores, time.perf_counter() - t0, None)
         self._save()
