@@ -104,7 +104,7 @@ def _search(config, live, tokenizer, heldout):
     return out
 
 
-def _rank_correlation(config, live, tokenizer, estimator: str) -> float:
+def _rank_correlation(config, live, tokenizer) -> float:
     """How the estimator ranks one fixed generation against full scoring (not counted in any search's tokens)."""
     from scipy.stats import spearmanr
 
@@ -171,7 +171,7 @@ def _compare(tmp: Path, father: Path, mother: Path, tasks: list[dict], what: str
         out[estimator]["seconds"] = time.perf_counter() - t0
         print(f"   (start {start:g}, {estimator}: {out[estimator]['seconds']:.0f} s)", flush=True)
     for estimator in ("irt", "race"):
-        out[estimator]["rho"] = _rank_correlation(configs[estimator], live, tokenizer, estimator)
+        out[estimator]["rho"] = _rank_correlation(configs[estimator], live, tokenizer)
     full = out["full"]
     items = sum(t["search_size"] for t in tasks), sum(t["heldout_size"] for t in tasks)
     print(f"   parents: {what}; {POPSIZE} x {GENERATIONS} candidates, {items[0]} search items, "

@@ -2,11 +2,19 @@
 endpoint nor its token (the run starts its own embedded endpoint)."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a run's own local hub)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def isolated_env(tmp: Path, environ: dict | None = None) -> dict:

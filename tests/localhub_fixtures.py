@@ -7,7 +7,6 @@ DARWIN_LOCALHUB_TOKEN set) it is reused; otherwise one is started here on a temp
 
 import atexit
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.cli import free_port  # the hub tests import it from here too
 
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="darwin-test-hf-"))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -48,12 +49,6 @@ USER = "darwin-local"
 def repo_name(stem: str) -> str:
     """A fresh repo id, so tests sharing the session hub never see each other's repos."""
     return f"{USER}/{stem}-{uuid.uuid4().hex[:8]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

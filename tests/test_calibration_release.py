@@ -4,21 +4,14 @@ the finished search."""
 
 import json
 import random
-import socket
 from pathlib import Path
 
 import yaml
 
 from tests.background import early_run
-from tests.cli import ROOT, run_cli
+from tests.cli import ROOT, free_port, run_cli
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven bakers sing near old harbour walls".split()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @early_run
@@ -30,7 +23,7 @@ def calibration_release(tmp_path: Path, env: dict):
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw.pop("space")
     raw["runs_dir"] = str(tmp_path / "runs")
-    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=_free_port())
+    raw["hub"].update(local_root=str(tmp_path / "hub"), local_port=free_port())
     raw["breed"] = {"method": "linear"}
     raw["genome"].pop("transplant", None)
     raw["search"].update(popsize=4, max_generations=1)

@@ -23,15 +23,9 @@ import yaml
 
 from release.search.checkpoint import read_checkpoint
 from tests.background import early_run
-from tests.cli import ROOT, isolated_env, run_cli, run_cli_to_file
+from tests.cli import ROOT, free_port, isolated_env, run_cli, run_cli_to_file
 
 RUN_TIMEOUT = 400
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 
@@ -51,7 +45,7 @@ def _release(tmp: Path, config: Path, *args, timeout=RUN_TIMEOUT, environ=None) 
     return run_cli(tmp, "run", str(config), *args, timeout=timeout, environ=environ)
 
 
-PORT = _free_port()
+PORT = free_port()
 
 
 @early_run
@@ -253,7 +247,7 @@ def killed_and_resumed(tmp: Path, env: dict):
     """The default's search stopped by SIGTERM after generation 1 and by SIGKILL after the next one, then the
     same command run to the end. Same parents, genome, search and fitness as the first release; another
     folder, store, port and child repo, no Space. Returns what each step left, for the test to check."""
-    config = _config(tmp, name="killed", port=_free_port(),
+    config = _config(tmp, name="killed", port=free_port(),
                      child={"repo": "darwin-local/tiny-darwin-child-resumed", "max_shard_size": "500KB"}, space=None)
     terminated = _stop_after_generation(tmp, config, "killed", 1, signal.SIGTERM, env)
     killed = _stop_after_generation(tmp, config, "killed", terminated[2] + 1, signal.SIGKILL, env)

@@ -3,19 +3,12 @@ with its own HF home and local Hub endpoint (only the run folder, the store and 
 The release and the reproduction start with the session, in the background (tests/background.py)."""
 
 import json
-import socket
 from pathlib import Path
 
 import yaml
 
 from tests.background import early_run
-from tests.cli import ROOT, run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.cli import ROOT, free_port, run_cli
 
 
 @early_run
@@ -23,7 +16,7 @@ def same_arch_release(tmp: Path, env: dict):
     """The default with a shorter search, released; then `darwin-release reproduce` on its child."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw["runs_dir"] = str(tmp / "runs")
-    raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=free_port())
     raw["search"].update(popsize=4, max_generations=1)  # the config's own search is longer; the path is the same
     raw["fitness"]["tasks"][0].update(search_size=16, heldout_size=32)
     config = tmp / "same-arch.yaml"

@@ -3,7 +3,6 @@ probe, a `tau` gene, and the ratio hook that pulls the attention and FFN shares 
 search model and in the emitted child alike."""
 
 import json
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +16,7 @@ from release.config import BreedSpec, GenomeSpec, SearchSpec
 from release.errors import ReleaseError
 from release.mri.weights_trust import scan_same_arch
 from tests.background import early_run
-from tests.cli import run_cli
+from tests.cli import free_port, run_cli
 
 IDS = torch.tensor([[2, 10, 20, 30, 40, 50, 60, 70, 80]])
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,19 +101,13 @@ def test_tau_pulls_the_shares_to_r_mri_in_the_live_model_and_the_emitted_child(p
     assert json.loads((out / "darwin_genome.json").read_text())["genes"]["tau"] == 0.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @early_run
 def trusted_card(tmp: Path, env: dict):
     """The same-architecture default with genome.mri on, a frozen layer and a short search, run by the
     real CLI up to the card (in the background from the session's start: tests/background.py)."""
     raw = yaml.safe_load((ROOT / "configs/default-same-arch.yaml").read_text())
     raw["runs_dir"] = str(tmp / "runs")
-    raw["hub"].update(local_root=str(tmp / "hub"), local_port=_free_port())
+    raw["hub"].update(local_root=str(tmp / "hub"), local_port=free_port())
     raw["search"].update(popsize=4, max_generations=1)
     raw["fitness"]["tasks"][0].update(search_size=8, heldout_size=8)
     raw["genome"].pop("transplant")
